@@ -1,0 +1,5 @@
+/**
+ * @module
+ * Intel VT-d backend (scalable mode) — not built yet: this package exports nothing so far.
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * @module
+ * Example third-party backend — not built yet: this package exports nothing so far.
+ */
+export {};

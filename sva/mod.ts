@@ -1,0 +1,6 @@
+/**
+ * @module
+ * Shared virtual addressing (SVA) — not built yet: this package exports nothing so far. Its issue is
+ * still open; see the project's README for the plan.
+ */
+export {};
