@@ -388,3 +388,24 @@ export const IoPgtableQuirk = {
   /** NO_WARN_ON. */
   NO_WARN_ON: 1 << 9,
 } as const;
+
+// ---------------------------------------------------------------------------
+// What a driver calls back into the kernel.
+
+/**
+ * The kernel entry points a driver calls: `iommu_report_device_fault` for
+ * page requests (PRI/stall) and `report_iommu_fault` for unrecoverable DMA
+ * faults. The iommu core implements it and hands it to each driver.
+ */
+export interface IommuKernelHooks {
+  /** `iommu_report_device_fault(dev, evt)`: a recoverable page request. */
+  reportDeviceFault(dev: PciDevice, evt: IopfFault): void;
+  /** `report_iommu_fault`: an unrecoverable fault seen by the driver (event record, fault register). */
+  reportIommuFault(dev: PciDevice | null, iova: number, write: boolean, reason: string): void;
+}
+
+/** A driver that wants the kernel hooks (the core calls this when it registers the driver). */
+export interface IommuOpsWithHooks extends IommuOps {
+  /** Receive the kernel hooks. */
+  setKernelHooks(hooks: IommuKernelHooks): void;
+}

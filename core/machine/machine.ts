@@ -10,6 +10,7 @@ import { Trace } from "../trace.ts";
 import { MmioBus } from "./bus.ts";
 import { VirtualClock } from "./clock.ts";
 import { PhysMem } from "./memory.ts";
+import { InterruptController } from "./irq.ts";
 import { PageAllocator } from "./page-alloc.ts";
 import { Prng } from "./prng.ts";
 import { PciTopology } from "./topology.ts";
@@ -47,6 +48,8 @@ export class Machine {
   readonly rng: Prng;
   /** Trace and counters. */
   readonly trace: Trace;
+  /** Interrupt lines (deferred delivery). */
+  readonly irq: InterruptController;
 
   /** Build a machine. */
   constructor(cfg: MachineConfig = {}) {
@@ -69,6 +72,7 @@ export class Machine {
     this.clock = new VirtualClock();
     this.rng = new Prng(cfg.seed ?? 1);
     this.trace = new Trace();
+    this.irq = new InterruptController();
     this.trace.setTimeSource(this.clock);
   }
 }

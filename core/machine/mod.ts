@@ -14,3 +14,4 @@ export * from "./page-alloc.ts";
 export * from "./clock.ts";
 export * from "./prng.ts";
 export * from "./machine.ts";
+export * from "./irq.ts";
