@@ -13,8 +13,6 @@
 import type { IotlbGather } from "./gather.ts";
 import type { PciDevice } from "./machine/pci.ts";
 
-export type { IotlbGather };
-
 // ---------------------------------------------------------------------------
 // Domain types: the kernel's bit compositions.
 
