@@ -27,6 +27,12 @@ export interface FieldSpec {
    * reports the address rather than the shifted-down field.
    */
   readonly address?: boolean;
+  /**
+   * For address fields outside the first 64 bits (e.g. a pointer in bits
+   * 127:76 of a 128-bit entry): the bit position of the field's lowest bit
+   * inside the address (12 for a page pointer). Default `lo`.
+   */
+  readonly addressShift?: number;
 }
 
 /** A decoded structure: field name to value (bigint, exact for any width). */
@@ -110,7 +116,7 @@ export class FieldTable {
     const out: Decoded = {};
     for (const f of this.fields) {
       const raw = getBits(words, base, f.hi, f.lo);
-      out[f.name] = f.address ? raw << BigInt(f.lo) : raw;
+      out[f.name] = f.address ? raw << BigInt(f.addressShift ?? f.lo) : raw;
     }
     return out;
   }
@@ -125,17 +131,18 @@ export class FieldTable {
       const f = this.field(name);
       let v = BigInt(value);
       if (f.address) {
-        const mask = (1n << BigInt(f.lo)) - 1n;
+        const shift = BigInt(f.addressShift ?? f.lo);
+        const mask = (1n << shift) - 1n;
         if ((v & mask) !== 0n) {
           throw new IommuError(
             "EINVAL",
             "FieldTable",
             `${this.name}.${f.name}: address 0x${v.toString(16)} is not aligned to ${
-              1n << BigInt(f.lo)
+              1n << shift
             } bytes`,
           );
         }
-        v >>= BigInt(f.lo);
+        v >>= shift;
       }
       this.set(words, name, v);
     }
