@@ -14,6 +14,8 @@ import { InterruptController } from "./irq.ts";
 import { PageAllocator } from "./page-alloc.ts";
 import { Prng } from "./prng.ts";
 import { PciTopology } from "./topology.ts";
+import { DmaMaster } from "./dma-master.ts";
+import type { PciDevice } from "./pci.ts";
 
 /** Machine construction options. */
 export interface MachineConfig {
@@ -50,6 +52,7 @@ export class Machine {
   readonly trace: Trace;
   /** Interrupt lines (deferred delivery). */
   readonly irq: InterruptController;
+  readonly #masters = new Map<PciDevice, DmaMaster>();
 
   /** Build a machine. */
   constructor(cfg: MachineConfig = {}) {
@@ -74,5 +77,22 @@ export class Machine {
     this.trace = new Trace();
     this.irq = new InterruptController();
     this.trace.setTimeSource(this.clock);
+  }
+
+  /** The DMA master of `dev` (one per device, created on first use). */
+  master(dev: PciDevice): DmaMaster {
+    let m = this.#masters.get(dev);
+    if (!m) {
+      if (this.pci.byRid(dev.rid, dev.segment) !== dev) {
+        throw new IommuError(
+          "ENODEV",
+          "dma_master",
+          `${dev.bdf} (${dev.name}) is not on this machine`,
+        );
+      }
+      m = new DmaMaster(this, dev);
+      this.#masters.set(dev, m);
+    }
+    return m;
   }
 }

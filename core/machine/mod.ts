@@ -15,3 +15,4 @@ export * from "./clock.ts";
 export * from "./prng.ts";
 export * from "./machine.ts";
 export * from "./irq.ts";
+export * from "./dma-master.ts";

@@ -7,6 +7,30 @@
 
 import { IommuError } from "../errors.ts";
 
+/**
+ * What a PCI function is, as its PCIe capability's device/port type says:
+ * an endpoint, a root port, a switch's upstream or downstream port, a
+ * PCIe-to-PCI(-X) bridge (`PCI_EXP_TYPE_PCI_BRIDGE`), or a conventional
+ * PCI-to-PCI bridge (no PCIe capability).
+ */
+export type PciDeviceKind =
+  | "endpoint"
+  | "root-port"
+  | "switch-upstream"
+  | "switch-downstream"
+  | "pcie-pci-bridge"
+  | "pci-bridge";
+
+/** Every {@link PciDeviceKind}, for validation and help. */
+export const PCI_DEVICE_KINDS: readonly PciDeviceKind[] = [
+  "endpoint",
+  "root-port",
+  "switch-upstream",
+  "switch-downstream",
+  "pcie-pci-bridge",
+  "pci-bridge",
+];
+
 /** Capabilities and properties of a PCI function. */
 export interface PciDeviceConfig {
   /** Name for traces and reports, e.g. `"nvme0"`. */
@@ -25,13 +49,29 @@ export interface PciDeviceConfig {
   ats?: boolean;
   /** PRI capability. */
   pri?: boolean;
-  /** External-facing port below: the kernel marks such devices untrusted. */
+  /**
+   * Untrusted device (the kernel's `pdev->untrusted`). The topology also sets
+   * it for every device below an external-facing port.
+   */
   untrusted?: boolean;
+  /** Device/port type (default `"endpoint"`). */
+  kind?: PciDeviceKind;
+  /** Bridges and ports: the bus number of the secondary (downstream) bus. */
+  secondaryBus?: number;
+  /** Root and downstream ports: the port faces the outside (Thunderbolt, USB4). */
+  externalFacing?: boolean;
+  /** DMA alias quirk: other requester IDs (same segment) this function may use. */
+  aliases?: number[];
   /** DMA mask width in bits (default 64). */
   dmaBits?: number;
   /** Can the device stall (SMMU stall model, platform devices). */
   canStall?: boolean;
-  /** Multi-function device with ACS on its functions (isolated from siblings). */
+  /**
+   * ACS (request redirect, completion redirect, upstream forwarding, source
+   * validation) enabled: on a root or downstream port it isolates the devices
+   * below; on a function of a multi-function device it isolates it from its
+   * siblings. Default true. Conventional PCI never has ACS.
+   */
   acs?: boolean;
 }
 
@@ -71,6 +111,12 @@ export class PciDevice {
   readonly canStall: boolean;
   /** ACS isolation of this function from its siblings. */
   readonly acs: boolean;
+  /** Device/port type. */
+  readonly kind: PciDeviceKind;
+  /** Secondary bus number of a bridge or port; -1 for an endpoint. */
+  readonly secondaryBus: number;
+  /** External-facing root or downstream port. */
+  readonly externalFacing: boolean;
   /** IOMMU state (the kernel's `dev->iommu`), null until probed. */
   iommu: DevIommu | null = null;
   /** Devices whose requester ID this device may also use (DMA aliases). */
@@ -113,6 +159,41 @@ export class PciDevice {
     this.dmaBits = db;
     this.canStall = cfg.canStall ?? false;
     this.acs = cfg.acs ?? true;
+    const kind = cfg.kind ?? "endpoint";
+    chk(
+      PCI_DEVICE_KINDS.includes(kind),
+      `kind "${kind}" is not one of ${PCI_DEVICE_KINDS.join(", ")}`,
+    );
+    this.kind = kind;
+    if (kind === "endpoint") {
+      chk(cfg.secondaryBus === undefined, `an endpoint has no secondary bus`);
+      this.secondaryBus = -1;
+    } else {
+      const sb = cfg.secondaryBus;
+      chk(
+        sb !== undefined && Number.isInteger(sb) && sb >= 1 && sb <= 255 && sb !== cfg.bus,
+        `a ${kind} needs a secondary bus in 1..255 other than its own bus ${cfg.bus} (got ${sb})`,
+      );
+      this.secondaryBus = sb!;
+    }
+    const ext = cfg.externalFacing ?? false;
+    chk(
+      !ext || kind === "root-port" || kind === "switch-downstream",
+      `only a root port or a switch downstream port can be external-facing, not a ${kind}`,
+    );
+    this.externalFacing = ext;
+    for (const a of cfg.aliases ?? []) {
+      chk(
+        Number.isInteger(a) && a >= 0 && a <= 0xffff,
+        `DMA alias ${a} is not a requester ID (0..0xffff)`,
+      );
+      this.aliases.push(a);
+    }
+  }
+
+  /** True for ports and bridges (functions with a secondary bus). */
+  get isBridge(): boolean {
+    return this.secondaryBus >= 0;
   }
 
   /** Requester ID: bus << 8 | device << 3 | function. */
