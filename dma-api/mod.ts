@@ -1,5 +1,12 @@
 /**
  * @module
- * The kernel DMA API over an IOMMU domain — not built yet: this package exports nothing so far.
+ * The kernel DMA API over an IOMMU domain (kernel/dma, drivers/iommu/dma-iommu.c):
+ * the IOVA allocator with range caches, the flush queue for lazy unmap,
+ * swiotlb bouncing, direction-to-protection mapping, and the `DmaApi` entry
+ * point (`dmaDevice(core, dev)`).
  */
-export {};
+
+export * from "./iova.ts";
+export * from "./flush-queue.ts";
+export * from "./swiotlb.ts";
+export * from "./prot.ts";
