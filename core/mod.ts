@@ -12,6 +12,7 @@ export * from "./gather.ts";
 export * from "./pgsize.ts";
 export * from "./trace.ts";
 export * from "./plugin-api.ts";
+export * from "./plugin.ts";
 export * from "./machine/mod.ts";
 export * from "./iommu/mod.ts";
 export * from "./io-pgtable/mod.ts";
