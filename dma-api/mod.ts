@@ -10,3 +10,13 @@ export * from "./iova.ts";
 export * from "./flush-queue.ts";
 export * from "./swiotlb.ts";
 export * from "./prot.ts";
+export * from "./dma.ts";
+export type {
+  IommuDomain,
+  IommuOps,
+  IotlbGather,
+  Machine,
+  PciDevice,
+  PhysMem,
+  ResvRegion,
+} from "@iommu-lab/core";
