@@ -11,12 +11,5 @@ export * from "./flush-queue.ts";
 export * from "./swiotlb.ts";
 export * from "./prot.ts";
 export * from "./dma.ts";
-export type {
-  IommuDomain,
-  IommuOps,
-  IotlbGather,
-  Machine,
-  PciDevice,
-  PhysMem,
-  ResvRegion,
-} from "@iommu-lab/core";
+/** The core's types this package's API refers to. */
+export type * from "@iommu-lab/core";
