@@ -35,6 +35,13 @@ export interface IoPgtableCfg {
   coherentWalk: boolean;
   /** Flush callbacks, or null. */
   tlb: FlushOps | null;
+  /**
+   * X86_64 only: build a CPU process page table (the SVA layer's mm): the
+   * U/S bit is set in every entry (a leaf mapped with IOMMU_PRIV keeps it
+   * clear). Without it the table is a VT-d first-stage DMA table whose
+   * leaves are supervisor pages. Ignored by the other formats.
+   */
+  userMode?: boolean;
 }
 
 /** Stage-1 register values (`arm_lpae_s1_cfg`). */

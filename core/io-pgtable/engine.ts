@@ -1,0 +1,630 @@
+/**
+ * @module
+ * The radix-table engine shared by every format: map/unmap/iova_to_phys,
+ * dirty harvesting and teardown over tables of 64-bit entries written into
+ * {@link PhysMem} as two 32-bit halves. A format subclass says how entries
+ * are encoded (present, leaf, table pointer, leaf attributes, dirty state);
+ * the engine owns the walk, validation, rollback and flush callbacks.
+ *
+ * Rules (kernel io-pgtable semantics, see each method):
+ * - validate, then mutate; a failed map leaves what it did not map exactly as
+ *   before (tables it allocated are released again);
+ * - a table page that becomes empty on unmap is unlinked, its walk is
+ *   flushed (`tlbFlushWalk`) after the leaf invalidations were queued, and
+ *   the page goes to the gather's freelist (or straight back to the
+ *   allocator when no gather is given);
+ * - the hot paths (map, unmap, iovaToPhys) allocate no objects: all walk
+ *   state lives in preallocated typed arrays.
+ */
+
+import { IommuError } from "../errors.ts";
+import type { IotlbGather } from "../gather.ts";
+import { PAGE_SIZE } from "../machine/memory.ts";
+import type { PhysMem } from "../machine/memory.ts";
+import type { PageAllocator } from "../machine/page-alloc.ts";
+import { pgsizeIn, pgsizesOf } from "../pgsize.ts";
+import {
+  type DirtyBitmap,
+  type FlushOps,
+  IOMMU_DIRTY_NO_CLEAR,
+  IOMMU_PROT_MASK,
+  IOMMU_READ,
+  IOMMU_WRITE,
+} from "../types.ts";
+import type { IoPgtable, IoPgtableCfg, IoPgtableEnv, IoPgtableFormat } from "./api.ts";
+
+/** Shape of a radix table: levels are numbered from the root (0) down to the last level. */
+export interface RadixGeometry {
+  /** Number of levels walked from the root. */
+  levels: number;
+  /** Per level: bit position of the lowest index bit (log2 of the size one entry maps). */
+  shifts: readonly number[];
+  /** Per level: number of index bits (the root may differ: concatenated or short tables). */
+  idxBits: readonly number[];
+  /** Size in bytes of a non-root table page (the translation granule). */
+  tableBytes: number;
+}
+
+/** Human-readable size: 4K, 2M, 1G, 4T. */
+export function sizeName(bytes: number): string {
+  const units = ["", "K", "M", "G", "T", "P"];
+  let u = 0;
+  let v = bytes;
+  while (v >= 1024 && v % 1024 === 0 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v}${units[u]}`;
+}
+
+/** `0x…` for error messages. */
+function hx(x: number): string {
+  return "0x" + x.toString(16);
+}
+
+/** Allocation order (log2 of 4 KiB pages) of a table of `bytes`. */
+function orderOf(bytes: number): number {
+  let o = 0;
+  while (PAGE_SIZE * 2 ** o < bytes) o++;
+  return o;
+}
+
+/**
+ * A page table in physical memory. Subclasses implement the entry encoding;
+ * entries are passed around as `(lo, hi)` 32-bit halves and the encoders
+ * write their result to `outLo`/`outHi` (no allocation).
+ */
+export abstract class RadixPgtable implements IoPgtable {
+  /** Format name. */
+  readonly fmt: IoPgtableFormat;
+  /** Configuration with the page sizes, ias and oas narrowed to what the format supports. */
+  readonly cfg: Readonly<IoPgtableCfg>;
+  /** Physical address of the root table. */
+  readonly root: number;
+  /** Levels walked from the root. */
+  readonly levels: number;
+  /** Size in bytes of the root table (may be less or more than a page). */
+  readonly rootBytes: number;
+  /** Translation granule: smallest page and the size of non-root tables. */
+  readonly granule: number;
+
+  /** Memory the tables live in. */
+  protected readonly mem: PhysMem;
+  /** Allocator the table pages come from. */
+  protected readonly pages: PageAllocator;
+  /** Flush callbacks (or null). */
+  protected readonly tlb: FlushOps | null;
+  /** Errno for an address outside ias/oas (Arm: ERANGE; Intel formats: EINVAL). */
+  protected rangeErrno: "ERANGE" | "EINVAL" = "EINVAL";
+
+  /** Leaf attribute halves computed by {@link protToPte} for the current map call. */
+  protected protLo = 0;
+  /** High half of the leaf attributes. */
+  protected protHi = 0;
+  /** Encoder output, low half. */
+  protected outLo = 0;
+  /** Encoder output, high half. */
+  protected outHi = 0;
+
+  readonly #shift: Int32Array;
+  readonly #blockSize: Float64Array;
+  readonly #entries: Float64Array;
+  readonly #leafOk: Uint8Array;
+  readonly #tableOrder: number;
+  readonly #iasLimit: number;
+  readonly #oasLimit: number;
+  /** Live-entry count per table page (software bookkeeping, as a driver keeps). */
+  readonly #count = new Map<number, number>();
+  // Walk scratch (no per-call allocation).
+  readonly #pathTable: Float64Array;
+  readonly #newTable: Float64Array;
+  readonly #newSlot: Float64Array;
+  readonly #newParent: Float64Array;
+  #nNew = 0;
+  #freed = false;
+
+  /** Build the engine and allocate the (zeroed) root table. */
+  protected constructor(
+    fmt: IoPgtableFormat,
+    cfg: IoPgtableCfg,
+    env: IoPgtableEnv,
+    geo: RadixGeometry,
+  ) {
+    this.fmt = fmt;
+    this.cfg = Object.freeze({ ...cfg });
+    this.mem = env.mem;
+    this.pages = env.pages;
+    this.tlb = cfg.tlb;
+    this.levels = geo.levels;
+    this.granule = geo.tableBytes;
+    const n = geo.levels;
+    this.#shift = Int32Array.from(geo.shifts);
+    this.#blockSize = Float64Array.from(geo.shifts, (s) => 2 ** s);
+    this.#entries = Float64Array.from(geo.idxBits, (b) => 2 ** b);
+    this.#leafOk = Uint8Array.from(geo.shifts, (s) => pgsizeIn(cfg.pgsizeBitmap, 2 ** s) ? 1 : 0);
+    this.#tableOrder = orderOf(geo.tableBytes);
+    this.#iasLimit = 2 ** cfg.ias;
+    this.#oasLimit = 2 ** cfg.oas;
+    this.#pathTable = new Float64Array(n);
+    this.#newTable = new Float64Array(n);
+    this.#newSlot = new Float64Array(n);
+    this.#newParent = new Float64Array(n);
+    this.rootBytes = 8 * 2 ** geo.idxBits[0];
+    this.root = env.pages.allocPages(orderOf(this.rootBytes));
+    this.#count.set(this.root, 0);
+  }
+
+  // -------------------------------------------------------------------------
+  // What a format defines.
+
+  /** True if the entry is valid (maps something or points to a table). */
+  protected abstract isPresent(lo: number, hi: number): boolean;
+  /** True if a present entry at `level` is a leaf (page or block). */
+  protected abstract isLeaf(lo: number, hi: number, level: number): boolean;
+  /** Address an entry holds: the next table, or the output address of a leaf. */
+  protected abstract addrOf(lo: number, hi: number, level: number): number;
+  /** Encode a table entry pointing at `table` into outLo/outHi. */
+  protected abstract encodeTable(table: number, level: number): void;
+  /** Encode a leaf for `paddr` at `level` with protLo/protHi into outLo/outHi. */
+  protected abstract encodeLeaf(paddr: number, level: number): void;
+  /** Compute protLo/protHi from IOMMU_* prot bits (already validated). */
+  protected abstract protToPte(prot: number): void;
+  /** True if a leaf's dirty state is set. */
+  protected abstract isDirty(lo: number, hi: number): boolean;
+  /** Encode the leaf with its dirty state cleared into outLo/outHi. */
+  protected abstract cleanDirty(lo: number, hi: number): void;
+  /** Extra input-address check (x86 canonical form); throw to refuse. */
+  protected checkIova(_op: string, _iova: number, _size: number): void {}
+  /** Throw when the format cannot report dirty state (default: it can). */
+  protected checkDirtySupport(): void {}
+
+  // -------------------------------------------------------------------------
+  // Helpers.
+
+  #level(pgsize: number): number {
+    for (let l = this.levels - 1; l >= 0; l--) {
+      if (this.#blockSize[l] === pgsize) return this.#leafOk[l] === 1 ? l : -1;
+    }
+    return -1;
+  }
+
+  #index(iova: number, level: number): number {
+    return Math.floor(iova / this.#blockSize[level]) % this.#entries[level];
+  }
+
+  #countAdd(table: number, delta: number): number {
+    const c = (this.#count.get(table) ?? 0) + delta;
+    this.#count.set(table, c);
+    return c;
+  }
+
+  #alive(op: string): void {
+    if (this.#freed) throw new IommuError("EINVAL", op, `the ${this.fmt} page table was freed`);
+  }
+
+  #sizesText(): string {
+    return pgsizesOf(this.cfg.pgsizeBitmap).map(sizeName).join(", ");
+  }
+
+  #release(table: number, gather: IotlbGather | null): void {
+    this.#count.delete(table);
+    if (gather) gather.freelist.push(table);
+    else this.pages.free(table);
+  }
+
+  /** Release `table` (at `level`) and every table below it. */
+  #releaseTree(table: number, level: number, gather: IotlbGather | null): void {
+    if (level < this.levels - 1) {
+      const n = this.#entries[level];
+      for (let i = 0; i < n; i++) {
+        const lo = this.mem.read32(table + 8 * i);
+        const hi = this.mem.read32(table + 8 * i + 4);
+        if (this.isPresent(lo, hi) && !this.isLeaf(lo, hi, level)) {
+          this.#releaseTree(this.addrOf(lo, hi, level), level + 1, gather);
+        }
+      }
+    }
+    this.#release(table, gather);
+  }
+
+  /** Undo the tables the current map chunk allocated (they hold nothing). */
+  #rollback(): void {
+    for (let j = this.#nNew - 1; j >= 0; j--) {
+      this.mem.write64(this.#newSlot[j], 0, 0);
+      this.#countAdd(this.#newParent[j], -1);
+      this.#count.delete(this.#newTable[j]);
+      this.pages.free(this.#newTable[j]);
+    }
+    this.#nNew = 0;
+  }
+
+  // -------------------------------------------------------------------------
+  // io_pgtable_ops.
+
+  /**
+   * `map_pages`: map `pgcount` pages of `pgsize` from `iova` to `paddr`,
+   * across table boundaries. Refuses (nothing changed) with EINVAL a page
+   * size outside the bitmap, a misaligned iova/paddr, prot bits outside
+   * IOMMU_* or without READ|WRITE; with ERANGE (Arm) / EINVAL (Intel) an
+   * address beyond ias/oas. Mapping over a live entry throws EEXIST and
+   * allocation failure ENOMEM, each with `detail.mapped` = bytes mapped
+   * before it; the pages not mapped stay exactly as they were.
+   */
+  mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
+    const op = "map_pages";
+    this.#alive(op);
+    const level = this.#level(pgsize);
+    if (level < 0) {
+      throw new IommuError(
+        "EINVAL",
+        op,
+        `page size ${
+          hx(pgsize)
+        } is not supported by this ${this.fmt} table; allowed: ${this.#sizesText()}`,
+      );
+    }
+    if (!Number.isInteger(pgcount) || pgcount < 0) {
+      throw new IommuError("EINVAL", op, `pgcount ${pgcount} must be a non-negative integer`);
+    }
+    if (!Number.isInteger(iova) || iova < 0 || iova % pgsize !== 0) {
+      throw new IommuError("EINVAL", op, `iova ${hx(iova)} is not aligned to ${sizeName(pgsize)}`);
+    }
+    if (!Number.isInteger(paddr) || paddr < 0 || paddr % pgsize !== 0) {
+      throw new IommuError(
+        "EINVAL",
+        op,
+        `paddr ${hx(paddr)} is not aligned to ${sizeName(pgsize)}`,
+      );
+    }
+    const size = pgsize * pgcount;
+    this.checkIova(op, iova, size);
+    if (iova + size > this.#iasLimit) {
+      throw new IommuError(
+        this.rangeErrno,
+        op,
+        `iova range [${hx(iova)}, ${hx(iova + size)}) exceeds the ${this.cfg.ias}-bit input space`,
+      );
+    }
+    if (paddr + size > this.#oasLimit) {
+      throw new IommuError(
+        this.rangeErrno,
+        op,
+        `paddr range [${hx(paddr)}, ${
+          hx(paddr + size)
+        }) exceeds the ${this.cfg.oas}-bit output space`,
+      );
+    }
+    if ((prot & ~IOMMU_PROT_MASK) !== 0 || (prot & (IOMMU_READ | IOMMU_WRITE)) === 0) {
+      throw new IommuError(
+        "EINVAL",
+        op,
+        `prot ${hx(prot)} must include IOMMU_READ or IOMMU_WRITE and only IOMMU_* bits (mask 0x3f)`,
+      );
+    }
+    if (pgcount === 0) return 0;
+    this.protToPte(prot);
+    let done = 0;
+    while (done < pgcount) {
+      done += this.#mapChunk(
+        iova + done * pgsize,
+        paddr + done * pgsize,
+        pgsize,
+        level,
+        pgcount - done,
+        done * pgsize,
+      );
+    }
+    return size;
+  }
+
+  /** Map as many pages as fit in one last-level table; returns the count. */
+  #mapChunk(
+    iova: number,
+    paddr: number,
+    pgsize: number,
+    target: number,
+    remaining: number,
+    mappedBefore: number,
+  ): number {
+    const mem = this.mem;
+    let table = this.root;
+    this.#nNew = 0;
+    for (let l = 0; l < target; l++) {
+      const slot = table + 8 * this.#index(iova, l);
+      const lo = mem.read32(slot);
+      const hi = mem.read32(slot + 4);
+      if (!this.isPresent(lo, hi)) {
+        let child: number;
+        try {
+          child = this.pages.allocPages(this.#tableOrder);
+        } catch (e) {
+          this.#rollback();
+          const msg = e instanceof IommuError ? e.message : String(e);
+          throw new IommuError(
+            "ENOMEM",
+            "map_pages",
+            `no page for a level-${l + 1} table at iova ${
+              hx(iova)
+            } (${msg}); ${mappedBefore} bytes were mapped before it`,
+            { mapped: mappedBefore },
+          );
+        }
+        this.encodeTable(child, l);
+        mem.write32(slot + 4, this.outHi);
+        mem.write32(slot, this.outLo);
+        this.#countAdd(table, 1);
+        this.#count.set(child, 0);
+        const j = this.#nNew++;
+        this.#newTable[j] = child;
+        this.#newSlot[j] = slot;
+        this.#newParent[j] = table;
+        table = child;
+      } else if (this.isLeaf(lo, hi, l)) {
+        this.#rollback();
+        throw new IommuError(
+          "EEXIST",
+          "map_pages",
+          `iova ${hx(iova)} lies inside a live ${
+            sizeName(this.#blockSize[l])
+          } mapping; unmap it first`,
+          { mapped: mappedBefore },
+        );
+      } else {
+        table = this.addrOf(lo, hi, l);
+      }
+    }
+    const first = this.#index(iova, target);
+    const n = Math.min(remaining, this.#entries[target] - first);
+    // Check every slot before writing any.
+    for (let i = 0; i < n; i++) {
+      const slot = table + 8 * (first + i);
+      const lo = mem.read32(slot);
+      const hi = mem.read32(slot + 4);
+      if (!this.isPresent(lo, hi)) continue;
+      if (
+        this.isLeaf(lo, hi, target) ||
+        (this.#count.get(this.addrOf(lo, hi, target)) ?? 1) !== 0
+      ) {
+        this.#rollback();
+        throw new IommuError(
+          "EEXIST",
+          "map_pages",
+          `iova ${hx(iova + i * pgsize)} is already mapped (entry ${hx(hi)}_${
+            (lo >>> 0).toString(16).padStart(8, "0")
+          }); unmap it first`,
+          { mapped: mappedBefore },
+        );
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      const slot = table + 8 * (first + i);
+      const lo = mem.read32(slot);
+      const hi = mem.read32(slot + 4);
+      if (this.isPresent(lo, hi)) {
+        // An empty table is replaced by the leaf: drop it and its walk.
+        mem.write64(slot, 0, 0);
+        this.tlb?.tlbFlushWalk(iova + i * pgsize, pgsize, this.granule);
+        this.#releaseTree(this.addrOf(lo, hi, target), target + 1, null);
+      } else {
+        this.#countAdd(table, 1);
+      }
+      this.encodeLeaf(paddr + i * pgsize, target);
+      mem.write32(slot + 4, this.outHi);
+      mem.write32(slot, this.outLo);
+    }
+    this.#nNew = 0;
+    return n;
+  }
+
+  /**
+   * `unmap_pages`: unmap `pgcount` pages of `pgsize` from `iova`; returns
+   * the bytes unmapped. Stops (returning what it did so far) at an empty
+   * slot or at a larger leaf covering the range ("Unmap of a partial large
+   * IOPTE is not allowed": 0, nothing changed). Bad arguments return 0, as
+   * the kernel's WARN_ON paths do. A table entry at the unmap size is
+   * cleared with its whole subtree (tlbFlushWalk). Each leaf is queued with
+   * `tlbAddPage` unless the gather is `queued`; tables that become empty are
+   * unlinked and flushed after that, then freed (via `gather.freelist`).
+   */
+  unmapPages(iova: number, pgsize: number, pgcount: number, gather: IotlbGather | null): number {
+    this.#alive("unmap_pages");
+    const level = this.#level(pgsize);
+    if (
+      level < 0 || !Number.isInteger(pgcount) || pgcount <= 0 || !Number.isInteger(iova) ||
+      iova < 0 || iova % pgsize !== 0 || iova + pgsize * pgcount > this.#iasLimit
+    ) {
+      return 0;
+    }
+    let done = 0;
+    while (done < pgcount) {
+      const n = this.#unmapChunk(iova + done * pgsize, pgsize, level, pgcount - done, gather);
+      if (n === 0) break;
+      done += n;
+    }
+    return done * pgsize;
+  }
+
+  #unmapChunk(
+    iova: number,
+    pgsize: number,
+    target: number,
+    remaining: number,
+    gather: IotlbGather | null,
+  ): number {
+    const mem = this.mem;
+    const path = this.#pathTable;
+    let table = this.root;
+    for (let l = 0; l < target; l++) {
+      path[l] = table;
+      const slot = table + 8 * this.#index(iova, l);
+      const lo = mem.read32(slot);
+      const hi = mem.read32(slot + 4);
+      if (!this.isPresent(lo, hi) || this.isLeaf(lo, hi, l)) return 0;
+      table = this.addrOf(lo, hi, l);
+    }
+    path[target] = table;
+    const first = this.#index(iova, target);
+    const n = Math.min(remaining, this.#entries[target] - first);
+    const tlb = this.tlb;
+    let i = 0;
+    for (; i < n; i++) {
+      const slot = table + 8 * (first + i);
+      const lo = mem.read32(slot);
+      const hi = mem.read32(slot + 4);
+      if (!this.isPresent(lo, hi)) break;
+      mem.write32(slot, 0);
+      mem.write32(slot + 4, 0);
+      const at = iova + i * pgsize;
+      if (this.isLeaf(lo, hi, target)) {
+        if (gather !== null && !gather.queued && tlb !== null && tlb.tlbAddPage !== undefined) {
+          tlb.tlbAddPage(gather, at, pgsize);
+        }
+      } else {
+        tlb?.tlbFlushWalk(at, pgsize, this.granule);
+        this.#releaseTree(this.addrOf(lo, hi, target), target + 1, gather);
+      }
+    }
+    if (i === 0) return 0;
+    // Unlink tables that became empty, deepest first, after the leaf work.
+    let l = target;
+    let left = this.#countAdd(table, -i);
+    while (l > 0 && left === 0) {
+      const t = path[l];
+      const parent = path[l - 1];
+      const slot = parent + 8 * this.#index(iova, l - 1);
+      mem.write32(slot, 0);
+      mem.write32(slot + 4, 0);
+      left = this.#countAdd(parent, -1);
+      const span = this.#blockSize[l - 1];
+      tlb?.tlbFlushWalk(iova - (iova % span), span, this.granule);
+      this.#release(t, gather);
+      l--;
+    }
+    return i;
+  }
+
+  /** `iova_to_phys`: the physical address `iova` translates to, or 0 when not mapped. */
+  iovaToPhys(iova: number): number {
+    if (!(iova >= 0 && iova < this.#iasLimit) || this.#freed) return 0;
+    const mem = this.mem;
+    let table = this.root;
+    for (let l = 0; l < this.levels; l++) {
+      const slot = table + 8 * this.#index(iova, l);
+      const lo = mem.read32(slot);
+      const hi = mem.read32(slot + 4);
+      if (!this.isPresent(lo, hi)) return 0;
+      if (this.isLeaf(lo, hi, l)) return this.addrOf(lo, hi, l) + (iova % this.#blockSize[l]);
+      table = this.addrOf(lo, hi, l);
+    }
+    return 0;
+  }
+
+  /**
+   * `read_and_clear_dirty`: report every dirty leaf overlapping
+   * `[iova, iova+size)` to `dirty` (leaf base and leaf size) and, unless
+   * `flags` has IOMMU_DIRTY_NO_CLEAR, clear its dirty state. The caller
+   * invalidates the IOTLB afterwards. EINVAL for a range beyond ias.
+   */
+  readAndClearDirty(iova: number, size: number, flags: number, dirty: DirtyBitmap): void {
+    const op = "read_and_clear_dirty";
+    this.#alive(op);
+    this.checkDirtySupport();
+    if (!Number.isInteger(iova) || iova < 0 || size <= 0 || iova + size > this.#iasLimit) {
+      throw new IommuError(
+        "EINVAL",
+        op,
+        `range [${hx(iova)}, +${
+          hx(size)
+        }) must be non-empty and inside the ${this.cfg.ias}-bit input space`,
+      );
+    }
+    this.#dirtyWalk(
+      this.root,
+      0,
+      0,
+      iova,
+      iova + size,
+      (flags & IOMMU_DIRTY_NO_CLEAR) === 0,
+      dirty,
+    );
+  }
+
+  #dirtyWalk(
+    table: number,
+    level: number,
+    base: number,
+    start: number,
+    end: number,
+    clear: boolean,
+    dirty: DirtyBitmap,
+  ): void {
+    const bs = this.#blockSize[level];
+    const from = Math.max(0, Math.floor((start - base) / bs));
+    const to = Math.min(this.#entries[level], Math.ceil((end - base) / bs));
+    for (let i = from; i < to; i++) {
+      const slot = table + 8 * i;
+      const lo = this.mem.read32(slot);
+      const hi = this.mem.read32(slot + 4);
+      if (!this.isPresent(lo, hi)) continue;
+      const at = base + i * bs;
+      if (this.isLeaf(lo, hi, level)) {
+        if (this.isDirty(lo, hi)) {
+          dirty.setDirty(at, bs);
+          if (clear) {
+            this.cleanDirty(lo, hi);
+            this.mem.write32(slot, this.outLo);
+            this.mem.write32(slot + 4, this.outHi);
+          }
+        }
+      } else {
+        this.#dirtyWalk(this.addrOf(lo, hi, level), level + 1, at, start, end, clear, dirty);
+      }
+    }
+  }
+
+  /** `free_io_pgtable_ops`: return every table page (root included) to the allocator. */
+  free(): void {
+    this.#alive("free_io_pgtable_ops");
+    this.#releaseTree(this.root, 0, null);
+    this.#count.clear();
+    this.#freed = true;
+  }
+
+  /** Number of table pages (blocks) currently owned by this table, root included. */
+  get tablePages(): number {
+    return this.#count.size;
+  }
+
+  /** Size in bytes one entry at `level` maps (level 0 = root). */
+  blockSize(level: number): number {
+    return this.#blockSize[level];
+  }
+
+  /** Read the raw entry `index` of the table at `table` as `[lo, hi]` (tests, inspection). */
+  readEntry(table: number, index: number): [number, number] {
+    return [this.mem.read32(table + 8 * index), this.mem.read32(table + 8 * index + 4)];
+  }
+
+  /**
+   * Walk `iova` and return the physical address of the entry that maps it
+   * (leaf) and its level, or null when not mapped (tests, inspection).
+   */
+  leafSlot(iova: number): { slot: number; level: number } | null {
+    if (!(iova >= 0 && iova < this.#iasLimit)) return null;
+    let table = this.root;
+    for (let l = 0; l < this.levels; l++) {
+      const slot = table + 8 * this.#index(iova, l);
+      const lo = this.mem.read32(slot);
+      const hi = this.mem.read32(slot + 4);
+      if (!this.isPresent(lo, hi)) return null;
+      if (this.isLeaf(lo, hi, l)) return { slot, level: l };
+      table = this.addrOf(lo, hi, l);
+    }
+    return null;
+  }
+
+  /** Index bits used at `level` (tests, inspection). */
+  indexShift(level: number): number {
+    return this.#shift[level];
+  }
+}
