@@ -37,11 +37,59 @@ export function pgsizeMax(bitmap: number): number {
 }
 
 /**
- * `iommu_pgsize` (drivers/iommu/iommu.c): the largest page size allowed by
- * `size` and by the alignment of `iova | paddr`, and how many of them to map
- * before the next larger supported size could take over (when `iova` and
+ * The page size `iommu_pgsize` (drivers/iommu/iommu.c, v6.8) picks: the
+ * largest size in `bitmap` that is no larger than `2^fls(size)` and no larger
+ * than the alignment of `iova | paddr`; 0 when none fits (the kernel BUGs;
+ * callers refuse with EINVAL first). Allocation-free, for the map/unmap loops.
+ */
+export function iommuPgsizeOnly(bitmap: number, iova: number, paddr: number, size: number): number {
+  if (size <= 0 || bitmap <= 0) return 0;
+  // Sizes small enough for `size`: GENMASK(__fls(size), 0).
+  let limit = 2 ** fls(size);
+  // Constrain by the alignment of iova | paddr (the lowest set bit of either).
+  if (iova !== 0 || paddr !== 0) {
+    const a = iova === 0 ? ffs(paddr) : paddr === 0 ? ffs(iova) : Math.min(ffs(iova), ffs(paddr));
+    const align = 2 ** a;
+    if (align < limit) limit = align;
+  }
+  const allowed = bitmap % (limit * 2);
+  return allowed === 0 ? 0 : 2 ** fls(allowed);
+}
+
+/**
+ * How many pages of `pgsize` `iommu_pgsize` maps at once: all of `size`,
+ * unless the next larger supported page size could take over at its next
+ * boundary (when `iova` and `paddr` share their offset within it and `size`
+ * reaches one full larger page past that boundary); then only up to the
+ * boundary. Allocation-free.
+ */
+export function iommuPgcount(
+  bitmap: number,
+  iova: number,
+  paddr: number,
+  size: number,
+  pgsize: number,
+): number {
+  if (pgsize <= 0) return 0;
+  const above = bitmap - (bitmap % (pgsize * 2)); // bitmap & ~GENMASK(pgsize_idx, 0)
+  if (above > 0) {
+    const next = 2 ** ffs(above);
+    const off = iova % next;
+    if (off === paddr % next) {
+      const offset = next - off;
+      if (offset + next <= size) size = offset;
+    }
+  }
+  return Math.floor(size / pgsize);
+}
+
+/**
+ * `iommu_pgsize` (drivers/iommu/iommu.c, v6.8): the largest page size allowed
+ * by `size` and by the alignment of `iova | paddr`, and how many of them to
+ * map before the next larger supported size could take over (when `iova` and
  * `paddr` share their offset within that larger size). `pgsize` 0 means no
- * size fits (the kernel BUGs; callers refuse with EINVAL first).
+ * size fits (the kernel BUGs; callers refuse with EINVAL first). Hot loops use
+ * {@link iommuPgsizeOnly} and {@link iommuPgcount}, which allocate nothing.
  */
 export function iommuPgsize(
   bitmap: number,
@@ -49,26 +97,7 @@ export function iommuPgsize(
   paddr: number,
   size: number,
 ): { pgsize: number; count: number } {
-  const addrMerge = iova + paddr;
-  const maxByAlign = addrMerge > 0
-    ? 2 ** Math.min(iova === 0 ? 53 : ffs(iova), paddr === 0 ? 53 : ffs(paddr))
-    : Infinity;
-  let pgsize = 0;
-  let next = 0;
-  for (const s of pgsizesOf(bitmap)) {
-    if (s <= size && s <= maxByAlign) pgsize = s;
-  }
+  const pgsize = iommuPgsizeOnly(bitmap, iova, paddr, size);
   if (pgsize === 0) return { pgsize: 0, count: 0 };
-  for (const s of pgsizesOf(bitmap)) {
-    if (s > pgsize) {
-      next = s;
-      break;
-    }
-  }
-  let span = size;
-  if (next !== 0 && iova % next === paddr % next) {
-    const offset = next - (Math.max(iova % next, paddr % next));
-    if (offset + next <= size) span = offset;
-  }
-  return { pgsize, count: Math.floor(span / pgsize) };
+  return { pgsize, count: iommuPgcount(bitmap, iova, paddr, size, pgsize) };
 }

@@ -1,6 +1,13 @@
 /**
  * @module
- * The kernel iommu core (probe, groups, default domains, attach, PASID,
- * reserved regions, DMA ownership). Not built yet: exports nothing so far.
+ * The kernel iommu core: device probe, groups, default domains, attach and
+ * replace, PASID attach, the global PASID allocator, reserved regions,
+ * iommu_map/unmap, DMA ownership and I/O page-fault delivery.
  */
-export {};
+export * from "./core.ts";
+export * from "./group.ts";
+export * from "./counters.ts";
+export * from "./ida.ts";
+export * from "./resv.ts";
+export * from "./iopf.ts";
+export * from "./map.ts";
