@@ -11,3 +11,9 @@ export * from "./ida.ts";
 export * from "./resv.ts";
 export * from "./iopf.ts";
 export * from "./map.ts";
+// What the iommu core's API refers to, so the "/iommu" entry documents on its own.
+export * from "../types.ts";
+export * from "../gather.ts";
+export * from "../trace.ts";
+export * from "../errors.ts";
+export * from "../machine/mod.ts";
