@@ -75,6 +75,7 @@ export interface DmaCounters {
   pending: number;
   /** Translations requested (one per chunk). */
   translations: number;
+  /** Other counters a caller may add to the set. */
   [name: string]: number;
 }
 
