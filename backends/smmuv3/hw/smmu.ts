@@ -1,0 +1,1570 @@
+/**
+ * @module
+ * The Arm SMMUv3 hardware model: register pages 0 and 1, stream table and
+ * context descriptors read from physical memory, stage-1/stage-2/nested
+ * walks, a TLB and a configuration cache, the command queue, the event and
+ * PRI queues, the stall model, ATS with a per-device ATC, and checking mode.
+ * It knows nothing of any driver: it sees only its registers and memory.
+ */
+
+import {
+  ACCESS_EXEC,
+  ACCESS_READ,
+  ACCESS_WRITE,
+  type Counters,
+  type DmaRequest,
+  type IommuHardware,
+  type Machine,
+  type MmioRegion,
+  NO_PASID,
+  type PhysMem,
+  type RegisterSpec,
+  type TranslateResult,
+} from "@iommu-lab/core";
+import type { SmmuFeatures } from "./features.ts";
+import {
+  CR0,
+  GBPA,
+  GERROR,
+  IDR0,
+  IRQ_CTRL,
+  OAS_BITS,
+  Q_OVF,
+  REG,
+  SMMU_MMIO_SIZE,
+  SMMU_REGISTERS,
+} from "./regs.ts";
+import {
+  CERROR,
+  EVT,
+  EVT_CLASS,
+  EVT_NAME,
+  OP,
+  OP_NAME,
+  PRI_RESP,
+  RESUME_ACTION,
+  S1DSS,
+  STE_CFG,
+  STRW,
+  SYNC_CS,
+} from "./structs.ts";
+import {
+  newWalkCfg,
+  newWalkOut,
+  s1StartLevel,
+  s2StartLevel,
+  type TableFetchTranslator,
+  walk,
+  WALK_OK,
+  type WalkCfg,
+  type WalkOut,
+} from "./walk.ts";
+
+const TWO32 = 4294967296;
+const TG_SHIFT = [12, 16, 14, -1]; // CD.TG0 / STE.S2TG encoding to granule shift
+const CMD_TG_SHIFT = [0, 12, 14, 16]; // TLBI TG field
+
+/** A parsed STE (configuration cache entry). */
+export interface SteConfig {
+  /** Raw words (for checking mode). */
+  words: Uint32Array;
+  /** Config field. */
+  config: number;
+  /** S1 enabled. */
+  s1: boolean;
+  /** S2 enabled. */
+  s2: boolean;
+  /** S1FMT. */
+  s1fmt: number;
+  /** S1ContextPtr. */
+  ctxPtr: number;
+  /** S1CDMax. */
+  cdMax: number;
+  /** S1DSS. */
+  s1dss: number;
+  /** S1STALLD. */
+  s1stalld: boolean;
+  /** EATS. */
+  eats: number;
+  /** EL2 regime. */
+  el2: boolean;
+  /** S2VMID. */
+  vmid: number;
+  /** Stage-2 walk configuration. */
+  s2cfg: WalkCfg;
+  /** S2S (stall on stage-2 faults). */
+  s2s: boolean;
+  /** S2R (record stage-2 faults). */
+  s2r: boolean;
+}
+
+/** A parsed CD (configuration cache entry). */
+export interface CdConfig {
+  /** Raw words (for checking mode). */
+  words: Uint32Array;
+  /** ASID. */
+  asid: number;
+  /** EPD0. */
+  epd0: boolean;
+  /** CD.S: stall on faults. */
+  stall: boolean;
+  /** CD.R: record faults. */
+  record: boolean;
+  /** Stage-1 walk configuration. */
+  cfg: WalkCfg;
+}
+
+/** A TLB entry. */
+interface TlbEntry {
+  va: number;
+  pa: number;
+  ipa: number;
+  sizeShift: number;
+  /** ACCESS_* bits for privileged requests. */
+  permP: number;
+  /** ACCESS_* bits for unprivileged requests. */
+  permU: number;
+  nested: boolean;
+}
+
+/** A missed invalidation found in checking mode. */
+export interface MissedInvalidation {
+  /** Which cache was stale: "STE", "CD", "TLB" or "ATC". */
+  cache: string;
+  /** StreamID. */
+  sid: number;
+  /** SubstreamID or -1. */
+  ssid: number;
+  /** Input address (TLB/ATC), else 0. */
+  addr: number;
+  /** What the cache said versus memory. */
+  detail: string;
+}
+
+interface Stall {
+  sid: number;
+  ssid: number;
+  page: number;
+  stag: number;
+  state: number; // 0 waiting, 1 retry, 2 abort/terminate
+}
+
+interface PageReq {
+  sid: number;
+  ssid: number;
+  page: number;
+  prg: number;
+  state: number; // -1 waiting, else PRI_RESP value
+}
+
+/** Counter names of the model. */
+function newCounters(): Counters {
+  return {
+    translations: 0,
+    bypass: 0,
+    aborts: 0,
+    steHits: 0,
+    steMisses: 0,
+    cdHits: 0,
+    cdMisses: 0,
+    tlbHits: 0,
+    tlbMisses: 0,
+    atcHits: 0,
+    atcMisses: 0,
+    walkReads: 0,
+    faults: 0,
+    events: 0,
+    eventsLost: 0,
+    commands: 0,
+    syncs: 0,
+    cmdErrors: 0,
+    stalls: 0,
+    pageRequests: 0,
+    priLost: 0,
+    missedInvalidations: 0,
+  };
+}
+
+/** The SMMUv3 hardware model. */
+export class SmmuV3 implements IommuHardware, MmioRegion {
+  /** Instance name (also the MMIO region name). */
+  readonly name: string;
+  /** Window size. */
+  readonly size: number = SMMU_MMIO_SIZE;
+  /** The register window (this object). */
+  readonly mmio: MmioRegion;
+  /** Register window base. */
+  readonly mmioBase: number;
+  /** Register specs. */
+  readonly registers: readonly RegisterSpec[] = SMMU_REGISTERS;
+  /** Counters. */
+  readonly counters: Counters;
+  /** Checking mode. */
+  checking = false;
+  /** Missed invalidations found in checking mode. */
+  readonly missed: MissedInvalidation[] = [];
+  /** Features. */
+  readonly features: SmmuFeatures;
+  /** StreamIDs whose ATC does not answer invalidations (a test hook for CERROR_ATC_INV_SYNC). */
+  readonly atcInvTimeout: Set<number> = new Set();
+
+  readonly #m: Machine;
+  readonly #mem: PhysMem;
+  readonly #regs = new Uint32Array(0x40);
+  #cmdqProd = 0;
+  #cmdqCons = 0;
+  #evtqProd = 0;
+  #evtqCons = 0;
+  #priqProd = 0;
+  #priqCons = 0;
+  #atcInvFailed = false;
+  readonly #steCache = new Map<number, SteConfig>();
+  readonly #cdCache = new Map<number, CdConfig>();
+  readonly #tlb = new Map<number, Map<number, TlbEntry>>();
+  #tlbCount = 0;
+  readonly #atc = new Map<number, Map<number, TlbEntry>>();
+  readonly #stalls: Stall[] = [];
+  #nextStag = 1;
+  readonly #pageReqs: PageReq[] = [];
+  readonly #nextPrg = new Map<number, number>();
+  readonly #w = newWalkOut();
+  readonly #w2 = newWalkOut();
+  readonly #wt = newWalkOut();
+  readonly #ev = new Uint32Array(8);
+  readonly #cmd = new Uint32Array(4);
+  #ste: SteConfig | null = null;
+  readonly #s2fetch: TableFetchTranslator;
+  /** Mapping sizes (log2) present in the TLB/ATC, for lookups without allocation. */
+  readonly #sizes: number[] = [];
+  readonly #wc = newWalkOut();
+  readonly #scratch = newTranslateScratch();
+
+  /** Build the model; the caller maps it on the bus at `features.base`. */
+  constructor(machine: Machine, features: SmmuFeatures) {
+    this.#m = machine;
+    this.#mem = machine.mem;
+    this.features = features;
+    this.name = features.name;
+    this.mmio = this;
+    this.mmioBase = features.base;
+    this.counters = machine.trace.counters(features.name, newCounters());
+    this.#initIdr();
+    const self = this;
+    this.#s2fetch = {
+      tableAddr(ipa: number, out: WalkOut): number {
+        const ste = self.#ste!;
+        walk(self.#mem, ste.s2cfg, ipa, false, false, true, null, true, self.#wt);
+        self.counters.walkReads += self.#wt.reads;
+        if (self.#wt.fault !== WALK_OK) {
+          out.fault = self.#wt.fault;
+          out.ipa = ipa;
+          return -1;
+        }
+        return self.#wt.oa;
+      },
+    };
+  }
+
+  #initIdr(): void {
+    const f = this.features;
+    const r = this.#regs;
+    let idr0 = IDR0.TTF_AARCH64 | IDR0.COHACC | IDR0.TTENDIAN_LE;
+    if (f.s1) idr0 |= IDR0.S1P;
+    if (f.s2) idr0 |= IDR0.S2P;
+    if (f.st2lvl) idr0 |= IDR0.ST_LVL_2LVL;
+    if (f.cd2l) idr0 |= IDR0.CD2L;
+    if (f.asid16) idr0 |= IDR0.ASID16;
+    if (f.vmid16) idr0 |= IDR0.VMID16;
+    if (f.ats) idr0 |= IDR0.ATS;
+    if (f.pri) idr0 |= IDR0.PRI;
+    if (f.hyp) idr0 |= IDR0.HYP;
+    if (f.msi) idr0 |= IDR0.MSI;
+    if (f.sev) idr0 |= IDR0.SEV;
+    idr0 |= (f.httu === "dirty" ? 2 : f.httu === "access" ? 1 : 0) << IDR0.HTTU_SHIFT;
+    idr0 |= (f.stall === "stall" ? 0 : f.stall === "terminate" ? 1 : 2) << IDR0.STALL_MODEL_SHIFT;
+    r[REG.IDR0 >> 2] = idr0 >>> 0;
+    r[REG.IDR1 >> 2] = (f.cmdqs << 21) | (f.evtqs << 16) | (f.priqs << 11) | (f.ssidBits << 6) |
+      f.sidBits;
+    r[REG.IDR3 >> 2] = f.rangeInv ? 1 << 10 : 0;
+    r[REG.IDR5 >> 2] = (f.gran64k ? 1 << 6 : 0) | (f.gran16k ? 1 << 5 : 0) |
+      (f.gran4k ? 1 << 4 : 0) | OAS_BITS.indexOf(f.oas) | (0x10 << 16);
+    r[REG.AIDR >> 2] = 0x2; // SMMUv3.2
+  }
+
+  // -------------------------------------------------------------------------
+  // Registers
+
+  #reg(off: number): number {
+    return this.#regs[off >> 2];
+  }
+
+  /** MMIO 32-bit read. */
+  read32(offset: number): number {
+    switch (offset) {
+      case REG.CMDQ_PROD:
+        return this.#cmdqProd;
+      case REG.CMDQ_CONS:
+        return this.#cmdqCons;
+      case REG.EVTQ_PROD:
+      case 0xa8:
+        return this.#evtqProd;
+      case REG.EVTQ_CONS:
+      case 0xac:
+        return this.#evtqCons;
+      case REG.PRIQ_PROD:
+      case 0xc8:
+        return this.#priqProd;
+      case REG.PRIQ_CONS:
+      case 0xcc:
+        return this.#priqCons;
+    }
+    if (offset < 0x100) return this.#regs[offset >> 2];
+    return 0;
+  }
+
+  /** MMIO 32-bit write. */
+  write32(offset: number, value: number): void {
+    value >>>= 0;
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "smmuv3_write_mmio", { addr: offset, val: value });
+    }
+    const r = this.#regs;
+    switch (offset) {
+      case REG.IDR0:
+      case REG.IDR1:
+      case REG.IDR2:
+      case REG.IDR3:
+      case REG.IDR4:
+      case REG.IDR5:
+      case REG.IIDR:
+      case REG.AIDR:
+      case REG.CR0ACK:
+      case REG.IRQ_CTRLACK:
+      case REG.GERROR:
+      case REG.STATUSR:
+        return; // read-only
+      case REG.CR0: {
+        r[REG.CR0 >> 2] = value & 0x1f;
+        r[REG.CR0ACK >> 2] = value & 0x1f;
+        this.#processCmdq();
+        return;
+      }
+      case REG.GBPA:
+        if (value & GBPA.UPDATE) r[REG.GBPA >> 2] = value & ~GBPA.UPDATE & 0x1fffff;
+        return;
+      case REG.IRQ_CTRL:
+        r[REG.IRQ_CTRL >> 2] = value & 7;
+        r[REG.IRQ_CTRLACK >> 2] = value & 7;
+        return;
+      case REG.GERRORN:
+        r[REG.GERRORN >> 2] = value;
+        this.#processCmdq();
+        return;
+      case REG.CMDQ_PROD:
+        this.#cmdqProd = value & this.#qMask(REG.CMDQ_BASE);
+        this.#processCmdq();
+        return;
+      case REG.CMDQ_CONS:
+        // Writable only while the queue is disabled.
+        if (!(r[REG.CR0 >> 2] & CR0.CMDQEN)) this.#cmdqCons = value & this.#qMask(REG.CMDQ_BASE);
+        return;
+      case REG.EVTQ_PROD:
+      case 0xa8:
+        if (!(r[REG.CR0 >> 2] & CR0.EVTQEN)) this.#evtqProd = value;
+        return;
+      case REG.EVTQ_CONS:
+      case 0xac:
+        this.#evtqCons = value & (this.#qMask(REG.EVTQ_BASE) | Q_OVF);
+        return;
+      case REG.PRIQ_PROD:
+      case 0xc8:
+        if (!(r[REG.CR0 >> 2] & CR0.PRIQEN)) this.#priqProd = value;
+        return;
+      case REG.PRIQ_CONS:
+      case 0xcc:
+        this.#priqCons = value & (this.#qMask(REG.PRIQ_BASE) | Q_OVF);
+        return;
+    }
+    if (offset < 0x100) {
+      r[offset >> 2] = value;
+      if (offset === REG.CMDQ_BASE || offset === REG.CMDQ_BASE + 4) {
+        this.#clampQ(REG.CMDQ_BASE, this.features.cmdqs);
+      }
+      if (offset === REG.EVTQ_BASE || offset === REG.EVTQ_BASE + 4) {
+        this.#clampQ(REG.EVTQ_BASE, this.features.evtqs);
+      }
+      if (offset === REG.PRIQ_BASE || offset === REG.PRIQ_BASE + 4) {
+        this.#clampQ(REG.PRIQ_BASE, this.features.priqs);
+      }
+    }
+  }
+
+  /** MMIO 64-bit read. */
+  read64(offset: number, hiOut: Uint32Array): number {
+    hiOut[0] = this.read32(offset + 4);
+    return this.read32(offset);
+  }
+
+  /** MMIO 64-bit write. */
+  write64(offset: number, lo: number, hi: number): void {
+    this.write32(offset, lo);
+    this.write32(offset + 4, hi);
+  }
+
+  #clampQ(base: number, max: number): void {
+    const lo = this.#regs[base >> 2];
+    if ((lo & 0x1f) > max) this.#regs[base >> 2] = ((lo & ~0x1f) | max) >>> 0;
+  }
+
+  /** log2 size of a queue. */
+  #qLog(base: number): number {
+    return this.#regs[base >> 2] & 0x1f;
+  }
+
+  /** Mask of the index+wrap bits. */
+  #qMask(base: number): number {
+    return ((2 ** (this.#qLog(base) + 1)) - 1) >>> 0;
+  }
+
+  #qBase(base: number): number {
+    const lo = this.#regs[base >> 2];
+    const hi = this.#regs[(base >> 2) + 1];
+    return (hi & 0xfffff) * TWO32 + ((lo & ~0x1f) >>> 0);
+  }
+
+  // -------------------------------------------------------------------------
+  // Queues written by the SMMU
+
+  /** Write an event record (if the queue is enabled); sets overflow when full. */
+  #writeEvent(ev: Uint32Array): void {
+    const r = this.#regs;
+    this.counters.events++;
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "smmuv3_record_event", {
+        type: EVT_NAME[ev[0] & 0xff] ?? ev[0] & 0xff,
+        sid: ev[1],
+        addr: ev[5] * TWO32 + ev[4],
+      });
+    }
+    if (!(r[REG.CR0 >> 2] & CR0.EVTQEN)) {
+      this.counters.eventsLost++;
+      return;
+    }
+    const log = this.#qLog(REG.EVTQ_BASE);
+    const p = this.#evtqProd;
+    const c = this.#evtqCons;
+    const idxMask = (2 ** log) - 1;
+    const wrap = 2 ** log;
+    const full = (p & idxMask) === (c & idxMask) && (p & wrap) !== (c & wrap);
+    if (full) {
+      this.counters.eventsLost++;
+      // Overflow: PROD.OVFLG becomes the inverse of CONS.OVACKFLG.
+      if (((p ^ c) & Q_OVF) === 0) this.#evtqProd = (p ^ Q_OVF) >>> 0;
+      this.#raise("evtq", IRQ_CTRL.EVTQ_IRQEN);
+      return;
+    }
+    const addr = this.#qBase(REG.EVTQ_BASE) + (p & idxMask) * 32;
+    this.#mem.writeWords(addr, ev);
+    this.#evtqProd = ((p & Q_OVF) | (((p & (wrap * 2 - 1)) + 1) & (wrap * 2 - 1))) >>> 0;
+    this.#raise("evtq", IRQ_CTRL.EVTQ_IRQEN);
+  }
+
+  /** Queue a PRI record; false when the queue is off or full (the request is lost). */
+  #writePri(rec: Uint32Array): boolean {
+    const r = this.#regs;
+    if (!(r[REG.CR0 >> 2] & CR0.PRIQEN)) return false;
+    const log = this.#qLog(REG.PRIQ_BASE);
+    const p = this.#priqProd;
+    const c = this.#priqCons;
+    const idxMask = (2 ** log) - 1;
+    const wrap = 2 ** log;
+    if ((p & idxMask) === (c & idxMask) && (p & wrap) !== (c & wrap)) {
+      this.counters.priLost++;
+      if (((p ^ c) & Q_OVF) === 0) this.#priqProd = (p ^ Q_OVF) >>> 0;
+      this.#raise("priq", IRQ_CTRL.PRIQ_IRQEN);
+      return false;
+    }
+    this.#mem.writeWords(this.#qBase(REG.PRIQ_BASE) + (p & idxMask) * 16, rec.subarray(0, 4));
+    this.#priqProd = ((p & Q_OVF) | (((p & (wrap * 2 - 1)) + 1) & (wrap * 2 - 1))) >>> 0;
+    this.#raise("priq", IRQ_CTRL.PRIQ_IRQEN);
+    return true;
+  }
+
+  #raise(line: string, enableBit: number): void {
+    if (this.#regs[REG.IRQ_CTRL >> 2] & enableBit) this.#m.irq.raise(`${this.name}:${line}`);
+  }
+
+  #gerror(bit: number): void {
+    const r = this.#regs;
+    // An error is active when GERROR and GERRORN differ in its bit; toggle only if not already active.
+    if (((r[REG.GERROR >> 2] ^ r[REG.GERRORN >> 2]) & bit) === 0) {
+      r[REG.GERROR >> 2] = (r[REG.GERROR >> 2] ^ bit) >>> 0;
+      this.#raise("gerror", IRQ_CTRL.GERROR_IRQEN);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Command queue
+
+  #processCmdq(): void {
+    const r = this.#regs;
+    if (!(r[REG.CR0 >> 2] & CR0.CMDQEN)) return;
+    if ((r[REG.GERROR >> 2] ^ r[REG.GERRORN >> 2]) & GERROR.CMDQ_ERR) return; // stopped on error
+    const log = this.#qLog(REG.CMDQ_BASE);
+    const wrapMask = (2 ** (log + 1)) - 1;
+    const idxMask = (2 ** log) - 1;
+    const base = this.#qBase(REG.CMDQ_BASE);
+    let cons = this.#cmdqCons & wrapMask;
+    const cmd = this.#cmd;
+    while (cons !== (this.#cmdqProd & wrapMask)) {
+      const a = base + (cons & idxMask) * 16;
+      if (a + 16 > this.#mem.limit) {
+        this.#cmdError(cons, CERROR.ABT);
+        return;
+      }
+      cmd[0] = this.#mem.read32(a);
+      cmd[1] = this.#mem.read32(a + 4);
+      cmd[2] = this.#mem.read32(a + 8);
+      cmd[3] = this.#mem.read32(a + 12);
+      const err = this.#execute(cmd);
+      if (err !== CERROR.NONE) {
+        this.#cmdError(cons, err);
+        return;
+      }
+      cons = (cons + 1) & wrapMask;
+      this.#cmdqCons = cons;
+    }
+  }
+
+  #cmdError(cons: number, err: number): void {
+    this.#cmdqCons = (cons | (err << 24)) >>> 0;
+    this.counters.cmdErrors++;
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "smmuv3_cmdq_consume_error", { cons, err });
+    }
+    this.#gerror(GERROR.CMDQ_ERR);
+  }
+
+  /** Execute one command; returns a CERROR code. */
+  #execute(c: Uint32Array): number {
+    const op = c[0] & 0xff;
+    const f = this.features;
+    this.counters.commands++;
+    const name = OP_NAME[op];
+    if (name !== undefined) {
+      const key = CMD_COUNTER[op];
+      this.counters[key] = (this.counters[key] ?? 0) + 1;
+    }
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "smmuv3_cmdq_opcode", {
+        opcode: name ?? `0x${op.toString(16)}`,
+      });
+    }
+    const sid = c[1];
+    const ssid = (c[0] >>> 12) & 0xfffff;
+    const vmid = c[1] & 0xffff;
+    const asid = c[1] >>> 16;
+    switch (op) {
+      case OP.PREFETCH_CONFIG:
+      case OP.PREFETCH_ADDR:
+        return CERROR.NONE;
+      case OP.CFGI_STE:
+        this.#invalidateSte(sid, (c[2] & 1) === 0);
+        if (this.#m.trace.observed) this.#m.trace.emit(this.name, "smmuv3_cmdq_cfgi_ste", { sid });
+        return CERROR.NONE;
+      case OP.CFGI_STE_RANGE: {
+        const range = c[2] & 0x1f;
+        if (range === 31) {
+          this.#steCache.clear();
+          this.#cdCache.clear();
+        } else {
+          const n = 2 ** (range + 1);
+          const first = sid - (sid % n);
+          for (const k of [...this.#steCache.keys()]) {
+            if (k >= first && k < first + n) this.#invalidateSte(k, true);
+          }
+        }
+        if (this.#m.trace.observed) {
+          this.#m.trace.emit(this.name, "smmuv3_cmdq_cfgi_ste_range", { sid, range });
+        }
+        return CERROR.NONE;
+      }
+      case OP.CFGI_CD:
+        this.#cdCache.delete(sid * 1048576 + (c[0] & 0x800 ? ssid : 0));
+        if (this.#m.trace.observed) {
+          this.#m.trace.emit(this.name, "smmuv3_cmdq_cfgi_cd", { sid, ssid });
+        }
+        return CERROR.NONE;
+      case OP.CFGI_CD_ALL:
+        this.#dropCds(sid);
+        return CERROR.NONE;
+      case OP.TLBI_NH_ALL:
+        this.#tlbiTags(0, vmid, -3);
+        return CERROR.NONE;
+      case OP.TLBI_NH_ASID:
+        this.#tlbiTags(0, vmid, asid);
+        return CERROR.NONE;
+      case OP.TLBI_NH_VA:
+      case OP.TLBI_NH_VAA:
+      case OP.TLBI_EL2_VA:
+      case OP.TLBI_EL2_VAA:
+      case OP.TLBI_S2_IPA: {
+        if ((op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA) && !f.hyp) return CERROR.ILL;
+        if (op === OP.TLBI_S2_IPA && !f.s2) return CERROR.ILL;
+        const tg = (c[2] >>> 10) & 3;
+        const num = (c[0] >>> 12) & 0x1f;
+        const scale = (c[0] >>> 20) & 0x1f;
+        const addrHi = op === OP.TLBI_S2_IPA ? c[3] & 0xfffff : c[3] & 0xfffff; // model addresses < 2^52
+        const addr = addrHi * TWO32 + ((c[2] & 0xfffff000) >>> 0);
+        let size = 1;
+        if (tg !== 0 && f.rangeInv) size = (num + 1) * 2 ** scale * 2 ** CMD_TG_SHIFT[tg];
+        const el2 = op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA ? 1 : 0;
+        const a = op === OP.TLBI_NH_VA || op === OP.TLBI_EL2_VA ? asid : -1;
+        if (op === OP.TLBI_S2_IPA) this.#tlbiRange(0, vmid, -2, addr, size);
+        else this.#tlbiRange(el2, el2 ? 0 : vmid, a, addr, size);
+        if (this.#m.trace.observed) {
+          this.#m.trace.emit(this.name, "smmuv3_cmdq_tlbi", {
+            op: name,
+            vmid,
+            asid,
+            addr,
+            size,
+          });
+        }
+        return CERROR.NONE;
+      }
+      case OP.TLBI_EL2_ALL:
+        if (!f.hyp) return CERROR.ILL;
+        this.#tlbiTags(1, 0, -1);
+        return CERROR.NONE;
+      case OP.TLBI_EL2_ASID:
+        if (!f.hyp) return CERROR.ILL;
+        this.#tlbiTags(1, 0, asid);
+        return CERROR.NONE;
+      case OP.TLBI_S12_VMALL:
+        if (!f.s2) return CERROR.ILL;
+        this.#tlbiTags(0, vmid, -1);
+        return CERROR.NONE;
+      case OP.TLBI_NSNH_ALL:
+        for (const tag of [...this.#tlb.keys()]) if (tag < 2 ** 34) this.#dropTag(tag);
+        return CERROR.NONE;
+      case OP.ATC_INV: {
+        if (!f.ats) return CERROR.ILL;
+        const sizeLog = c[2] & 0x3f;
+        const addr = (c[3] & 0xfffff) * TWO32 + ((c[2] & 0xfffff000) >>> 0);
+        const span = 2 ** (sizeLog + 12);
+        const start = addr - (addr % span);
+        const global = (c[0] & 0x200) !== 0;
+        const ssv = (c[0] & 0x800) !== 0;
+        for (const [k, m] of this.#atc) {
+          if (Math.floor(k / 2097152) !== sid) continue;
+          const kssid = (k % 2097152) - 1;
+          if (!global && (ssv ? kssid !== ssid : kssid !== -1)) continue;
+          for (const [va, e] of m) {
+            if (sizeLog >= 52 || (va < start + span && va + 2 ** e.sizeShift > start)) m.delete(va);
+          }
+        }
+        if (this.atcInvTimeout.has(sid)) this.#atcInvFailed = true;
+        return CERROR.NONE;
+      }
+      case OP.PRI_RESP: {
+        if (!f.pri) return CERROR.ILL;
+        const prg = c[2] & 0x1ff;
+        const resp = (c[2] >>> 12) & 3;
+        for (const pr of this.#pageReqs) {
+          if (pr.sid === sid && pr.prg === prg && pr.state < 0) pr.state = resp;
+        }
+        return CERROR.NONE;
+      }
+      case OP.RESUME: {
+        const stag = c[2] & 0xffff;
+        const action = (c[0] >>> 12) & 3;
+        for (let i = 0; i < this.#stalls.length; i++) {
+          const s = this.#stalls[i];
+          if (s.sid === sid && s.stag === stag && s.state === 0) {
+            // Retry: the transaction is walked again; terminate/abort: it fails once, then is gone.
+            if (action === RESUME_ACTION.RETRY) this.#stalls.splice(i, 1);
+            else s.state = 2;
+            break;
+          }
+        }
+        return CERROR.NONE;
+      }
+      case OP.STALL_TERM:
+        for (const s of this.#stalls) if (s.sid === sid && s.state === 0) s.state = 2;
+        return CERROR.NONE;
+      case OP.CMD_SYNC: {
+        this.counters.syncs++;
+        if (this.#atcInvFailed) {
+          this.#atcInvFailed = false;
+          return CERROR.ATC_INV_SYNC;
+        }
+        const cs = (c[0] >>> 12) & 3;
+        if (cs === 3) return CERROR.ILL;
+        if (cs === SYNC_CS.IRQ) {
+          const msiAddr = (c[3] & 0xfffff) * TWO32 + ((c[2] & 0xfffffffc) >>> 0);
+          if (msiAddr !== 0 && f.msi) {
+            if (msiAddr + 4 > this.#mem.limit) this.#gerror(GERROR.MSI_CMDQ_ABT_ERR);
+            else this.#mem.write32(msiAddr, c[1]);
+          } else {
+            this.#m.irq.raise(`${this.name}:cmdq-sync`);
+          }
+        } else if (cs === SYNC_CS.SEV) {
+          this.counters.sev = (this.counters.sev ?? 0) + 1;
+        }
+        if (this.#m.trace.observed) this.#m.trace.emit(this.name, "smmuv3_cmdq_sync", { cs });
+        return CERROR.NONE;
+      }
+      default:
+        return CERROR.ILL;
+    }
+  }
+
+  #invalidateSte(sid: number, withCds: boolean): void {
+    this.#steCache.delete(sid);
+    if (withCds) this.#dropCds(sid);
+  }
+
+  #dropCds(sid: number): void {
+    for (const k of [...this.#cdCache.keys()]) {
+      if (Math.floor(k / 1048576) === sid) this.#cdCache.delete(k);
+    }
+  }
+
+  // TLB tags: el2 * 2^34 + vmid * 2^17 + (asid, or 0x10000 for stage-2-only entries).
+  #tag(el2: number, vmid: number, asid: number): number {
+    return el2 * 17179869184 + vmid * 131072 + asid;
+  }
+
+  #dropTag(tag: number): void {
+    const m = this.#tlb.get(tag);
+    if (m) {
+      this.#tlbCount -= m.size;
+      this.#tlb.delete(tag);
+    }
+  }
+
+  /** Invalidate whole tags: asid -1 = every ASID of the VMID and its stage-2 entries; -3 = every ASID only. */
+  #tlbiTags(el2: number, vmid: number, asid: number): void {
+    if (asid >= 0) {
+      this.#dropTag(this.#tag(el2, vmid, asid));
+      return;
+    }
+    for (const tag of [...this.#tlb.keys()]) {
+      const tEl2 = Math.floor(tag / 17179869184);
+      const tVmid = Math.floor((tag % 17179869184) / 131072);
+      if (asid === -3 && tag % 131072 === 0x10000) continue;
+      if (tEl2 === el2 && (el2 === 1 || tVmid === vmid)) this.#dropTag(tag);
+    }
+  }
+
+  /**
+   * Invalidate `[addr, addr+size)` (size 1 = the entries holding `addr`).
+   * asid -1: every ASID of the VMID; -2: stage-2 (IPA) invalidation.
+   */
+  #tlbiRange(el2: number, vmid: number, asid: number, addr: number, size: number): void {
+    const end = addr + size;
+    for (const [tag, m] of this.#tlb) {
+      const tEl2 = Math.floor(tag / 17179869184);
+      const tVmid = Math.floor((tag % 17179869184) / 131072);
+      const tAsid = tag % 131072;
+      if (tEl2 !== el2 || tVmid !== vmid) continue;
+      if (asid >= 0 && tAsid !== asid) continue;
+      if (asid === -1 && tAsid === 0x10000) continue;
+      for (const [k, e] of m) {
+        let lo = e.va;
+        if (asid === -2) {
+          if (tAsid !== 0x10000 && !e.nested) continue;
+          lo = e.ipa;
+        }
+        if (lo < end && lo + 2 ** e.sizeShift > addr) {
+          m.delete(k);
+          this.#tlbCount--;
+        }
+      }
+    }
+  }
+
+  #tlbInsert(tag: number, e: TlbEntry): void {
+    let m = this.#tlb.get(tag);
+    if (!m) {
+      m = new Map();
+      this.#tlb.set(tag, m);
+    }
+    const key = e.va + e.sizeShift;
+    if (!m.has(key)) this.#tlbCount++;
+    m.set(key, e);
+    this.#addSize(e.sizeShift);
+    if (this.#tlbCount > this.features.tlbSize) {
+      // Evict the oldest entry of the oldest tag.
+      for (const [t, mm] of this.#tlb) {
+        const first = mm.keys().next();
+        if (!first.done) {
+          mm.delete(first.value);
+          this.#tlbCount--;
+        }
+        if (mm.size === 0) this.#tlb.delete(t);
+        break;
+      }
+    }
+  }
+
+  #addSize(s: number): void {
+    if (!this.#sizes.includes(s)) this.#sizes.push(s);
+  }
+
+  #tlbLookup(tag: number, addr: number): TlbEntry | undefined {
+    const m = this.#tlb.get(tag);
+    if (!m) return undefined;
+    const sizes = this.#sizes;
+    for (let i = 0; i < sizes.length; i++) {
+      const s = sizes[i];
+      const p = 2 ** s;
+      const e = m.get(addr - (addr % p) + s);
+      if (e !== undefined) return e;
+    }
+    return undefined;
+  }
+
+  // -------------------------------------------------------------------------
+  // Configuration fetch
+
+  /** Fetch and parse the STE of `sid` from memory; returns an EVT code or 0 with `out` set. */
+  #fetchSte(sid: number, sc: TranslateScratch): number {
+    const r = this.#regs;
+    const f = this.features;
+    const cfg = r[REG.STRTAB_BASE_CFG >> 2];
+    const log2size = cfg & 0x3f;
+    const split = (cfg >>> 6) & 0x1f;
+    const fmt = (cfg >>> 16) & 3;
+    const base = (r[(REG.STRTAB_BASE >> 2) + 1] & 0xfffff) * TWO32 +
+      ((r[REG.STRTAB_BASE >> 2] & ~0x3f) >>> 0);
+    if (sid >= 2 ** Math.min(log2size, f.sidBits)) return EVT.C_BAD_STREAMID;
+    let steAddr: number;
+    if (fmt === 1 && f.st2lvl) {
+      const l1 = base + Math.floor(sid / 2 ** split) * 8;
+      if (l1 + 8 > this.#mem.limit) return EVT.F_STE_FETCH;
+      const lo = this.#mem.read32(l1);
+      const hi = this.#mem.read32(l1 + 4);
+      const span = lo & 0x1f;
+      if (span === 0 || span > split + 1) return EVT.C_BAD_STREAMID;
+      // A level-2 table holds 2^(SPAN-1) STEs.
+      const idx = sid % 2 ** split;
+      if (idx >= 2 ** (span - 1)) return EVT.C_BAD_STREAMID;
+      steAddr = (hi & 0xfffff) * TWO32 + ((lo & ~0x3f) >>> 0) + idx * 64;
+    } else if (fmt === 0) {
+      steAddr = base + sid * 64;
+    } else {
+      return EVT.C_BAD_STREAMID;
+    }
+    if (steAddr + 64 > this.#mem.limit) return EVT.F_STE_FETCH;
+    const w = sc.steWords;
+    this.#mem.readWords(steAddr, w, 16);
+    return this.#parseSte(w, sc.ste);
+  }
+
+  /** Parse STE words into `o`; returns 0 or C_BAD_STE. */
+  #parseSte(w: Uint32Array, o: SteConfig): number {
+    const f = this.features;
+    o.words.set(w);
+    if ((w[0] & 1) === 0) return EVT.C_BAD_STE;
+    const config = (w[0] >>> 1) & 7;
+    o.config = config;
+    if (config !== 0 && config < 4) return EVT.C_BAD_STE;
+    o.s1 = config === STE_CFG.S1_TRANS || config === STE_CFG.NESTED;
+    o.s2 = config === STE_CFG.S2_TRANS || config === STE_CFG.NESTED;
+    if ((o.s1 && !f.s1) || (o.s2 && !f.s2)) return EVT.C_BAD_STE;
+    o.s1fmt = (w[0] >>> 4) & 3;
+    o.ctxPtr = (w[1] & 0xfffff) * TWO32 + ((w[0] & ~0x3f) >>> 0);
+    o.cdMax = w[1] >>> 27;
+    o.s1dss = w[2] & 3;
+    o.s1stalld = (w[2] & (1 << 27)) !== 0;
+    o.eats = (w[2] >>> 28) & 3;
+    const strw = (w[2] >>> 30) & 3;
+    o.el2 = strw === STRW.EL2;
+    o.vmid = f.vmid16 ? w[4] & 0xffff : w[4] & 0xff;
+    if (o.s1) {
+      if (o.cdMax > f.ssidBits) return EVT.C_BAD_STE;
+      if (o.cdMax > 0 && o.s1fmt !== 0 && !f.cd2l) return EVT.C_BAD_STE;
+      if (o.s1fmt === 3) return EVT.C_BAD_STE;
+      if (o.s1dss === 3) return EVT.C_BAD_STE;
+      if (strw === 1 || strw === 3 || (o.el2 && (!f.hyp || o.s2))) return EVT.C_BAD_STE;
+    }
+    if (o.eats !== 0 && !f.ats) return EVT.C_BAD_STE;
+    if (o.eats === 3) return EVT.C_BAD_STE;
+    if (o.s2) {
+      const vtcr = w[5];
+      const t0sz = vtcr & 0x3f;
+      const sl0 = (vtcr >>> 6) & 3;
+      const tg = (vtcr >>> 14) & 3;
+      const ps = (vtcr >>> 16) & 7;
+      if ((w[5] & (1 << 19)) === 0) return EVT.C_BAD_STE; // S2AA64 must be set (AArch64 only)
+      const g = TG_SHIFT[tg];
+      if (
+        g < 0 || (g === 12 && !f.gran4k) || (g === 14 && !f.gran16k) || (g === 16 && !f.gran64k)
+      ) {
+        return EVT.C_BAD_STE;
+      }
+      const inBits = 64 - t0sz;
+      if (inBits > 48 || inBits < 24) return EVT.C_BAD_STE;
+      if (sl0 === 3) return EVT.C_BAD_STE;
+      const start = s2StartLevel(sl0, g);
+      const stride = g - 3;
+      // Bits resolved at the start level; more than 4 extra bits needs > 16 concatenated tables.
+      const startBits = inBits - (g + stride * (3 - start));
+      if (startBits < 1 || startBits > stride + 4) return EVT.C_BAD_STE;
+      const c = o.s2cfg;
+      c.stage = 2;
+      c.ttb = (w[7] & 0xfffff) * TWO32 + ((w[6] & ~0xf) >>> 0);
+      c.inBits = inBits;
+      c.granShift = g;
+      c.outBits = Math.min(OAS_BITS[Math.min(ps, 6)], f.oas);
+      c.startLevel = start;
+      c.ha = (w[5] & (1 << 24)) !== 0 && f.httu !== "none";
+      c.hd = (w[5] & (1 << 23)) !== 0 && f.httu === "dirty";
+      o.s2s = (w[5] & (1 << 25)) !== 0;
+      o.s2r = (w[5] & (1 << 26)) !== 0;
+    } else {
+      o.s2s = false;
+      o.s2r = false;
+    }
+    return 0;
+  }
+
+  /** Fetch CD `ssid` (-1: none) for `ste`; returns an EVT code or 0 with `sc.cd` set. */
+  #fetchCd(ste: SteConfig, ssid: number, sc: TranslateScratch): number {
+    const idx = ssid < 0 ? 0 : ssid;
+    let cdAddr: number;
+    if (ste.cdMax === 0 || ste.s1fmt === 0) {
+      cdAddr = ste.ctxPtr + idx * 64;
+    } else {
+      const leafBits = ste.s1fmt === 1 ? 6 : 10;
+      let l1 = ste.ctxPtr + Math.floor(idx / 2 ** leafBits) * 8;
+      if (ste.s2) {
+        l1 = this.#s2fetch.tableAddr(l1, this.#w2);
+        if (l1 < 0) return -this.#w2.fault;
+      }
+      if (l1 + 8 > this.#mem.limit) return EVT.F_CD_FETCH;
+      const lo = this.#mem.read32(l1);
+      const hi = this.#mem.read32(l1 + 4);
+      if ((lo & 1) === 0) return EVT.C_BAD_SUBSTREAMID;
+      cdAddr = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0) + (idx % 2 ** leafBits) * 64;
+    }
+    if (ste.s2) {
+      cdAddr = this.#s2fetch.tableAddr(cdAddr, this.#w2);
+      if (cdAddr < 0) return -this.#w2.fault;
+    }
+    if (cdAddr + 64 > this.#mem.limit) return EVT.F_CD_FETCH;
+    this.#mem.readWords(cdAddr, sc.cdWords, 16);
+    return this.#parseCd(sc.cdWords, sc.cd);
+  }
+
+  /** Parse CD words; returns 0 or C_BAD_CD. */
+  #parseCd(w: Uint32Array, o: CdConfig): number {
+    const f = this.features;
+    o.words.set(w);
+    if ((w[0] & 0x80000000) === 0) return EVT.C_BAD_CD;
+    if ((w[1] & (1 << 9)) === 0) return EVT.C_BAD_CD; // AA64
+    const t0sz = w[0] & 0x3f;
+    const tg = (w[0] >>> 6) & 3;
+    const g = TG_SHIFT[tg];
+    o.epd0 = (w[0] & (1 << 14)) !== 0;
+    if (!o.epd0) {
+      if (
+        g < 0 || (g === 12 && !f.gran4k) || (g === 14 && !f.gran16k) || (g === 16 && !f.gran64k)
+      ) {
+        return EVT.C_BAD_CD;
+      }
+      if (t0sz < 16 || t0sz > 39) return EVT.C_BAD_CD;
+    }
+    const ips = w[1] & 7;
+    o.asid = f.asid16 ? w[1] >>> 16 : (w[1] >>> 16) & 0xff;
+    o.stall = (w[1] & (1 << 12)) !== 0;
+    o.record = (w[1] & (1 << 13)) !== 0;
+    const c = o.cfg;
+    c.stage = 1;
+    c.ttb = (w[3] & 0xfffff) * TWO32 + ((w[2] & ~0xf) >>> 0);
+    c.inBits = 64 - t0sz;
+    c.granShift = g < 0 ? 12 : g;
+    c.outBits = Math.min(OAS_BITS[Math.min(ips, 6)], f.oas);
+    c.startLevel = s1StartLevel(c.inBits, c.granShift);
+    c.ha = (w[1] & (1 << 11)) !== 0 && f.httu !== "none";
+    c.hd = (w[1] & (1 << 10)) !== 0 && f.httu === "dirty";
+    return 0;
+  }
+
+  // -------------------------------------------------------------------------
+  // Translation
+
+  /** Translate one transaction (never throws for bad tables: they are events). */
+  translate(req: DmaRequest, out: TranslateResult): void {
+    this.counters.translations++;
+    out.pending = false;
+    out.fault = "";
+    out.faultCode = 0;
+    const r = this.#regs;
+    if (!(r[REG.CR0 >> 2] & CR0.SMMUEN)) {
+      if (r[REG.GBPA >> 2] & GBPA.ABORT) return this.#abort(out, "GBPA_ABORT", 0);
+      return this.#bypass(req, out);
+    }
+    const sid = req.rid;
+    const ssid = req.pasid;
+    const sc = this.#scratch;
+    if (this.#stalls.length > 0) {
+      // A stalled transaction waits for CMD_RESUME; a terminated one fails.
+      const page = req.addr - (req.addr % 4096);
+      for (let i = 0; i < this.#stalls.length; i++) {
+        const s = this.#stalls[i];
+        if (s.sid !== sid || s.ssid !== ssid || s.page !== page) continue;
+        if (s.state === 0) return this.#pending(out, "STALLED");
+        this.#stalls.splice(i, 1);
+        return this.#abort(out, "STALL_TERMINATED", EVT.F_TRANSLATION);
+      }
+    }
+    // Stream table (through the configuration cache).
+    let ste = this.#steCache.get(sid);
+    if (ste !== undefined) {
+      this.counters.steHits++;
+      if (this.checking) this.#checkSte(sid, ste);
+    } else {
+      this.counters.steMisses++;
+      const e = this.#fetchSte(sid, sc);
+      if (e !== 0) return this.#event(req, out, e, 0, 0, false, false);
+      ste = cloneSte(sc.ste);
+      this.#steCache.set(sid, ste);
+      this.#dropCds(sid);
+    }
+    this.#ste = ste;
+    if (ste.config === STE_CFG.ABORT) return this.#abort(out, "STE_ABORT", 0);
+    if (ste.config === STE_CFG.BYPASS) {
+      if (ssid !== NO_PASID) {
+        return this.#event(req, out, EVT.C_BAD_SUBSTREAMID, 0, 0, false, false);
+      }
+      return this.#bypass(req, out);
+    }
+    // ATS devices: device ATC, translation requests and PRI.
+    if (ste.eats !== 0 && this.features.ats) {
+      const dev = this.#m.pci.byRid(sid);
+      if (dev !== undefined && dev.ats) return this.#atsPath(req, out, ste, dev.pri);
+    }
+    this.#translateUntranslated(req, out, ste, true);
+  }
+
+  /** The untranslated path: CD, TLB, walks, events. `record` false for ATS translation requests. */
+  #translateUntranslated(
+    req: DmaRequest,
+    out: TranslateResult,
+    ste: SteConfig,
+    record: boolean,
+  ): void {
+    const sid = req.rid;
+    const ssid = req.pasid;
+    const write = (req.access & ACCESS_WRITE) !== 0;
+    const exec = (req.access & ACCESS_EXEC) !== 0;
+    let cd: CdConfig | null = null;
+    let s1 = ste.s1;
+    if (s1) {
+      if (ssid !== NO_PASID) {
+        if (
+          ste.cdMax === 0 || ssid >= 2 ** ste.cdMax || (ssid === 0 && ste.s1dss === S1DSS.SSID0)
+        ) {
+          return this.#event(req, out, EVT.C_BAD_SUBSTREAMID, 0, 0, false, !record);
+        }
+      } else if (ste.cdMax !== 0) {
+        if (ste.s1dss === S1DSS.TERMINATE) {
+          return this.#event(req, out, EVT.F_STREAM_DISABLED, 0, 0, false, !record);
+        }
+        if (ste.s1dss === S1DSS.BYPASS) s1 = false;
+      }
+    }
+    if (s1) {
+      const cdKey = sid * 1048576 + (ssid === NO_PASID ? 0 : ssid);
+      cd = this.#cdCache.get(cdKey) ?? null;
+      if (cd !== null) {
+        this.counters.cdHits++;
+        if (this.checking) this.#checkCd(sid, ssid, ste, cd);
+      } else {
+        this.counters.cdMisses++;
+        const sc = this.#scratch;
+        const e = this.#fetchCd(ste, ssid, sc);
+        if (e < 0) {
+          // Stage-2 fault fetching the CD.
+          this.#w.faultStage = 2;
+          this.#w.ipa = this.#w2.ipa;
+          return this.#event(req, out, -e, EVT_CLASS.CD, this.#w2.ipa, true, !record);
+        }
+        if (e !== 0) return this.#event(req, out, e, 0, 0, false, !record);
+        cd = cloneCd(sc.cd);
+        this.#cdCache.set(cdKey, cd);
+      }
+    }
+    // TLB.
+    const el2 = ste.el2 ? 1 : 0;
+    const tag = this.#tag(el2, el2 ? 0 : ste.vmid, cd !== null ? cd.asid : 0x10000);
+    if (cd === null && !ste.s2) return this.#bypass(req, out); // S1DSS bypass with no stage 2
+    const e = this.#tlbLookup(tag, req.addr);
+    if (e !== undefined) {
+      const perm = req.priv ? e.permP : e.permU;
+      if (permits(perm, req.access)) {
+        this.counters.tlbHits++;
+        if (this.checking) this.#checkTlb(req, ste, cd, e);
+        return this.#ok(out, e.pa + (req.addr - e.va), perm, e.sizeShift);
+      }
+    }
+    this.counters.tlbMisses++;
+    const w = this.#w;
+    let oa = req.addr;
+    let ipa = req.addr;
+    let sizeShift = 64;
+    let permP = 7, permU = 7;
+    if (cd !== null) {
+      if (cd.epd0) {
+        w.fault = EVT.F_TRANSLATION;
+        w.faultStage = 1;
+        w.faultOnTableFetch = false;
+        return this.#walkFault(req, out, ste, cd, record);
+      }
+      walk(
+        this.#mem,
+        cd.cfg,
+        req.addr,
+        write,
+        exec,
+        req.priv,
+        ste.s2 ? this.#s2fetch : null,
+        true,
+        w,
+      );
+      this.counters.walkReads += w.reads;
+      if (w.fault !== WALK_OK) return this.#walkFault(req, out, ste, cd, record);
+      ipa = oa = w.oa;
+      sizeShift = w.sizeShift;
+      const p1 = (w.r ? ACCESS_READ : 0) | (w.w ? ACCESS_WRITE : 0) | (w.x ? ACCESS_EXEC : 0);
+      // The entry holds the permissions for the requester's privilege; the other one misses.
+      permP = req.priv ? p1 : 0;
+      permU = req.priv ? 0 : p1;
+    }
+    if (ste.s2) {
+      walk(this.#mem, ste.s2cfg, ipa, write, exec, true, null, true, w);
+      this.counters.walkReads += w.reads;
+      if (w.fault !== WALK_OK) {
+        w.ipa = ipa;
+        return this.#walkFault(req, out, ste, cd, record);
+      }
+      oa = w.oa;
+      if (w.sizeShift < sizeShift) sizeShift = w.sizeShift;
+      const p2 = (w.r ? ACCESS_READ : 0) | (w.w ? ACCESS_WRITE : 0) | (w.x ? ACCESS_EXEC : 0);
+      permP &= p2;
+      permU &= p2;
+    }
+    const span = 2 ** sizeShift;
+    const va = req.addr - (req.addr % span);
+    this.#tlbInsert(tag, {
+      va,
+      pa: oa - (req.addr % span),
+      ipa: ipa - (ipa % span),
+      sizeShift,
+      permP,
+      permU,
+      nested: cd !== null && ste.s2,
+    });
+    this.#ok(out, oa, req.priv ? permP : permU, sizeShift);
+  }
+
+  #atsPath(req: DmaRequest, out: TranslateResult, ste: SteConfig, pri: boolean): void {
+    const key = req.rid * 2097152 + (req.pasid + 1);
+    let m = this.#atc.get(key);
+    const page = req.addr - (req.addr % 4096);
+    if (m !== undefined) {
+      const sizes = this.#sizes;
+      for (let i = 0; i < sizes.length; i++) {
+        const s = sizes[i];
+        const p = 2 ** s;
+        const e = m.get(req.addr - (req.addr % p));
+        if (e !== undefined && e.sizeShift === s) {
+          const perm = req.priv ? e.permP : e.permU;
+          if (permits(perm, req.access)) {
+            this.counters.atcHits++;
+            if (this.checking) this.#checkAtc(req, ste, e);
+            return this.#ok(out, e.pa + (req.addr - e.va), perm, e.sizeShift);
+          }
+        }
+      }
+    }
+    this.counters.atcMisses++;
+    // An outstanding page request for this page: wait for its response.
+    for (let i = 0; i < this.#pageReqs.length; i++) {
+      const pr = this.#pageReqs[i];
+      if (pr.sid !== req.rid || pr.ssid !== req.pasid || pr.page !== page) continue;
+      if (pr.state < 0) return this.#pending(out, "PRI_PENDING");
+      this.#pageReqs.splice(i, 1);
+      if (pr.state !== PRI_RESP.SUCC) {
+        return this.#abort(out, pr.state === PRI_RESP.DENY ? "PRI_RESP_DENY" : "PRI_RESP_FAIL", 0);
+      }
+      break;
+    }
+    // Translation request (faults are not recorded; they come back in the completion).
+    this.#translateUntranslated(req, out, ste, !pri);
+    if (out.ok) {
+      if (m === undefined) {
+        m = new Map();
+        this.#atc.set(key, m);
+      }
+      const s = Math.log2(out.span);
+      m.set(req.addr - (req.addr % out.span), {
+        va: req.addr - (req.addr % out.span),
+        pa: out.pa - (req.addr % out.span),
+        ipa: 0,
+        sizeShift: s,
+        permP: out.perm,
+        permU: out.perm,
+        nested: false,
+      });
+      this.#addSize(s);
+      return;
+    }
+    if (!pri || out.faultCode < EVT.F_TRANSLATION || out.faultCode > EVT.F_PERMISSION) return;
+    // Page request.
+    const prg = this.#nextPrg.get(req.rid) ?? 0;
+    this.#nextPrg.set(req.rid, (prg + 1) & 0x1ff);
+    const rec = this.#ev;
+    rec.fill(0);
+    rec[0] = req.rid;
+    const ssv = req.pasid !== NO_PASID;
+    rec[1] = ((ssv ? req.pasid : 0) & 0xfffff) | (req.priv ? 1 << 26 : 0) |
+      (req.access & ACCESS_EXEC ? 1 << 27 : 0) |
+      (req.access & ACCESS_READ || !(req.access & ACCESS_WRITE) ? 1 << 28 : 0) |
+      (req.access & ACCESS_WRITE ? 1 << 29 : 0) | (1 << 30) | (ssv ? 1 << 31 : 0);
+    rec[1] >>>= 0;
+    rec[2] = (prg | (page % TWO32)) >>> 0;
+    rec[3] = Math.floor(page / TWO32) >>> 0;
+    if (this.#writePri(rec)) {
+      this.counters.pageRequests++;
+      this.#pageReqs.push({ sid: req.rid, ssid: req.pasid, page, prg, state: -1 });
+      if (this.#m.trace.observed) {
+        this.#m.trace.emit(this.name, "smmuv3_page_request", {
+          sid: req.rid,
+          ssid: req.pasid,
+          addr: page,
+          prg,
+        });
+      }
+      return this.#pending(out, "PRI_PENDING");
+    }
+  }
+
+  #walkFault(
+    req: DmaRequest,
+    out: TranslateResult,
+    ste: SteConfig,
+    cd: CdConfig | null,
+    record: boolean,
+  ): void {
+    const w = this.#w;
+    const s2 = w.faultStage === 2;
+    const cls = w.faultOnTableFetch ? EVT_CLASS.TTD : EVT_CLASS.IN;
+    const code = w.fault;
+    // Stall model.
+    const model = this.features.stall;
+    const stallCfg = s2 ? ste.s2s : cd !== null && cd.stall && !ste.s1stalld;
+    const stall = record && model !== "terminate" && (model === "force" || stallCfg);
+    const rec = record && (stall || (s2 ? ste.s2r : cd === null || cd.record));
+    if (stall) {
+      const page = req.addr - (req.addr % 4096);
+      const stag = this.#nextStag;
+      this.#nextStag = (this.#nextStag + 1) & 0xffff || 1;
+      this.#stalls.push({ sid: req.rid, ssid: req.pasid, page, stag, state: 0 });
+      this.counters.stalls++;
+      this.#fillEvent(req, code, cls, w.ipa, s2, stag, true);
+      this.#writeEvent(this.#ev);
+      this.counters.faults++;
+      return this.#pending(out, "STALLED");
+    }
+    this.#event(req, out, code, cls, w.ipa, s2, !rec);
+  }
+
+  #fillEvent(
+    req: DmaRequest,
+    id: number,
+    cls: number,
+    ipa: number,
+    s2: boolean,
+    stag: number,
+    stall: boolean,
+  ): void {
+    const ev = this.#ev;
+    ev.fill(0);
+    const ssv = req.pasid !== NO_PASID;
+    ev[0] = (id | (ssv ? 0x800 : 0) | (((ssv ? req.pasid : 0) & 0xfffff) << 12)) >>> 0;
+    ev[1] = req.rid >>> 0;
+    if (id >= EVT.F_TRANSLATION && id <= EVT.F_PERMISSION || id === EVT.F_BAD_ATS_TREQ) {
+      ev[2] = (stag | (stall ? 0x80000000 : 0)) >>> 0;
+      ev[3] = ((req.priv ? 1 << 1 : 0) | (req.access & ACCESS_EXEC ? 1 << 2 : 0) |
+        (req.access & ACCESS_WRITE ? 0 : 1 << 3) | (s2 ? 1 << 7 : 0) | (cls << 8)) >>> 0;
+      ev[4] = req.addr % TWO32;
+      ev[5] = Math.floor(req.addr / TWO32);
+      if (s2) {
+        ev[6] = (ipa % TWO32) & 0xfffff000;
+        ev[6] >>>= 0;
+        ev[7] = Math.floor(ipa / TWO32) & 0xfffff;
+      }
+    }
+  }
+
+  /** Fault the request with event `id` (recorded unless `silent`). */
+  #event(
+    req: DmaRequest,
+    out: TranslateResult,
+    id: number,
+    cls: number,
+    ipa: number,
+    s2: boolean,
+    silent: boolean,
+  ): void {
+    this.counters.faults++;
+    if (!silent) {
+      this.#fillEvent(req, id, cls, ipa, s2, 0, false);
+      this.#writeEvent(this.#ev);
+    }
+    out.ok = false;
+    out.pa = 0;
+    out.perm = 0;
+    out.span = 0;
+    out.fault = EVT_NAME[id] ?? `EVT_0x${id.toString(16)}`;
+    out.faultCode = id;
+  }
+
+  #abort(out: TranslateResult, why: string, code: number): void {
+    this.counters.aborts++;
+    out.ok = false;
+    out.pa = 0;
+    out.perm = 0;
+    out.span = 0;
+    out.fault = why;
+    out.faultCode = code;
+  }
+
+  #pending(out: TranslateResult, why: string): void {
+    out.ok = false;
+    out.pending = true;
+    out.pa = 0;
+    out.perm = 0;
+    out.span = 0;
+    out.fault = why;
+    out.faultCode = 0;
+  }
+
+  #bypass(req: DmaRequest, out: TranslateResult): void {
+    this.counters.bypass++;
+    this.#ok(out, req.addr, ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC, 12);
+  }
+
+  #ok(out: TranslateResult, pa: number, perm: number, sizeShift: number): void {
+    out.ok = true;
+    out.pa = pa;
+    out.perm = perm;
+    out.span = sizeShift >= 53 ? 2 ** 52 : 2 ** sizeShift;
+  }
+
+  // -------------------------------------------------------------------------
+  // Checking mode
+
+  #report(cache: string, sid: number, ssid: number, addr: number, detail: string): void {
+    this.counters.missedInvalidations++;
+    this.missed.push({ cache, sid, ssid, addr, detail });
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "smmuv3_missed_invalidation", {
+        cache,
+        sid,
+        ssid,
+        addr,
+        detail,
+      });
+    }
+  }
+
+  #checkSte(sid: number, ste: SteConfig): void {
+    const sc = this.#scratch;
+    const e = this.#fetchSte(sid, sc);
+    if (e !== 0 || !sameWords(sc.ste.words, ste.words)) {
+      this.#report(
+        "STE",
+        sid,
+        -1,
+        0,
+        e !== 0 ? `memory STE now gives ${EVT_NAME[e]}` : "STE words differ from memory",
+      );
+    }
+  }
+
+  #checkCd(sid: number, ssid: number, ste: SteConfig, cd: CdConfig): void {
+    const sc = this.#scratch;
+    const e = this.#fetchCd(ste, ssid, sc);
+    if (e !== 0 || !sameWords(sc.cd.words, cd.words)) {
+      this.#report(
+        "CD",
+        sid,
+        ssid,
+        0,
+        e !== 0 ? `memory CD now gives event ${Math.abs(e)}` : "CD words differ from memory",
+      );
+    }
+  }
+
+  #freshWalk(req: DmaRequest, ste: SteConfig, cd: CdConfig | null, out: WalkOut): number {
+    // Walk without updating memory; returns output address or -1.
+    let a = req.addr;
+    let sizeShift = 64;
+    if (cd !== null) {
+      if (cd.epd0) return -1;
+      walk(this.#mem, cd.cfg, a, false, false, true, ste.s2 ? this.#s2fetch : null, false, out);
+      if (out.fault !== WALK_OK) return -1;
+      a = out.oa;
+      sizeShift = out.sizeShift;
+    }
+    if (ste.s2) {
+      walk(this.#mem, ste.s2cfg, a, false, false, true, null, false, out);
+      if (out.fault !== WALK_OK) return -1;
+      a = out.oa;
+      if (out.sizeShift < sizeShift) sizeShift = out.sizeShift;
+    }
+    out.sizeShift = sizeShift;
+    return a;
+  }
+
+  #checkTlb(req: DmaRequest, ste: SteConfig, cd: CdConfig | null, e: TlbEntry): void {
+    const w = this.#wc;
+    const pa = this.#freshWalk(req, ste, cd, w);
+    const cached = e.pa + (req.addr - e.va);
+    if (pa !== cached) {
+      this.#report(
+        "TLB",
+        req.rid,
+        req.pasid,
+        req.addr,
+        pa < 0
+          ? `TLB maps to 0x${cached.toString(16)}, memory has no translation`
+          : `TLB maps to 0x${cached.toString(16)}, memory to 0x${pa.toString(16)}`,
+      );
+    }
+  }
+
+  #checkAtc(req: DmaRequest, ste: SteConfig, e: TlbEntry): void {
+    // The ATC is checked against a full walk of the current configuration.
+    const cdKey = req.rid * 1048576 + (req.pasid === NO_PASID ? 0 : req.pasid);
+    const cd = ste.s1 ? this.#cdCache.get(cdKey) ?? null : null;
+    if (ste.s1 && cd === null) return;
+    const pa = this.#freshWalk(req, ste, cd, this.#wc);
+    const cached = e.pa + (req.addr - e.va);
+    if (pa !== cached) {
+      this.#report(
+        "ATC",
+        req.rid,
+        req.pasid,
+        req.addr,
+        `ATC maps to 0x${cached.toString(16)}, memory to ${
+          pa < 0 ? "nothing" : "0x" + pa.toString(16)
+        }`,
+      );
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Introspection for tests and reports (not visible to drivers).
+
+  /** Number of TLB entries. */
+  get tlbEntries(): number {
+    return this.#tlbCount;
+  }
+
+  /** Outstanding stalls as {sid, stag}. */
+  get stalledTransactions(): { sid: number; ssid: number; stag: number; addr: number }[] {
+    return this.#stalls.filter((s) => s.state === 0).map((s) => ({
+      sid: s.sid,
+      ssid: s.ssid,
+      stag: s.stag,
+      addr: s.page,
+    }));
+  }
+
+  /** Outstanding page requests. */
+  get pendingPageRequests(): { sid: number; ssid: number; prg: number; addr: number }[] {
+    return this.#pageReqs.filter((p) => p.state < 0).map((p) => ({
+      sid: p.sid,
+      ssid: p.ssid,
+      prg: p.prg,
+      addr: p.page,
+    }));
+  }
+}
+
+interface TranslateScratch {
+  steWords: Uint32Array;
+  cdWords: Uint32Array;
+  ste: SteConfig;
+  cd: CdConfig;
+}
+
+const CMD_COUNTER: Record<number, string> = Object.fromEntries(
+  Object.entries(OP).map(([k, v]) => [v, `cmd_${k}`]),
+);
+
+function newSte(): SteConfig {
+  return {
+    words: new Uint32Array(16),
+    config: 0,
+    s1: false,
+    s2: false,
+    s1fmt: 0,
+    ctxPtr: 0,
+    cdMax: 0,
+    s1dss: 0,
+    s1stalld: false,
+    eats: 0,
+    el2: false,
+    vmid: 0,
+    s2cfg: newWalkCfg(),
+    s2s: false,
+    s2r: false,
+  };
+}
+
+function newCd(): CdConfig {
+  return {
+    words: new Uint32Array(16),
+    asid: 0,
+    epd0: false,
+    stall: false,
+    record: false,
+    cfg: newWalkCfg(),
+  };
+}
+
+function newTranslateScratch(): TranslateScratch {
+  return {
+    steWords: new Uint32Array(16),
+    cdWords: new Uint32Array(16),
+    ste: newSte(),
+    cd: newCd(),
+  };
+}
+
+function cloneSte(s: SteConfig): SteConfig {
+  return { ...s, words: s.words.slice(), s2cfg: { ...s.s2cfg } };
+}
+
+function cloneCd(c: CdConfig): CdConfig {
+  return { ...c, words: c.words.slice(), cfg: { ...c.cfg } };
+}
+
+function sameWords(a: Uint32Array, b: Uint32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function permits(perm: number, access: number): boolean {
+  if (access & ACCESS_WRITE && !(perm & ACCESS_WRITE)) return false;
+  if (access & ACCESS_EXEC && !(perm & ACCESS_EXEC)) return false;
+  if (access & ACCESS_READ && !(perm & ACCESS_READ)) return false;
+  return true;
+}

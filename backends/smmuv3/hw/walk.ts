@@ -1,0 +1,265 @@
+/**
+ * @module
+ * VMSAv8-64 (LPAE) translation-table walks as the SMMU performs them, from
+ * the architecture: stage 1 (TTB0/T0SZ/TG0/IPS) and stage 2 (S2TTB/VTCR with
+ * concatenated start tables), 4K/16K/64K granules, access/dirty updates with
+ * HTTU. A nested stage-1 walk reads its tables through stage 2. Works on
+ * 32-bit halves; allocates nothing per walk.
+ */
+
+import type { PhysMem } from "@iommu-lab/core";
+
+/** Walk outcome codes. */
+export const WALK_OK = 0;
+/** Translation fault (invalid or reserved descriptor, input out of range). */
+export const WALK_F_TRANSLATION = 0x10;
+/** Address size fault (output beyond the configured PA size). */
+export const WALK_F_ADDR_SIZE = 0x11;
+/** Access flag fault. */
+export const WALK_F_ACCESS = 0x12;
+/** Permission fault. */
+export const WALK_F_PERMISSION = 0x13;
+
+/** Stage-1/stage-2 context for one walk (filled from a CD or an STE, reused). */
+export interface WalkCfg {
+  /** 1 or 2. */
+  stage: number;
+  /** Table base address. */
+  ttb: number;
+  /** Input size in bits (64 - T0SZ). */
+  inBits: number;
+  /** Granule shift: 12, 14 or 16. */
+  granShift: number;
+  /** Output size in bits (from IPS/PS). */
+  outBits: number;
+  /** Start level (0..3); stage 1 derives it from inBits, stage 2 from SL0. */
+  startLevel: number;
+  /** Hardware access-flag update. */
+  ha: boolean;
+  /** Hardware dirty update (DBM). */
+  hd: boolean;
+}
+
+/** Result of a walk; reused. */
+export interface WalkOut {
+  /** WALK_OK or a fault code. */
+  fault: number;
+  /** Output address. */
+  oa: number;
+  /** Log2 of the mapping size. */
+  sizeShift: number;
+  /** Readable / writable / executable (stage 1: by privileged; unprivileged tracked separately). */
+  r: boolean;
+  /** Writable (after dirty update when applicable). */
+  w: boolean;
+  /** Executable by the requester's privilege. */
+  x: boolean;
+  /** Stage 1: AP[1] (unprivileged access allowed). */
+  user: boolean;
+  /** Level at which the walk ended. */
+  level: number;
+  /** Faulting stage of a nested walk (1 or 2), or the stage of a table fetch via stage 2. */
+  faultStage: number;
+  /** True when the fault happened translating a stage-1 table address through stage 2. */
+  faultOnTableFetch: boolean;
+  /** Intermediate address of a stage-2 fault. */
+  ipa: number;
+  /** Descriptor memory reads of this walk. */
+  reads: number;
+}
+
+/** A fresh walk config. */
+export function newWalkCfg(): WalkCfg {
+  return {
+    stage: 1,
+    ttb: 0,
+    inBits: 48,
+    granShift: 12,
+    outBits: 48,
+    startLevel: 0,
+    ha: false,
+    hd: false,
+  };
+}
+
+/** A fresh walk result. */
+export function newWalkOut(): WalkOut {
+  return {
+    fault: 0,
+    oa: 0,
+    sizeShift: 12,
+    r: false,
+    w: false,
+    x: false,
+    user: false,
+    level: 0,
+    faultStage: 0,
+    faultOnTableFetch: false,
+    ipa: 0,
+    reads: 0,
+  };
+}
+
+const TWO32 = 4294967296;
+
+/** Output address bits [47:granShift] of a descriptor given as halves (48-bit OA). */
+function descAddr(lo: number, hi: number, granShift: number): number {
+  const hiPart = hi & 0xffff; // bits 47:32
+  const loPart = (lo >>> granShift) * 2 ** granShift;
+  return hiPart * TWO32 + (loPart >>> 0);
+}
+
+/** Stage-1 start level for `inBits` and granule (VMSAv8-64). */
+export function s1StartLevel(inBits: number, granShift: number): number {
+  const stride = granShift - 3;
+  const levels = Math.ceil((inBits - granShift) / stride);
+  return 4 - levels;
+}
+
+/** Stage-2 start level from SL0 for the granule (4K: 0->2, 1->1, 2->0; 16K/64K: 0->3, 1->2, 2->1). */
+export function s2StartLevel(sl0: number, granShift: number): number {
+  if (granShift === 12) return 2 - sl0;
+  return 3 - sl0;
+}
+
+/** Translates a stage-1 table address through stage 2 (nested walks); returns -1 on a fault. */
+export interface TableFetchTranslator {
+  /** IPA to PA for a table read, or -1 with `out` describing the stage-2 fault. */
+  tableAddr(ipa: number, out: WalkOut): number;
+}
+
+/**
+ * Walk `addr` through `cfg`. `write`, `exec`, `priv` describe the access for
+ * permission checks and HTTU updates. `s2` translates table addresses of a
+ * nested stage-1 walk (null for a plain walk). Writes the result into `out`.
+ * When `update` is false, no access/dirty update is written (checking mode).
+ */
+export function walk(
+  mem: PhysMem,
+  cfg: WalkCfg,
+  addr: number,
+  write: boolean,
+  exec: boolean,
+  priv: boolean,
+  s2: TableFetchTranslator | null,
+  update: boolean,
+  out: WalkOut,
+): void {
+  out.fault = WALK_OK;
+  out.faultOnTableFetch = false;
+  out.faultStage = cfg.stage;
+  out.reads = 0;
+  out.ipa = addr;
+  const g = cfg.granShift;
+  const stride = g - 3;
+  if (addr >= 2 ** cfg.inBits) {
+    out.fault = WALK_F_TRANSLATION;
+    out.level = cfg.startLevel;
+    return;
+  }
+  let level = cfg.startLevel;
+  let table = cfg.ttb;
+  // Index bits at the start level: everything from inBits down to the level's shift (stage 2 may concatenate).
+  let shift = g + stride * (3 - level);
+  let idxBits = cfg.inBits - shift;
+  // Hierarchical permissions are not modelled (APTable/XNTable); see README of the backend.
+  for (;;) {
+    const idx = Math.floor(addr / 2 ** shift) % 2 ** idxBits;
+    let tablePa = table;
+    if (s2 !== null) {
+      tablePa = s2.tableAddr(table, out);
+      if (tablePa < 0) {
+        out.faultOnTableFetch = true;
+        out.faultStage = 2;
+        return;
+      }
+    }
+    const da = tablePa + idx * 8;
+    const lo = mem.read32(da);
+    const hi = mem.read32(da + 4);
+    out.reads++;
+    out.level = level;
+    if ((lo & 1) === 0) {
+      out.fault = WALK_F_TRANSLATION;
+      return;
+    }
+    const isTable = (lo & 2) !== 0 && level < 3;
+    if (isTable) {
+      const next = descAddr(lo, hi, g);
+      if (next >= 2 ** cfg.outBits) {
+        out.fault = WALK_F_ADDR_SIZE;
+        return;
+      }
+      table = next;
+      level++;
+      shift -= stride;
+      idxBits = stride;
+      continue;
+    }
+    // Leaf: a page at level 3 needs bits 1:0 == 3; a block (bits 1:0 == 1) only where blocks exist.
+    if (level === 3 && (lo & 2) === 0) {
+      out.fault = WALK_F_TRANSLATION;
+      return;
+    }
+    if (level < 3 && (level === 0 || (g === 12 && level < 1) || (g !== 12 && level < 2))) {
+      out.fault = WALK_F_TRANSLATION;
+      return;
+    }
+    const base = descAddr(lo, hi, shift);
+    if (base >= 2 ** cfg.outBits) {
+      out.fault = WALK_F_ADDR_SIZE;
+      return;
+    }
+    let newLo = lo;
+    let newHi = hi;
+    const af = (lo & 0x400) !== 0;
+    const dbm = (hi & (1 << 19)) !== 0; // bit 51
+    let r: boolean, w: boolean, x: boolean, user: boolean;
+    if (cfg.stage === 1) {
+      const ap = (lo >>> 6) & 3;
+      user = (ap & 1) !== 0;
+      r = true;
+      w = (ap & 2) === 0;
+      const uxn = (hi & (1 << 22)) !== 0; // bit 54
+      const pxn = (hi & (1 << 21)) !== 0; // bit 53
+      x = priv ? !pxn : !uxn;
+      if (!priv && !user) r = w = x = false;
+      if (write && !w && cfg.hd && dbm) {
+        w = true;
+        newLo = newLo & ~0x80; // clear AP[2]: writable-dirty
+      }
+    } else {
+      const s2ap = (lo >>> 6) & 3;
+      r = (s2ap & 1) !== 0;
+      w = (s2ap & 2) !== 0;
+      x = (hi & (1 << 22)) === 0;
+      user = true;
+      if (write && !w && cfg.hd && dbm) {
+        w = true;
+        newLo = newLo | 0x80; // set S2AP[1]: dirty
+      }
+    }
+    if (!af) {
+      if (!cfg.ha) {
+        out.fault = WALK_F_ACCESS;
+        return;
+      }
+      newLo |= 0x400;
+    }
+    if ((write && !w) || (!write && !exec && !r) || (exec && !x)) {
+      out.fault = WALK_F_PERMISSION;
+      return;
+    }
+    if (update && (newLo !== lo || newHi !== hi)) {
+      mem.write32(da, newLo >>> 0);
+      newHi = hi;
+    }
+    out.oa = base + (addr % 2 ** shift);
+    out.sizeShift = shift;
+    out.r = r;
+    out.w = w;
+    out.x = x;
+    out.user = user;
+    return;
+  }
+}
