@@ -1,5 +1,60 @@
 /**
  * @module
- * Intel VT-d backend (scalable mode) — not built yet: this package exports nothing so far.
+ * Intel VT-d backend: a scalable-mode hardware model (`hw/`) and the
+ * intel-iommu driver model (`driver/`), meeting only at MMIO registers and
+ * structures in physical memory. The default export is the `"vtd"`
+ * {@link BackendPlugin}. `createHardware` puts the model in front of every
+ * PCI function present on the machine at that time; `create` also does so for
+ * each device the driver probes later.
  */
-export {};
+
+import {
+  type BackendInstance,
+  type BackendOptions,
+  type BackendPlugin,
+  CORE_API_VERSION,
+  type Machine,
+} from "@iommu-lab/core";
+import { VtdHardware } from "./hw/model.ts";
+import { resolveVtdOptions, VTD_OPTION_SPECS } from "./hw/options.ts";
+import { VtdDriver } from "./driver/driver.ts";
+
+export * from "./hw/structures.ts";
+export * from "./hw/registers.ts";
+export * from "./hw/faults.ts";
+export * from "./hw/options.ts";
+export { type VtdFault, VtdHardware, type VtdStaleReport } from "./hw/model.ts";
+export { FLPT_DEFAULT_DID, IDA_START_DID, VtdDomain, VtdDriver, type VtdDriverOptions } from "./driver/driver.ts";
+export {
+  defaultPgtableFactory,
+  type PgtableFactory,
+  VtdPageTable,
+  type VtdPgtable,
+} from "./driver/pgtable.ts";
+
+/** Build the hardware model alone and put it in front of every current PCI function. */
+export function createVtdHardware(machine: Machine, options: BackendOptions = {}): VtdHardware {
+  const hw = new VtdHardware(machine, resolveVtdOptions(options));
+  for (const dev of machine.pci.devices) if (dev.segment === 0) machine.pci.setTranslator(dev, hw);
+  return hw;
+}
+
+/** The `"vtd"` backend plugin. */
+const plugin: BackendPlugin = {
+  name: "vtd",
+  description: "Intel VT-d (scalable mode: first/second stage, nesting, PASID, PRS, QI)",
+  apiVersion: CORE_API_VERSION,
+  options: VTD_OPTION_SPECS,
+  createHardware: createVtdHardware,
+  create(machine: Machine, options: BackendOptions): BackendInstance {
+    const hw = createVtdHardware(machine, options);
+    const driver = new VtdDriver(machine, {
+      mmioBase: hw.mmioBase,
+      hwName: hw.name,
+      onProbe: (dev) => machine.pci.setTranslator(dev, hw),
+    });
+    return { hw, driver };
+  },
+};
+
+export default plugin;

@@ -1,0 +1,713 @@
+/**
+ * @module
+ * The intel-iommu driver model: probes CAP/ECAP through MMIO, builds root,
+ * context and PASID tables in memory, runs queued invalidation, and serves
+ * paging (first stage when FLTS, else second stage), identity (pass-through)
+ * and blocked domains, as drivers/iommu/intel does (about v6.8–v6.12). It
+ * talks to the hardware only through MMIO and memory.
+ */
+
+import {
+  DomainType,
+  type DomainType as DomainTypeT,
+  type IommuCap,
+  type IommuDomain,
+  IommuError,
+  type IommuKernelHooks,
+  type IommuOpsWithHooks,
+  type IommuPageResponse,
+  type IopfFault,
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+  IOMMU_FAULT_PERM_EXEC,
+  IOMMU_FAULT_PERM_PRIV,
+  IOMMU_FAULT_PERM_READ,
+  IOMMU_FAULT_PERM_WRITE,
+  type IotlbGather,
+  type Machine,
+  type PciDevice,
+  type ResvRegion,
+} from "@iommu-lab/core";
+import { FSTS, GCMD, IQA_DW, PRS_PPR, PRS_PRO, REG, RTADDR_TTM_SCALABLE } from "../hw/registers.ts";
+import { PGTT_FL_ONLY, PGTT_PT, PGTT_SL_ONLY, QI_TYPE } from "../hw/structures.ts";
+import { defaultPgtableFactory, type PgtableFactory, type VtdPgtable } from "./pgtable.ts";
+
+const TWO32 = 4294967296;
+/** `FLPT_DEFAULT_DID`: identity and SVA domains. */
+export const FLPT_DEFAULT_DID = 1;
+/** `IDA_START_DID`. */
+export const IDA_START_DID = 2;
+/** Queue entries (`QI_LENGTH`). */
+const QI_LENGTH = 256;
+/** `PRQ_ORDER`: 2^4 pages. */
+const PRQ_ORDER = 4;
+
+/** Driver construction options. */
+export interface VtdDriverOptions {
+  /** Register window base on the machine bus. */
+  mmioBase: number;
+  /** Hardware instance name (interrupt lines are `<name>:fault|prq|inv`). */
+  hwName: string;
+  /** Called when a device is probed (the plugin puts the hardware in front of its DMA). */
+  onProbe?: (dev: PciDevice) => void;
+  /** Page-table builder (defaults to the built-in VT-d formats). */
+  pgtableFactory?: PgtableFactory;
+}
+
+interface DevInfo {
+  dev: PciDevice;
+  pasidDir: number;
+  pdts: number;
+  dirEntries: number;
+  ats: boolean;
+  pri: boolean;
+  /** pasid -> domain attached there (0 = RID_PASID). */
+  domains: Map<number, VtdDomain>;
+}
+
+interface Attachment {
+  dev: PciDevice;
+  pasid: number;
+}
+
+/** A VT-d domain (paging, identity or blocked). */
+export class VtdDomain implements IommuDomain {
+  /** Domain type. */
+  readonly type: DomainTypeT;
+  /** Owning driver. */
+  readonly owner: VtdDriver;
+  /** Page sizes. */
+  pgsizeBitmap: number;
+  /** Aperture. */
+  geometry: { apertureStart: number; apertureEnd: number; forceAperture: boolean };
+  /** Domain ID (0 for blocked). */
+  readonly did: number;
+  /** First-stage page table (else second stage). */
+  readonly firstStage: boolean;
+  /** The page table (paging domains). */
+  readonly pgtable: VtdPgtable | null;
+  /** Where it is attached (the kernel's cache tags). */
+  readonly attachments: Attachment[] = [];
+  /** Label. */
+  readonly label: string;
+
+  /** Built by the driver. */
+  constructor(
+    owner: VtdDriver,
+    type: DomainTypeT,
+    did: number,
+    firstStage: boolean,
+    pgtable: VtdPgtable | null,
+    width: number,
+  ) {
+    this.owner = owner;
+    this.type = type;
+    this.did = did;
+    this.firstStage = firstStage;
+    this.pgtable = pgtable;
+    this.pgsizeBitmap = pgtable?.pgsizeBitmap ?? 0;
+    this.geometry = { apertureStart: 0, apertureEnd: 2 ** width - 1, forceAperture: true };
+    this.label = `vtd-${type === DomainType.IDENTITY ? "identity" : type === DomainType.BLOCKED ? "blocked" : "paging"}-${did}`;
+  }
+
+  /** `attach_dev`: route requests without PASID (RID_PASID) here. */
+  attachDev(dev: PciDevice, _old: IommuDomain | null): void {
+    this.owner.setPasidDomain(this, dev, 0);
+  }
+
+  /** `set_dev_pasid`. */
+  setDevPasid(dev: PciDevice, pasid: number, _old: IommuDomain | null): void {
+    if (pasid === 0) throw new IommuError("EINVAL", "set_dev_pasid", "PASID 0 is the RID_PASID; use attach_dev");
+    this.owner.setPasidDomain(this, dev, pasid);
+  }
+
+  /** `map_pages`. */
+  mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
+    if (!this.pgtable) throw new IommuError("EOPNOTSUPP", "map_pages", `${this.label} has no page table`);
+    if (iova + pgsize * pgcount - 1 > this.geometry.apertureEnd) {
+      throw new IommuError("EINVAL", "map_pages", `iova range ends beyond the aperture 0x${this.geometry.apertureEnd.toString(16)}`);
+    }
+    return this.pgtable.mapPages(iova, paddr, pgsize, pgcount, prot);
+  }
+
+  /** `unmap_pages`: clears leaves and gathers the range. */
+  unmapPages(iova: number, pgsize: number, pgcount: number, gather: IotlbGather): number {
+    if (!this.pgtable) return 0;
+    const n = this.pgtable.unmapPages(iova, pgsize, pgcount, gather);
+    if (n > 0) gather.addPage(this, iova, n);
+    return n;
+  }
+
+  /** `iotlb_sync_map`: in caching mode, invalidate the new range (the IOTLB may cache not-present). */
+  iotlbSyncMap(iova: number, size: number): void {
+    if (this.owner.cachingMode) this.owner.flushRange(this, iova, iova + size - 1);
+  }
+
+  /** `iotlb_sync`. */
+  iotlbSync(gather: IotlbGather): void {
+    if (!gather.empty) this.owner.flushRange(this, gather.start, gather.end);
+  }
+
+  /** `flush_iotlb_all`. */
+  flushIotlbAll(): void {
+    this.owner.flushRange(this, 0, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** `iova_to_phys`. */
+  iovaToPhys(iova: number): number {
+    return this.pgtable ? this.pgtable.iovaToPhys(iova) : this.type === DomainType.IDENTITY ? iova : 0;
+  }
+
+  /** `free`. */
+  free(): void {
+    if (this.attachments.length > 0) {
+      throw new IommuError("EBUSY", "domain_free", `${this.label} is still attached to ${this.attachments.length} device/PASID(s)`);
+    }
+    this.pgtable?.free();
+    this.owner.releaseDid(this.did);
+  }
+}
+
+/** The intel-iommu driver. */
+export class VtdDriver implements IommuOpsWithHooks {
+  /** Driver name. */
+  readonly name = "intel-iommu";
+  /** Page sizes (4K, 2M, 1G as the hardware allows). */
+  pgsizeBitmap = 4096;
+  /** `sm_supported`. */
+  sm = false;
+  /** `pasid_supported`. */
+  pasidSupported = false;
+  /** CAP.CM. */
+  cachingMode = false;
+  /** Static identity domain. */
+  identityDomain!: VtdDomain;
+  /** Static blocked domain. */
+  blockedDomain!: VtdDomain;
+
+  readonly #m: Machine;
+  readonly #base: number;
+  readonly #opts: VtdDriverOptions;
+  readonly #factory: PgtableFactory;
+  readonly #hi = new Uint32Array(1);
+  #capLo = 0;
+  #capHi = 0;
+  #ecapLo = 0;
+  #ecapHi = 0;
+  #gcmd = 0;
+  #root = 0;
+  #qBase = 0;
+  #qTail = 0;
+  #qShift = 4;
+  #qStatus = 0;
+  #qSeq = 0;
+  #prq = 0;
+  readonly #ctxTables = new Map<number, number>(); // bus*2+half -> table
+  readonly #devs = new Map<PciDevice, DevInfo>();
+  readonly #dids = new Set<number>();
+  #ndoms = 0;
+  #hooks: IommuKernelHooks | null = null;
+  #fsLevels = 4;
+  #ssAgaw = 2;
+  /** Page requests read from the queue. */
+  pageRequestsSeen = 0;
+
+  /** Bind to the hardware at `opts.mmioBase` and initialise it (tables, QI, PRQ, TE). */
+  constructor(machine: Machine, opts: VtdDriverOptions) {
+    this.#m = machine;
+    this.#base = opts.mmioBase;
+    this.#opts = opts;
+    this.#factory = opts.pgtableFactory ?? defaultPgtableFactory;
+    this.#init();
+  }
+
+  // --- MMIO helpers
+  #r32(off: number): number {
+    return this.#m.bus.read32(this.#base + off);
+  }
+  #w32(off: number, v: number): void {
+    this.#m.bus.write32(this.#base + off, v >>> 0);
+  }
+  #w64(off: number, v: number): void {
+    this.#m.bus.write64Halves(this.#base + off, v % TWO32 >>> 0, Math.floor(v / TWO32) >>> 0);
+  }
+  #capBit(n: number): number {
+    return n < 32 ? (this.#capLo >>> n) & 1 : (this.#capHi >>> (n - 32)) & 1;
+  }
+  #ecapBit(n: number): number {
+    return n < 32 ? (this.#ecapLo >>> n) & 1 : (this.#ecapHi >>> (n - 32)) & 1;
+  }
+
+  #init(): void {
+    const bus = this.#m.bus;
+    this.#capLo = bus.read64Halves(this.#base + REG.CAP, this.#hi);
+    this.#capHi = this.#hi[0];
+    this.#ecapLo = bus.read64Halves(this.#base + REG.ECAP, this.#hi);
+    this.#ecapHi = this.#hi[0];
+    const smts = this.#ecapBit(43) === 1;
+    this.sm = smts;
+    this.pasidSupported = smts && this.#ecapBit(40) === 1;
+    this.cachingMode = this.#capBit(7) === 1;
+    if (!this.#ecapBit(1)) {
+      throw new IommuError("ENODEV", "intel_iommu_init", "ECAP.QI is clear; this driver model needs queued invalidation");
+    }
+    this.#ndoms = 2 ** (4 + 2 * (this.#capLo & 7));
+    const sagaw = (this.#capLo >>> 8) & 0x1f;
+    const mgaw = ((this.#capLo >>> 16) & 0x3f) + 1;
+    this.#ssAgaw = 0;
+    for (let a = 3; a >= 1; a--) if ((sagaw >> a) & 1 && 30 + 9 * a <= mgaw) { this.#ssAgaw = a; break; }
+    if (this.#ssAgaw === 0) throw new IommuError("ENODEV", "intel_iommu_init", `no usable AGAW in SAGAW 0x${sagaw.toString(16)}`);
+    const useFs = this.sm && this.#ecapBit(47) === 1;
+    const sllps = (this.#capHi >>> 2) & 0xf;
+    this.pgsizeBitmap = 4096 + (useFs || (sllps & 1) ? 2097152 : 0) +
+      ((useFs ? this.#capBit(56) : (sllps >> 1) & 1) ? 1073741824 : 0);
+    this.#fsLevels = 4;
+    // Root table.
+    const pages = this.#m.pages;
+    this.#root = pages.allocPage();
+    this.#w64(REG.RTADDR, this.#root + (this.sm ? RTADDR_TTM_SCALABLE << 10 : 0));
+    this.#w32(REG.GCMD, this.#gcmd | GCMD.SRTP);
+    if (!(this.#r32(REG.GSTS) & GCMD.SRTP)) throw new IommuError("EIO", "iommu_set_root_entry", "GSTS.RTPS did not set");
+    // Queued invalidation.
+    this.#qShift = 4 + (smts ? 1 : 0);
+    const qPages = (QI_LENGTH << this.#qShift) / 4096;
+    this.#qBase = pages.allocPages(Math.log2(qPages));
+    this.#qStatus = pages.allocPage();
+    this.#w64(REG.IQT, 0);
+    this.#w64(REG.IQA, this.#qBase + (smts ? IQA_DW : 0) + Math.log2(qPages));
+    this.#gcmd |= GCMD.QIE;
+    this.#w32(REG.GCMD, this.#gcmd);
+    if (!(this.#r32(REG.GSTS) & GCMD.QIE)) throw new IommuError("EIO", "dmar_enable_qi", "GSTS.QIES did not set");
+    // Fault interrupts.
+    this.#m.irq.register(`${this.#opts.hwName}:fault`, () => this.#faultIrq());
+    this.#w32(REG.FECTL, 0);
+    // Page request queue.
+    if (this.sm && this.#ecapBit(29)) {
+      this.#prq = pages.allocPages(PRQ_ORDER);
+      this.#w64(REG.PQH, 0);
+      this.#w64(REG.PQT, 0);
+      this.#w64(REG.PQA, this.#prq + PRQ_ORDER);
+      this.#m.irq.register(`${this.#opts.hwName}:prq`, () => this.#prqIrq());
+      this.#w32(REG.PECTL, 0);
+    }
+    // Global invalidations, then translation on.
+    this.#qiCc(1, 0, 0, 0);
+    if (this.sm) this.#qiDesc(QI_TYPE.PC | (3 << 4), 0, 0, 0);
+    this.#qiDesc(QI_TYPE.IOTLB | (1 << 4), 0, 0, 0);
+    this.#qiSync();
+    this.#gcmd |= GCMD.TE;
+    this.#w32(REG.GCMD, this.#gcmd);
+    if (!(this.#r32(REG.GSTS) & GCMD.TE)) throw new IommuError("EIO", "iommu_enable_translation", "GSTS.TES did not set");
+    this.#dids.add(0);
+    this.#dids.add(FLPT_DEFAULT_DID);
+    this.identityDomain = new VtdDomain(this, DomainType.IDENTITY, FLPT_DEFAULT_DID, false, null, 52);
+    this.blockedDomain = new VtdDomain(this, DomainType.BLOCKED, 0, false, null, 0);
+  }
+
+  // --- queued invalidation
+
+  #qiDesc(w0: number, w1: number, w2: number, w3: number): void {
+    const dsz = 1 << this.#qShift;
+    const qsize = QI_LENGTH * dsz;
+    const next = (this.#qTail + dsz) % qsize;
+    if (next === (this.#r32(REG.IQH) & 0x7fff0)) {
+      // Queue full: let the hardware catch up.
+      this.#w64(REG.IQT, this.#qTail);
+    }
+    const a = this.#qBase + this.#qTail;
+    const mem = this.#m.mem;
+    mem.write32(a, w0 >>> 0);
+    mem.write32(a + 4, w1 >>> 0);
+    mem.write32(a + 8, w2 >>> 0);
+    mem.write32(a + 12, w3 >>> 0);
+    if (dsz === 32) {
+      mem.write32(a + 16, 0);
+      mem.write32(a + 20, 0);
+      mem.write32(a + 24, 0);
+      mem.write32(a + 28, 0);
+    }
+    this.#qTail = next;
+  }
+
+  /** Append a wait descriptor, submit, and check for queue errors (`qi_submit_sync`). */
+  #qiSync(): void {
+    const seq = (++this.#qSeq) >>> 0;
+    this.#qiDesc(QI_TYPE.IWD | (1 << 5) | (1 << 6), seq, this.#qStatus % TWO32, Math.floor(this.#qStatus / TWO32));
+    this.#w64(REG.IQT, this.#qTail);
+    const fsts = this.#r32(REG.FSTS);
+    if (fsts & FSTS.IQE) {
+      // qi_check_fault: the bad descriptor stays at the head; report and skip it.
+      this.#w32(REG.FSTS, FSTS.IQE);
+      throw new IommuError("EINVAL", "qi_submit_sync", "invalidation queue error (IQE): a descriptor was malformed");
+    }
+    if (fsts & FSTS.ITE) {
+      this.#w32(REG.FSTS, FSTS.ITE);
+      throw new IommuError("ETIMEDOUT", "qi_submit_sync", "device-TLB invalidation timed out (ITE)");
+    }
+    if (this.#m.mem.read32(this.#qStatus) !== seq) {
+      throw new IommuError("EIO", "qi_submit_sync", "wait descriptor status was not written");
+    }
+  }
+
+  #qiCc(gran: number, did: number, sid: number, fm: number): void {
+    this.#qiDesc(QI_TYPE.CC | (gran << 4) | (did << 16), sid | (fm << 16), 0, 0);
+  }
+
+  // --- probe
+
+  /** `probe_device`: claim every PCI function on segment 0; write its SM context entry. */
+  probeDevice(dev: PciDevice): void {
+    if (dev.segment !== 0) throw new IommuError("ENODEV", "probe_device", `${dev.bdf} is not behind this IOMMU (segment 0 only)`);
+    if (this.#devs.has(dev)) return;
+    const ats = dev.ats && this.#ecapBit(2) === 1;
+    const pri = dev.pri && ats && this.#ecapBit(29) === 1 && this.sm;
+    const maxPasids = this.maxPasidsFor(dev);
+    const info: DevInfo = { dev, pasidDir: 0, pdts: 0, dirEntries: 0, ats, pri, domains: new Map() };
+    const ctxTable = this.#contextTable(dev.bus, dev.devfn);
+    if (this.sm) {
+      const entries = Math.max(512, maxPasids / 64);
+      const order = Math.log2((entries * 8) / 4096);
+      info.pasidDir = this.#m.pages.allocPages(order);
+      info.dirEntries = entries;
+      info.pdts = Math.log2(entries) - 7;
+      // intel_pasid_setup_sm_context: clear, RID_PASID, dir pointer + PDTS, DTE, PASIDE, PRE, P.
+      const ce = ctxTable + (dev.devfn & 0x7f) * 32;
+      const mem = this.#m.mem;
+      for (let i = 0; i < 8; i++) mem.write32(ce + 4 * i, 0);
+      let lo = (info.pasidDir % TWO32) | (info.pdts << 9);
+      if (ats) lo |= 4;
+      if (maxPasids > 0) lo |= 8;
+      if (pri) lo |= 16;
+      mem.write32(ce + 8, 0); // RID_PASID = IOMMU_NO_PASID
+      mem.write32(ce + 4, Math.floor(info.pasidDir / TWO32));
+      mem.write32(ce, (lo | 1) >>> 0);
+      if (this.cachingMode) {
+        this.#qiCc(3, 0, dev.rid, 0);
+        this.#qiDesc(QI_TYPE.PC | (3 << 4), 0, 0, 0);
+        this.#qiDesc(QI_TYPE.IOTLB | (1 << 4), 0, 0, 0);
+        this.#qiSync();
+      }
+    }
+    dev.iommu ??= { priv: null, maxPasids: 0, groupId: -1 };
+    dev.iommu.maxPasids = maxPasids;
+    this.#devs.set(dev, info);
+    this.#opts.onProbe?.(dev);
+  }
+
+  /** `dev->iommu->max_pasids` this driver gives `dev`. */
+  maxPasidsFor(dev: PciDevice): number {
+    if (!this.pasidSupported || dev.pasidBits === 0) return 0;
+    const pss = (this.#ecapHi >>> 3) & 0x1f;
+    return Math.min(2 ** dev.pasidBits, 2 ** (pss + 1));
+  }
+
+  /** `max_pasids` as set at probe. */
+  maxPasids(dev: PciDevice): number {
+    return this.#devs.has(dev) ? this.maxPasidsFor(dev) : 0;
+  }
+
+  #contextTable(bus: number, devfn: number): number {
+    const half = this.sm && devfn >= 128 ? 1 : 0;
+    const key = bus * 2 + half;
+    let t = this.#ctxTables.get(key);
+    if (t !== undefined) return t;
+    t = this.#m.pages.allocPage();
+    this.#ctxTables.set(key, t);
+    const ra = this.#root + bus * 16 + half * 8;
+    this.#m.mem.write32(ra + 4, Math.floor(t / TWO32));
+    this.#m.mem.write32(ra, ((t % TWO32) | 1) >>> 0);
+    return t;
+  }
+
+  /** `release_device`: tear down every PASID entry and the context entry. */
+  releaseDevice(dev: PciDevice): void {
+    const info = this.#devs.get(dev);
+    if (!info) return;
+    for (const pasid of [...info.domains.keys()]) this.setPasidDomain(this.blockedDomain, dev, pasid);
+    if (this.sm) {
+      const ce = this.#contextTable(dev.bus, dev.devfn) + (dev.devfn & 0x7f) * 32;
+      this.#m.mem.write32(ce, 0);
+      this.#qiCc(3, 0, dev.rid, 0);
+      this.#qiDesc(QI_TYPE.PC | (3 << 4), 0, 0, 0);
+      this.#qiDesc(QI_TYPE.IOTLB | (1 << 4), 0, 0, 0);
+      this.#qiSync();
+    }
+    this.#devs.delete(dev);
+  }
+
+  // --- domains
+
+  /** `capable`. */
+  capable(_dev: PciDevice, cap: IommuCap): boolean {
+    if (cap === "CACHE_COHERENCY" || cap === "DEFERRED_FLUSH") return true;
+    if (cap === "ENFORCE_CACHE_COHERENCY") return this.#ecapBit(7) === 1;
+    return false;
+  }
+
+  /** `domain_alloc_paging_flags`: first stage when FLTS (else second stage). */
+  domainAllocPaging(_dev: PciDevice | null, flags: number): VtdDomain {
+    if (flags & ~0xf) throw new IommuError("EOPNOTSUPP", "domain_alloc_paging_flags", `unknown flags 0x${flags.toString(16)}`);
+    const nestParent = (flags & 1) !== 0;
+    const useFs = this.sm && this.#ecapBit(47) === 1 && !nestParent;
+    if (!useFs && !(this.#ecapBit(46) === 1 || !this.sm)) {
+      throw new IommuError("EOPNOTSUPP", "domain_alloc_paging_flags", "neither first- nor second-stage translation is supported");
+    }
+    let did = -1;
+    for (let d = IDA_START_DID; d < this.#ndoms; d++) if (!this.#dids.has(d)) { did = d; break; }
+    if (did < 0) throw new IommuError("ENOSPC", "domain_alloc_paging_flags", `all ${this.#ndoms} domain IDs are in use`);
+    const levels = useFs ? this.#fsLevels : this.#ssAgaw + 2;
+    const bitmap = useFs
+      ? 4096 + 2097152 + (this.#capBit(56) ? 1073741824 : 0)
+      : 4096 + ((this.#capHi >>> 2) & 1 ? 2097152 : 0) + ((this.#capHi >>> 3) & 1 ? 1073741824 : 0);
+    const pt = this.#factory(useFs ? "FS" : "SS", levels, bitmap, { mem: this.#m.mem, pages: this.#m.pages });
+    this.#dids.add(did);
+    return new VtdDomain(this, DomainType.UNMANAGED, did, useFs, pt, Math.min(12 + 9 * levels, 52));
+  }
+
+  /** Give a DID back. */
+  releaseDid(did: number): void {
+    if (did >= IDA_START_DID) this.#dids.delete(did);
+  }
+
+  /** `get_resv_regions`: the x86 MSI window. */
+  getResvRegions(_dev: PciDevice): ResvRegion[] {
+    return [{ start: 0xfee00000, length: 0x100000, prot: 0, type: "MSI" }];
+  }
+
+  /** Receive the kernel hooks. */
+  setKernelHooks(hooks: IommuKernelHooks): void {
+    this.#hooks = hooks;
+  }
+
+  /**
+   * Route `pasid` of `dev` to `domain` (attach for RID_PASID 0, set_dev_pasid
+   * otherwise). Validates first; an existing entry is torn down (P cleared,
+   * then PASID cache, IOTLB and device TLB flushed in the kernel's order)
+   * before the new entry is written with P last.
+   */
+  setPasidDomain(domain: VtdDomain, dev: PciDevice, pasid: number): void {
+    const info = this.#devs.get(dev);
+    if (!info) throw new IommuError("ENODEV", "attach_dev", `${dev.bdf} was not probed by ${this.name}`);
+    if (!this.sm) throw new IommuError("EOPNOTSUPP", "attach_dev", "legacy mode attach is not modelled by this driver");
+    if (pasid !== 0 && pasid >= this.maxPasidsFor(dev)) {
+      throw new IommuError("EINVAL", "set_dev_pasid", `PASID ${pasid} is beyond ${dev.bdf}'s max_pasids ${this.maxPasidsFor(dev)}`);
+    }
+    if (domain.type === DomainType.IDENTITY && !this.#ecapBit(6)) {
+      throw new IommuError("EINVAL", "attach_dev", "ECAP.PT is clear: no pass-through");
+    }
+    // Locate (allocating if needed, before any change) the PASID table.
+    const dirIdx = Math.floor(pasid / 64);
+    const mem = this.#m.mem;
+    const de = info.pasidDir + dirIdx * 8;
+    let table: number;
+    if (mem.read32(de) & 1) table = (mem.read32(de + 4) & 0xfffff) * TWO32 + ((mem.read32(de) & 0xfffff000) >>> 0);
+    else {
+      if (domain.type === DomainType.BLOCKED) table = -1;
+      else {
+        table = this.#m.pages.allocPage();
+        mem.write32(de + 4, Math.floor(table / TWO32));
+        mem.write32(de, ((table % TWO32) | 1) >>> 0);
+      }
+    }
+    const pe = table + (pasid % 64) * 64;
+    const old = info.domains.get(pasid);
+    if (old === domain) return;
+    if (old && table >= 0) {
+      // intel_pasid_tear_down_entry.
+      const w0 = mem.read32(pe);
+      const pgtt = (w0 >>> 6) & 7;
+      mem.write32(pe, w0 & ~1);
+      this.#qiDesc(QI_TYPE.PC | (1 << 4) | (old.did << 16), pasid, 0, 0);
+      if (pgtt === PGTT_PT || pgtt === PGTT_FL_ONLY) this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (old.did << 16), pasid, 0, 0);
+      else this.#qiDesc(QI_TYPE.IOTLB | (2 << 4) | (old.did << 16), 0, 0, 0);
+      if (info.ats) this.#devtlbAll(info, pasid);
+      this.#qiSync();
+      for (let i = 0; i < 16; i++) mem.write32(pe + 4 * i, 0);
+      const k = old.attachments.findIndex((a) => a.dev === dev && a.pasid === pasid);
+      if (k >= 0) old.attachments.splice(k, 1);
+      info.domains.delete(pasid);
+    }
+    if (domain.type === DomainType.BLOCKED) return;
+    // Write the new entry, P last.
+    const w = new Uint32Array(16);
+    if (domain.type === DomainType.IDENTITY) {
+      w[0] = (this.#ssAgaw << 2) | (PGTT_PT << 6);
+      w[2] = FLPT_DEFAULT_DID;
+    } else if (domain.firstStage) {
+      const root = domain.pgtable!.root;
+      w[4] = ((root % TWO32) >>> 0) | (domain.pgtable!.levels === 5 ? 1 << 2 : 0);
+      w[5] = Math.floor(root / TWO32);
+      w[0] = (this.#ssAgaw << 2) | (PGTT_FL_ONLY << 6);
+      w[2] = domain.did | (1 << 23); // DID, PWSNP
+    } else {
+      const root = domain.pgtable!.root;
+      w[0] = ((root % TWO32) >>> 0) | ((domain.pgtable!.levels - 2) << 2) | (PGTT_SL_ONLY << 6);
+      w[1] = Math.floor(root / TWO32);
+      w[2] = domain.did | (1 << 23);
+    }
+    for (let i = 15; i >= 1; i--) mem.write32(pe + 4 * i, w[i]);
+    mem.write32(pe, (w[0] | 1) >>> 0);
+    if (this.cachingMode) {
+      // pasid_flush_caches in caching mode.
+      this.#qiDesc(QI_TYPE.PC | (1 << 4) | (domain.did << 16), pasid, 0, 0);
+      if (domain.firstStage || domain.type === DomainType.IDENTITY) {
+        this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (domain.did << 16), pasid, 0, 0);
+      } else this.#qiDesc(QI_TYPE.IOTLB | (2 << 4) | (domain.did << 16), 0, 0, 0);
+      this.#qiSync();
+    }
+    info.domains.set(pasid, domain);
+    domain.attachments.push({ dev, pasid });
+  }
+
+  #devtlbAll(info: DevInfo, pasid: number): void {
+    const sid = info.dev.rid;
+    // Whole address space: S=1 with every address bit below 63 set.
+    if (pasid === 0) this.#qiDesc(QI_TYPE.DIOTLB | ((sid & 0xf) << 12), sid, 0xfffff001, 0x7fffffff);
+    else this.#qiDesc(QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16), pasid, 0xfffff800, 0x7fffffff);
+  }
+
+  /**
+   * `cache_tag_flush_range`: invalidate `[start, end]` for every place the
+   * domain is attached: PASID-based IOTLB (first stage) or IOTLB PSI/DSI
+   * (second stage) with the aligned AM, then device TLBs, then wait.
+   */
+  flushRange(domain: VtdDomain, start: number, end: number): void {
+    if (domain.attachments.length === 0) return;
+    const all = end >= Number.MAX_SAFE_INTEGER;
+    let addr = 0;
+    let mask = 52;
+    if (!all) {
+      const pfn = Math.floor(start / 4096);
+      const pages = Math.floor(end / 4096) - pfn + 1;
+      let aligned = 2 ** Math.ceil(Math.log2(pages));
+      mask = Math.log2(aligned);
+      if (pfn % aligned !== 0) {
+        const endPfn = pfn + pages - 1;
+        // Lowest bit above `mask` where pfn and endPfn agree from there up.
+        let m = mask;
+        while (m < 52 && Math.floor(pfn / 2 ** m) !== Math.floor(endPfn / 2 ** m)) m++;
+        mask = m;
+        aligned = 2 ** mask;
+      }
+      addr = Math.floor(pfn / aligned) * aligned * 4096;
+    }
+    const mamv = (this.#capHi >>> 16) & 0x3f;
+    const psi = (this.#capHi >>> 7) & 1;
+    const dw = this.#capBit(54), dr = this.#capBit(55);
+    const seen = new Set<number>();
+    for (const a of domain.attachments) {
+      const key = a.pasid;
+      if (!seen.has(key)) {
+        seen.add(key);
+        if (domain.firstStage) {
+          if (all || mask > mamv) this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (domain.did << 16), a.pasid, 0, 0);
+          else {
+            this.#qiDesc(QI_TYPE.EIOTLB | (3 << 4) | (domain.did << 16), a.pasid, ((addr % TWO32) | mask) >>> 0, Math.floor(addr / TWO32));
+          }
+        } else if (!seen.has(-1)) {
+          seen.add(-1);
+          const base = QI_TYPE.IOTLB | (dw << 6) | (dr << 7) | (domain.did << 16);
+          if (all || !psi || mask > mamv) this.#qiDesc(base | (2 << 4), 0, 0, 0);
+          else this.#qiDesc(base | (3 << 4), 0, ((addr % TWO32) | mask) >>> 0, Math.floor(addr / TWO32));
+        }
+      }
+      const info = this.#devs.get(a.dev);
+      if (info?.ats) {
+        if (all || mask >= 52) this.#devtlbAll(info, a.pasid);
+        else {
+          const sid = a.dev.rid;
+          let da = addr;
+          let s = 0;
+          if (mask > 0) {
+            da = addr + 2 ** (12 + mask - 1) - 4096;
+            s = 1;
+          }
+          if (a.pasid === 0) {
+            this.#qiDesc(QI_TYPE.DIOTLB | ((sid & 0xf) << 12), sid, ((da % TWO32) | s) >>> 0, Math.floor(da / TWO32));
+          } else {
+            this.#qiDesc(QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16), a.pasid, ((da % TWO32) | (s << 11)) >>> 0, Math.floor(da / TWO32));
+          }
+        }
+      }
+    }
+    this.#qiSync();
+  }
+
+  // --- faults and page requests
+
+  #faultIrq(): void {
+    const fsts = this.#r32(REG.FSTS);
+    if (fsts & FSTS.PPF) {
+      const fro = (((this.#capHi & 3) << 8) | (this.#capLo >>> 24)) * 16;
+      const nfr = ((this.#capHi >>> 8) & 0xff) + 1;
+      for (let i = 0; i < nfr; i++) {
+        const off = fro + 16 * i;
+        const w3 = this.#r32(off + 12);
+        if (!(w3 & 0x80000000)) continue;
+        const w2 = this.#r32(off + 8);
+        const addr = this.#r32(off + 4) * TWO32 + (this.#r32(off) >>> 0);
+        const sid = w2 & 0xffff;
+        const reason = w3 & 0xff;
+        const write = ((w3 >>> 30) & 1) === 0;
+        this.#w32(off + 12, 0x80000000);
+        this.#hooks?.reportIommuFault(this.#m.pci.byRid(sid) ?? null, addr, write, `0x${reason.toString(16)}`);
+      }
+    }
+    if (fsts & FSTS.PFO) this.#w32(REG.FSTS, FSTS.PFO);
+  }
+
+  #prqIrq(): void {
+    this.#w32(REG.PRS, PRS_PPR);
+    const size = 4096 * 2 ** PRQ_ORDER;
+    let head = this.#r32(REG.PQH) & 0x7ffe0;
+    const tail = this.#r32(REG.PQT) & 0x7ffe0;
+    const mem = this.#m.mem;
+    while (head !== tail) {
+      const a = this.#prq + head;
+      const w0 = mem.read32(a), w1 = mem.read32(a + 4), w2 = mem.read32(a + 8), w3 = mem.read32(a + 12);
+      this.pageRequestsSeen++;
+      const rid = w0 >>> 16;
+      const pasidP = (w0 >>> 8) & 1;
+      const evt: IopfFault = {
+        type: "PAGE_REQ",
+        prm: {
+          flags: (pasidP ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0) |
+            ((w2 >>> 2) & 1 ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0),
+          pasid: pasidP ? w1 & 0xfffff : 0,
+          grpid: (w2 >>> 3) & 0x1ff,
+          perm: (w2 & 1 ? IOMMU_FAULT_PERM_READ : 0) | (w2 & 2 ? IOMMU_FAULT_PERM_WRITE : 0) |
+            ((w1 >>> 20) & 1 ? IOMMU_FAULT_PERM_EXEC : 0) | ((w1 >>> 21) & 1 ? IOMMU_FAULT_PERM_PRIV : 0),
+          addr: w3 * TWO32 + ((w2 & 0xfffff000) >>> 0),
+          privateData: [0, 0],
+        },
+      };
+      head = (head + 32) % size;
+      this.#w64(REG.PQH, head);
+      const dev = this.#m.pci.byRid(rid);
+      if (dev && this.#hooks) this.#hooks.reportDeviceFault(dev, evt);
+      else if (dev) this.pageResponse(dev, evt, { pasid: evt.prm.pasid, grpid: evt.prm.grpid, code: 1 });
+    }
+    if (this.#r32(REG.PRS) & PRS_PRO) this.#w32(REG.PRS, PRS_PRO);
+  }
+
+  /** `page_response`: write a page group response descriptor and wait. */
+  pageResponse(dev: PciDevice, evt: IopfFault, msg: IommuPageResponse): void {
+    const pasidP = (evt.prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) ? 1 : 0;
+    const last = (evt.prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) ? 1 : 0;
+    const code = msg.code === 0 ? 0 : msg.code === 1 ? 1 : 0xf;
+    this.#qiDesc(
+      QI_TYPE.PGRP_RESP | (pasidP << 4) | (code << 12) | (dev.rid << 16),
+      pasidP ? msg.pasid & 0xfffff : 0,
+      ((last << 2) | ((msg.grpid & 0x1ff) << 3)) >>> 0,
+      0,
+    );
+    this.#qiSync();
+  }
+
+  /** Submit one raw descriptor and wait (for tests and tools). */
+  submitRaw(w0: number, w1: number, w2: number, w3: number): void {
+    this.#qiDesc(w0, w1, w2, w3);
+    this.#qiSync();
+  }
+}
+

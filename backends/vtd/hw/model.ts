@@ -1,0 +1,1418 @@
+/**
+ * @module
+ * The VT-d hardware model: register file, legacy and scalable-mode
+ * translation (first stage, second stage, nested, pass-through), context,
+ * PASID, IOTLB and device-TLB caches, queued invalidation, primary fault
+ * logging, the page request queue and checking mode. It sees only physical
+ * memory and its own registers (DESIGN.md, "the two sides of the bus").
+ */
+
+import {
+  ACCESS_EXEC,
+  ACCESS_READ,
+  ACCESS_WRITE,
+  type Counters,
+  type DmaRequest,
+  type IommuHardware,
+  type Machine,
+  type MmioRegion,
+  NO_PASID,
+  type PhysMem,
+  type RegisterSpec,
+  type TranslateResult,
+} from "@iommu-lab/core";
+import { faultName } from "./faults.ts";
+import { encodeCap, encodeEcap, type VtdOptions } from "./options.ts";
+import {
+  ECTL_IM,
+  ECTL_IP,
+  FRO_OFFSET,
+  FSTS,
+  GCMD,
+  ICS_IWC,
+  IQA_DW,
+  IRO_OFFSET,
+  PRS_PPR,
+  PRS_PRO,
+  REG,
+  RTADDR_TTM_ABORT,
+  RTADDR_TTM_LEGACY,
+  RTADDR_TTM_SCALABLE,
+  VTD_MMIO_SIZE,
+  vtdRegisterSpecs,
+} from "./registers.ts";
+import {
+  PGTT_FL_ONLY,
+  PGTT_NESTED,
+  PGTT_PT,
+  PGTT_SL_ONLY,
+  QI_CC_DESC,
+  QI_DEIOTLB_DESC,
+  QI_DIOTLB_DESC,
+  QI_EIOTLB_DESC,
+  QI_IEC_DESC,
+  QI_IOTLB_DESC,
+  QI_IWD_DESC,
+  QI_PC_DESC,
+  QI_PGRP_RESP_DESC,
+  QI_TYPE,
+} from "./structures.ts";
+
+const TWO32 = 4294967296;
+const TWO20 = 1048576;
+
+/** A decoded context entry held in the context cache. */
+interface CtxEntry {
+  rid: number;
+  sm: boolean;
+  fpd: boolean;
+  // legacy
+  tt: number;
+  slptr: number;
+  aw: number;
+  did: number;
+  // scalable
+  dte: boolean;
+  paside: boolean;
+  pre: boolean;
+  pdts: number;
+  pasidDir: number;
+  ridPasid: number;
+  /** Raw words as fetched (for checking mode). */
+  raw: Uint32Array;
+  /** Address the entry was fetched from. */
+  addr: number;
+}
+
+/** A decoded PASID entry held in the PASID cache. */
+interface PasidCacheEntry {
+  rid: number;
+  pasid: number;
+  fpd: boolean;
+  pgtt: number;
+  aw: number;
+  ssade: boolean;
+  slptr: number;
+  did: number;
+  sre: boolean;
+  ere: boolean;
+  flpm: number;
+  wpe: boolean;
+  flptr: number;
+  raw: Uint32Array;
+  addr: number;
+}
+
+/** IOTLB entry kinds (which invalidation type removes it). */
+const KIND_SS = 0; // second stage only, legacy, pass-through: IOTLB (0x2)
+const KIND_FS = 1; // first stage: PASID-based IOTLB (0x6)
+const KIND_NESTED = 2; // nested: both
+
+/** One cached translation (IOTLB or device TLB). */
+interface TlbEntry {
+  did: number;
+  pasid: number;
+  /** Page-aligned input address. */
+  iova: number;
+  /** Output address of the page. */
+  pa: number;
+  size: number;
+  perm: number;
+  kind: number;
+}
+
+const SIZES = [1073741824, 2097152, 4096];
+
+/** A primary fault as reported to the fault-event hook. */
+export interface VtdFault {
+  /** Requester ID. */
+  rid: number;
+  /** PASID, or -1. */
+  pasid: number;
+  /** Faulting address. */
+  addr: number;
+  /** Write request. */
+  write: boolean;
+  /** Fault reason code. */
+  reason: number;
+  /** Fault reason name. */
+  name: string;
+  /** True when recorded in a fault recording register (not suppressed by FPD/overflow). */
+  recorded: boolean;
+}
+
+/** A stale cache entry found in checking mode. */
+export interface VtdStaleReport {
+  /** Which cache ("context-cache", "pasid-cache", "iotlb", "device-tlb"). */
+  cache: string;
+  /** Which entry. */
+  entry: string;
+  /** The invalidation that was missing. */
+  missing: string;
+}
+
+/** The VT-d hardware model. */
+export class VtdHardware implements IommuHardware, MmioRegion {
+  /** Instance name. */
+  readonly name: string;
+  /** Register window size. */
+  readonly size: number = VTD_MMIO_SIZE;
+  /** Register window (itself). */
+  readonly mmio: MmioRegion;
+  /** Window base. */
+  readonly mmioBase: number;
+  /** Register names. */
+  readonly registers: readonly RegisterSpec[];
+  /** Counters. */
+  readonly counters: Counters;
+  /** Checking mode. */
+  checking: boolean;
+  /** Options. */
+  readonly opts: VtdOptions;
+  /** Called for every primary fault (recorded or not). */
+  faultHook: ((f: VtdFault) => void) | null = null;
+  /** Stale entries found in checking mode. */
+  readonly staleReports: VtdStaleReport[] = [];
+  /** Page group responses received: key `rid:prgi` -> response code. */
+  readonly pageResponses: Map<string, number> = new Map();
+  /** Outstanding page request groups (`rid:prgi`). */
+  readonly outstandingPageRequests: Set<string> = new Set();
+
+  readonly #m: Machine;
+  readonly #mem: PhysMem;
+  readonly #regs = new Uint32Array(VTD_MMIO_SIZE / 4);
+  readonly #capLo: number;
+  readonly #capHi: number;
+  readonly #ecapLo: number;
+  readonly #ecapHi: number;
+  #rta = 0;
+  #ttm = 0;
+  #te = false;
+  #qie = false;
+  #nextFr = 0;
+  readonly #ctxCache = new Map<number, CtxEntry>();
+  readonly #pasidCache = new Map<number, PasidCacheEntry>();
+  readonly #iotlb = new Map<number, Map<number, TlbEntry>>();
+  readonly #devtlb = new Map<number, Map<number, Map<number, TlbEntry>>>();
+  readonly #atsTimeout = new Set<number>();
+  #prgi = 0;
+  #irqFault: string;
+  #irqInv: string;
+  #irqPrq: string;
+  readonly #w = new Uint32Array(16);
+  readonly #dw = new Uint32Array(8);
+  // walk scratch results
+  #wPa = 0;
+  #wPerm = 0;
+  #wSize = 0;
+
+  /** Build the model; it maps itself on `machine.bus` at `opts.mmioBase`. */
+  constructor(machine: Machine, opts: VtdOptions) {
+    this.#m = machine;
+    this.#mem = machine.mem;
+    this.opts = opts;
+    this.name = opts.name;
+    this.mmio = this;
+    this.mmioBase = opts.mmioBase;
+    this.checking = opts.checking;
+    this.registers = vtdRegisterSpecs(opts.nfr);
+    [this.#capLo, this.#capHi] = encodeCap(opts);
+    [this.#ecapLo, this.#ecapHi] = encodeEcap(opts);
+    this.#irqFault = `${this.name}:fault`;
+    this.#irqInv = `${this.name}:inv`;
+    this.#irqPrq = `${this.name}:prq`;
+    this.counters = machine.trace.counters(this.name, {
+      translations: 0,
+      faults: 0,
+      faultsRecorded: 0,
+      ctxHits: 0,
+      ctxMisses: 0,
+      pasidHits: 0,
+      pasidMisses: 0,
+      iotlbHits: 0,
+      iotlbMisses: 0,
+      devtlbHits: 0,
+      devtlbMisses: 0,
+      walkReads: 0,
+      qiDescriptors: 0,
+      qiCc: 0,
+      qiIotlb: 0,
+      qiDevIotlb: 0,
+      qiIec: 0,
+      qiWait: 0,
+      qiPiotlb: 0,
+      qiPc: 0,
+      qiDevPiotlb: 0,
+      qiPgrpResp: 0,
+      qiErrors: 0,
+      pageRequests: 0,
+      pageResponses: 0,
+      staleHits: 0,
+    });
+    this.#regs[REG.VER >> 2] = 0x30;
+    this.#regs[REG.FECTL >> 2] = ECTL_IM;
+    this.#regs[REG.IECTL >> 2] = ECTL_IM;
+    this.#regs[REG.PECTL >> 2] = ECTL_IM;
+    machine.bus.map(opts.mmioBase, this);
+  }
+
+  /** Make `rid`'s next device-TLB invalidation time out (ITE), for tests. */
+  injectAtsTimeout(rid: number): void {
+    this.#atsTimeout.add(rid);
+  }
+
+  // -------------------------------------------------------------------------
+  // Registers
+
+  /** 32-bit register read. */
+  read32(off: number): number {
+    switch (off) {
+      case REG.CAP:
+        return this.#capLo;
+      case REG.CAP + 4:
+        return this.#capHi;
+      case REG.ECAP:
+        return this.#ecapLo;
+      case REG.ECAP + 4:
+        return this.#ecapHi;
+      case REG.GCMD:
+        return 0;
+    }
+    return this.#regs[off >> 2] >>> 0;
+  }
+
+  /** 32-bit register write with the specification's side effects. */
+  write32(off: number, value: number): void {
+    value >>>= 0;
+    const i = off >> 2;
+    switch (off) {
+      case REG.VER:
+      case REG.CAP:
+      case REG.CAP + 4:
+      case REG.ECAP:
+      case REG.ECAP + 4:
+      case REG.GSTS:
+      case REG.IQH:
+      case REG.IQH + 4:
+      case REG.ICS + 0:
+        if (off === REG.ICS) this.#regs[i] &= ~(value & ICS_IWC);
+        return;
+      case REG.GCMD:
+        this.#gcmd(value);
+        return;
+      case REG.CCMD + 4:
+        this.#regs[i] = value;
+        if (value & 0x80000000) this.#registerCcmd();
+        return;
+      case IRO_OFFSET + 12:
+        this.#regs[i] = value;
+        if (value & 0x80000000) this.#registerIotlb();
+        return;
+      case REG.FSTS: {
+        const w1c = value & (FSTS.PFO | FSTS.AFO | FSTS.IQE | FSTS.ICE | FSTS.ITE);
+        const hadIqe = (this.#regs[i] & FSTS.IQE) !== 0;
+        this.#regs[i] &= ~w1c;
+        if (hadIqe && (w1c & FSTS.IQE)) this.#processQueue();
+        return;
+      }
+      case REG.FECTL:
+      case REG.IECTL:
+      case REG.PECTL: {
+        const wasPending = (this.#regs[i] & ECTL_IP) !== 0;
+        this.#regs[i] = (value & ECTL_IM) | (this.#regs[i] & ECTL_IP);
+        if (!(value & ECTL_IM) && wasPending) {
+          this.#regs[i] &= ~ECTL_IP;
+          this.#m.irq.raise(
+            off === REG.FECTL ? this.#irqFault : off === REG.IECTL ? this.#irqInv : this.#irqPrq,
+          );
+        }
+        return;
+      }
+      case REG.IQT:
+        this.#regs[i] = value & 0x7fff0;
+        this.#processQueue();
+        return;
+      case REG.IQA:
+        this.#regs[i] = value;
+        return;
+      case REG.PQT:
+      case REG.PQT + 4:
+        return;
+      case REG.PRS:
+        this.#regs[i] &= ~(value & (PRS_PPR | PRS_PRO));
+        return;
+    }
+    if (off >= FRO_OFFSET && off < FRO_OFFSET + 16 * this.opts.nfr) {
+      // Only F (bit 127) is writable: write 1 to clear.
+      if ((off & 15) === 12 && (value & 0x80000000)) {
+        this.#regs[i] &= 0x7fffffff;
+        this.#updatePpf();
+      }
+      return;
+    }
+    this.#regs[i] = value;
+  }
+
+  /** 64-bit read as halves. */
+  read64(off: number, hiOut: Uint32Array): number {
+    hiOut[0] = this.read32(off + 4);
+    return this.read32(off);
+  }
+
+  /** 64-bit write: low half then high half. */
+  write64(off: number, lo: number, hi: number): void {
+    if (off === REG.IQT) {
+      this.#regs[(off + 4) >> 2] = 0;
+      this.write32(off, lo);
+      return;
+    }
+    this.write32(off, lo);
+    this.write32(off + 4, hi);
+  }
+
+  #gcmd(v: number): void {
+    const g = REG.GSTS >> 2;
+    let sts = this.#regs[g];
+    if (v & GCMD.SRTP) {
+      const lo = this.#regs[REG.RTADDR >> 2];
+      const hi = this.#regs[(REG.RTADDR + 4) >> 2];
+      this.#rta = (hi & 0xfffff) * TWO32 + (lo & 0xfffff000) >>> 0;
+      this.#rta = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
+      this.#ttm = (lo >>> 10) & 3;
+      sts |= GCMD.SRTP;
+      if (this.#m.trace.observed) {
+        this.#m.trace.emit(this.name, "vtd_reg_dmar_root", {
+          addr: this.#rta,
+          mode: this.#ttm,
+        });
+      }
+    }
+    if ((v & GCMD.TE) && !this.#te) {
+      this.#te = true;
+      sts |= GCMD.TE;
+    } else if (!(v & GCMD.TE) && this.#te) {
+      this.#te = false;
+      sts &= ~GCMD.TE;
+    }
+    if ((v & GCMD.QIE) && !this.#qie && this.opts.qi) {
+      this.#qie = true;
+      sts |= GCMD.QIE;
+      this.#regs[REG.IQH >> 2] = 0;
+      this.#regs[(REG.IQH + 4) >> 2] = 0;
+    } else if (!(v & GCMD.QIE) && this.#qie) {
+      this.#qie = false;
+      sts &= ~GCMD.QIE;
+    }
+    if (v & GCMD.IRE) sts |= GCMD.IRE;
+    else sts &= ~GCMD.IRE;
+    if (v & GCMD.SIRTP) sts |= GCMD.SIRTP;
+    if (v & GCMD.SFL) sts |= GCMD.SFL;
+    if (v & GCMD.CFI) sts |= GCMD.CFI;
+    else sts &= ~GCMD.CFI;
+    sts &= ~GCMD.WBF; // write-buffer flush completes at once
+    this.#regs[g] = sts >>> 0;
+  }
+
+  /** Register-based context-cache invalidation (CCMD_REG). */
+  #registerCcmd(): void {
+    const lo = this.#regs[REG.CCMD >> 2];
+    const hi = this.#regs[(REG.CCMD + 4) >> 2];
+    const cirg = (hi >>> 29) & 3;
+    this.#invContext(cirg, lo & 0xffff, lo >>> 16, hi & 3);
+    // ICC clears, CAIG reports the granularity performed.
+    this.#regs[(REG.CCMD + 4) >> 2] = (hi & 0x7fffffff & ~(3 << 27)) | (cirg << 27);
+  }
+
+  /** Register-based IOTLB invalidation (IVA_REG / IOTLB_REG). */
+  #registerIotlb(): void {
+    const ivaLo = this.#regs[IRO_OFFSET >> 2];
+    const ivaHi = this.#regs[(IRO_OFFSET + 4) >> 2];
+    const hi = this.#regs[(IRO_OFFSET + 12) >> 2];
+    const iirg = (hi >>> 28) & 3;
+    const did = hi & 0xffff;
+    const addr = (ivaHi & 0xfffff) * TWO32 + ((ivaLo & 0xfffff000) >>> 0);
+    this.#invIotlb(iirg, did, addr, ivaLo & 0x3f);
+    this.#regs[(IRO_OFFSET + 12) >> 2] = (hi & 0x7fffffff & ~(3 << 25)) | (iirg << 25);
+  }
+
+  // -------------------------------------------------------------------------
+  // Translation
+
+  /** Translate a DMA request (never throws for bad tables: those are faults). */
+  translate(req: DmaRequest, out: TranslateResult): void {
+    this.counters.translations++;
+    out.pending = false;
+    if (!this.#te) {
+      out.ok = true;
+      out.pa = req.addr;
+      out.perm = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
+      out.span = 4096;
+      out.fault = "";
+      out.faultCode = 0;
+      return;
+    }
+    const rid = req.rid;
+    const write = (req.access & ACCESS_WRITE) !== 0;
+    // Device TLB (ATS-translated requests): consulted first.
+    const dt = this.#devtlb.get(rid);
+    if (dt !== undefined) {
+      const e = this.#tlbLookup(dt.get(req.pasid === NO_PASID ? TWO20 : req.pasid), req.addr);
+      if (e !== null && (e.perm & req.access) === req.access) {
+        this.counters.devtlbHits++;
+        if (this.checking) this.#checkTlbHit("device-tlb", e, req, rid);
+        this.#hit(e, req.addr, out);
+        return;
+      }
+      this.counters.devtlbMisses++;
+    }
+    if (this.#ttm === RTADDR_TTM_ABORT || this.#ttm === 2) {
+      this.#fault(out, req, 0x30, false, false);
+      return;
+    }
+    const sm = this.#ttm === RTADDR_TTM_SCALABLE;
+    const ctx = this.#context(rid, sm, out, req, true);
+    if (ctx === null) return;
+    if (!sm) {
+      this.#translateLegacy(ctx, req, out);
+      return;
+    }
+    let pasid = req.pasid;
+    if (pasid === NO_PASID) {
+      pasid = this.opts.rps ? ctx.ridPasid : 0;
+    } else {
+      if (!ctx.paside) {
+        this.#fault(out, req, 0x45, ctx.fpd, false);
+        return;
+      }
+    }
+    const pe = this.#pasidEntry(ctx, pasid, out, req, true);
+    if (pe === null) return;
+    this.#translateScalable(ctx, pe, pasid, req, out);
+  }
+
+  #hit(e: TlbEntry, addr: number, out: TranslateResult): void {
+    out.ok = true;
+    out.pa = e.pa + (addr - e.iova);
+    out.perm = e.perm;
+    out.span = e.size;
+    out.fault = "";
+    out.faultCode = 0;
+  }
+
+  #tlbLookup(m: Map<number, TlbEntry> | undefined, addr: number): TlbEntry | null {
+    if (m === undefined) return null;
+    for (let s = 0; s < 3; s++) {
+      const size = SIZES[s];
+      const e = m.get(Math.floor(addr / size) * 4 + s);
+      if (e !== undefined) return e;
+    }
+    return null;
+  }
+
+  #tlbInsert(m: Map<number, TlbEntry>, e: TlbEntry): void {
+    const s = e.size === 4096 ? 2 : e.size === 2097152 ? 1 : 0;
+    m.set(Math.floor(e.iova / e.size) * 4 + s, e);
+  }
+
+  #translateLegacy(ctx: CtxEntry, req: DmaRequest, out: TranslateResult): void {
+    if (req.pasid !== NO_PASID) {
+      this.#fault(out, req, 0x31, ctx.fpd, false);
+      return;
+    }
+    if (ctx.tt === 2) {
+      this.#passThrough(req, out);
+      return;
+    }
+    const tag = ctx.did * TWO20;
+    if (this.#iotlbTry(tag, req, out, ctx.rid)) return;
+    const code = this.#ssWalk(ctx.slptr, ctx.aw + 2, req.addr, req.access, false, false);
+    if (code !== 0) {
+      this.#fault(out, req, code, ctx.fpd, false);
+      return;
+    }
+    this.#fill(tag, ctx.did, 0, req.addr, KIND_SS, out, ctx.tt === 1 ? ctx.rid : -1, NO_PASID);
+  }
+
+  #passThrough(req: DmaRequest, out: TranslateResult): void {
+    out.ok = true;
+    out.pa = req.addr;
+    out.perm = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
+    out.span = 4096;
+    out.fault = "";
+    out.faultCode = 0;
+  }
+
+  #iotlbTry(tag: number, req: DmaRequest, out: TranslateResult, rid: number): boolean {
+    const e = this.#tlbLookup(this.#iotlb.get(tag), req.addr);
+    if (e !== null && (e.perm & req.access) === req.access) {
+      this.counters.iotlbHits++;
+      if (this.checking) this.#checkTlbHit("iotlb", e, req, rid);
+      this.#hit(e, req.addr, out);
+      return true;
+    }
+    this.counters.iotlbMisses++;
+    return false;
+  }
+
+  #fill(
+    tag: number,
+    did: number,
+    pasid: number,
+    addr: number,
+    kind: number,
+    out: TranslateResult,
+    devtlbRid: number,
+    reqPasid: number,
+  ): void {
+    const size = this.#wSize;
+    const iova = addr - (addr % size);
+    const pa = this.#wPa - (addr - iova);
+    const e: TlbEntry = { did, pasid, iova, pa, size, perm: this.#wPerm, kind };
+    let m = this.#iotlb.get(tag);
+    if (m === undefined) this.#iotlb.set(tag, m = new Map());
+    this.#tlbInsert(m, e);
+    if (devtlbRid >= 0 && this.#m.pci.byRid(devtlbRid)?.ats) {
+      let d = this.#devtlb.get(devtlbRid);
+      if (d === undefined) this.#devtlb.set(devtlbRid, d = new Map());
+      const pk = reqPasid === NO_PASID ? TWO20 : reqPasid;
+      let dm = d.get(pk);
+      if (dm === undefined) d.set(pk, dm = new Map());
+      this.#tlbInsert(dm, { ...e, pasid: pk });
+    }
+    out.ok = true;
+    out.pa = this.#wPa;
+    out.perm = this.#wPerm;
+    out.span = size;
+    out.fault = "";
+    out.faultCode = 0;
+  }
+
+  #translateScalable(
+    ctx: CtxEntry,
+    pe: PasidCacheEntry,
+    pasid: number,
+    req: DmaRequest,
+    out: TranslateResult,
+  ): void {
+    const pgtt = pe.pgtt;
+    if (req.priv && pgtt !== PGTT_PT && pgtt !== PGTT_SL_ONLY && !pe.sre) {
+      this.#fault(out, req, 0x5d, pe.fpd, false);
+      return;
+    }
+    if ((req.access & ACCESS_EXEC) && pgtt !== PGTT_PT && pgtt !== PGTT_SL_ONLY && !pe.ere) {
+      this.#fault(out, req, 0x5c, pe.fpd, false);
+      return;
+    }
+    if (pgtt === PGTT_PT) {
+      this.#passThrough(req, out);
+      return;
+    }
+    const tag = pe.did * TWO20 + pasid;
+    if (this.#iotlbTry(tag, req, out, ctx.rid)) return;
+    let code: number;
+    let kind: number;
+    if (pgtt === PGTT_SL_ONLY) {
+      code = this.#ssWalk(pe.slptr, pe.aw + 2, req.addr, req.access, pe.ssade, true);
+      kind = KIND_SS;
+    } else {
+      code = this.#fsWalk(pe, req.addr, req.access, req.priv, pgtt === PGTT_NESTED);
+      kind = pgtt === PGTT_NESTED ? KIND_NESTED : KIND_FS;
+    }
+    if (code !== 0) {
+      const recoverable = code === 0x61 || code === 0x69 || code === 0x75 || code === 0x76 ||
+        code === 0x71;
+      if (recoverable && ctx.pre && this.opts.prs) {
+        const dev = this.#m.pci.byRid(ctx.rid);
+        if (dev?.pri) {
+          this.#pageRequest(req, out, pasid);
+          return;
+        }
+      }
+      this.#fault(out, req, code, pe.fpd || ctx.fpd, false);
+      return;
+    }
+    this.#fill(tag, pe.did, pasid, req.addr, kind, out, ctx.dte ? ctx.rid : -1, req.pasid);
+  }
+
+  // --- walks: results in #wPa/#wPerm/#wSize, return 0 or a fault reason.
+
+  /** Second-stage walk. `levels` 3..5. */
+  #ssWalk(
+    root: number,
+    levels: number,
+    addr: number,
+    access: number,
+    ssade: boolean,
+    sm: boolean,
+  ): number {
+    const mem = this.#mem;
+    if (addr >= 2 ** (12 + 9 * levels)) return sm ? 0x73 : 0x4;
+    let table = root;
+    let perm = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
+    for (let l = levels; l >= 1; l--) {
+      const shift = 12 + 9 * (l - 1);
+      const size = 2 ** shift;
+      const idx = Math.floor(addr / size) % 512;
+      const ea = table + idx * 8;
+      this.counters.walkReads++;
+      let lo = mem.read32(ea);
+      const hi = mem.read32(ea + 4);
+      if ((lo & 3) === 0) return sm ? 0x69 : ((access & ACCESS_WRITE) ? 0x5 : 0x6);
+      const ps = (lo >>> 7) & 1;
+      if ((hi & 0x3ff00000) !== 0) return sm ? 0x6a : 0xc;
+      if (ps && (l > 3 || l === 1 || !((this.opts.sllps >> (l - 2)) & 1))) {
+        return sm ? 0x6a : 0xc;
+      }
+      const p = (lo & 1) | ((lo & 2) !== 0 ? ACCESS_WRITE : 0) | ACCESS_EXEC;
+      perm &= p;
+      const leaf = l === 1 || ps === 1;
+      if (ssade) {
+        let nlo = lo | 0x100;
+        if (leaf && (access & ACCESS_WRITE)) nlo |= 0x200;
+        if (nlo !== lo) {
+          mem.write32(ea, nlo >>> 0);
+          lo = nlo >>> 0;
+        }
+      }
+      const next = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
+      if (leaf) {
+        if (next % size !== 0) return sm ? 0x6a : 0xc;
+        if ((access & ACCESS_WRITE) && !(perm & ACCESS_WRITE)) return sm ? 0x69 : 0x5;
+        if ((access & ACCESS_READ) && !(perm & ACCESS_READ)) return sm ? 0x69 : 0x6;
+        this.#wPa = next + (addr % size);
+        this.#wPerm = perm;
+        this.#wSize = size;
+        return 0;
+      }
+      table = next;
+    }
+    return sm ? 0x6a : 0xc;
+  }
+
+  /** First-stage walk (optionally nested through the second stage). */
+  #fsWalk(
+    pe: PasidCacheEntry,
+    addr: number,
+    access: number,
+    priv: boolean,
+    nested: boolean,
+  ): number {
+    const mem = this.#mem;
+    const levels = pe.flpm === 1 ? 5 : 4;
+    if (levels === 4 && addr >= 2 ** 47) return 0x70;
+    let table = pe.flptr;
+    let rw = 1;
+    let us = 1;
+    let xd = 0;
+    let ssSize = 2 ** 52;
+    for (let l = levels; l >= 1; l--) {
+      let ea = table + (Math.floor(addr / 2 ** (12 + 9 * (l - 1))) % 512) * 8;
+      if (nested) {
+        const c = this.#ssWalk(pe.slptr, pe.aw + 2, ea, ACCESS_READ | ACCESS_WRITE, pe.ssade, true);
+        if (c !== 0) return c;
+        ea = this.#wPa;
+      }
+      this.counters.walkReads++;
+      let lo = mem.read32(ea);
+      const hi = mem.read32(ea + 4);
+      if ((lo & 1) === 0) return 0x61;
+      const ps = (lo >>> 7) & 1;
+      if (ps && (l > 3 || l === 1 || (l === 3 && !this.opts.fl1gp))) return 0x62;
+      if ((hi & 0x7ff00000) !== 0) return 0x62;
+      rw &= (lo >>> 1) & 1;
+      us &= (lo >>> 2) & 1;
+      xd |= hi >>> 31;
+      const leaf = l === 1 || ps === 1;
+      let nlo = lo | 0x20;
+      if (leaf && (access & ACCESS_WRITE)) nlo |= 0x40;
+      if (nlo !== lo) {
+        mem.write32(ea, nlo >>> 0);
+        lo = nlo >>> 0;
+      }
+      const next = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
+      if (leaf) {
+        const size = 2 ** (12 + 9 * (l - 1));
+        if (next % size !== 0) return 0x62;
+        if (!priv && !us) return 0x71;
+        const canWrite = rw === 1 || (priv && !pe.wpe);
+        if ((access & ACCESS_WRITE) && !canWrite) return 0x75;
+        if ((access & ACCESS_EXEC) && xd) return 0x72;
+        let perm = ACCESS_READ | (canWrite ? ACCESS_WRITE : 0) | (xd ? 0 : ACCESS_EXEC);
+        let pa = next + (addr % size);
+        if (nested) {
+          const c = this.#ssWalk(pe.slptr, pe.aw + 2, pa, access, pe.ssade, true);
+          if (c !== 0) return c;
+          pa = this.#wPa;
+          perm &= this.#wPerm;
+          ssSize = this.#wSize;
+        }
+        this.#wPa = pa;
+        this.#wPerm = perm;
+        this.#wSize = Math.min(size, ssSize);
+        return 0;
+      }
+      table = next;
+    }
+    return 0x62;
+  }
+
+  // --- structure fetches (with caches)
+
+  #context(
+    rid: number,
+    sm: boolean,
+    out: TranslateResult,
+    req: DmaRequest,
+    useCache: boolean,
+  ): CtxEntry | null {
+    if (useCache) {
+      const c = this.#ctxCache.get(rid);
+      if (c !== undefined && c.sm === sm) {
+        this.counters.ctxHits++;
+        if (this.checking) this.#checkRaw("context-cache", c.addr, c.raw, rid, -1, 0);
+        return c;
+      }
+      this.counters.ctxMisses++;
+    }
+    const mem = this.#mem;
+    const bus = rid >>> 8;
+    const devfn = rid & 0xff;
+    const ra = this.#rta + bus * 16;
+    this.counters.walkReads++;
+    const r0 = mem.read32(ra), r1 = mem.read32(ra + 4), r2 = mem.read32(ra + 8),
+      r3 = mem.read32(ra + 12);
+    let ctp: number;
+    if (!sm) {
+      if (!(r0 & 1)) return this.#fault(out, req, 0x1, false, true);
+      if ((r0 & 0xffe) || r2 || r3) return this.#fault(out, req, 0xa, false, true);
+      ctp = (r1 & 0xfffff) * TWO32 + ((r0 & 0xfffff000) >>> 0) + devfn * 16;
+    } else {
+      const upper = devfn >= 128;
+      const plo = upper ? r2 : r0;
+      const phi = upper ? r3 : r1;
+      if (!(plo & 1)) return this.#fault(out, req, 0x39, false, true);
+      if ((r0 & 0xffe) || (r2 & 0xffe)) return this.#fault(out, req, 0x3a, false, true);
+      ctp = (phi & 0xfffff) * TWO32 + ((plo & 0xfffff000) >>> 0) + (devfn & 0x7f) * 32;
+    }
+    const n = sm ? 8 : 4;
+    const raw = new Uint32Array(n);
+    this.counters.walkReads++;
+    mem.readWords(ctp, raw, n);
+    const w0 = raw[0];
+    const fpd = (w0 & 2) !== 0;
+    if (!(w0 & 1)) {
+      // FPD is only meaningful in a present entry.
+      return this.#fault(out, req, sm ? 0x41 : 0x2, false, true);
+    }
+    const e: CtxEntry = {
+      rid,
+      sm,
+      fpd,
+      tt: 0,
+      slptr: 0,
+      aw: 0,
+      did: 0,
+      dte: false,
+      paside: false,
+      pre: false,
+      pdts: 0,
+      pasidDir: 0,
+      ridPasid: 0,
+      raw,
+      addr: ctp,
+    };
+    if (!sm) {
+      e.tt = (w0 >>> 2) & 3;
+      e.slptr = (raw[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
+      e.aw = raw[2] & 7;
+      e.did = (raw[2] >>> 8) & 0xffff;
+      if ((w0 & 0xff0) || (raw[2] & 0xf8) || (raw[2] >>> 24) || raw[3]) {
+        return this.#fault(out, req, 0xb, fpd, true);
+      }
+      const badTt = e.tt === 3 || (e.tt === 1 && !this.opts.dt) || (e.tt === 2 && !this.opts.pt);
+      const badAw = e.tt !== 2 && !((this.opts.sagaw >> e.aw) & 1);
+      if (badTt || badAw) return this.#fault(out, req, 0x3, fpd, true);
+    } else {
+      e.dte = (w0 & 4) !== 0;
+      e.paside = (w0 & 8) !== 0;
+      e.pre = (w0 & 16) !== 0;
+      e.pdts = (w0 >>> 9) & 7;
+      e.pasidDir = (raw[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
+      e.ridPasid = raw[2] & 0xfffff;
+      if ((w0 & 0x1e0) || (raw[2] >>> 20) || raw[3] || raw[4] || raw[5] || raw[6] || raw[7]) {
+        return this.#fault(out, req, 0x42, fpd, true);
+      }
+      if (e.dte && !this.opts.dt) return this.#fault(out, req, 0x43, fpd, true);
+      if (e.pre && !this.opts.prs) return this.#fault(out, req, 0x43, fpd, true);
+    }
+    if (useCache) this.#ctxCache.set(rid, e);
+    return e;
+  }
+
+  #pasidEntry(
+    ctx: CtxEntry,
+    pasid: number,
+    out: TranslateResult,
+    req: DmaRequest,
+    useCache: boolean,
+  ): PasidCacheEntry | null {
+    const key = ctx.rid * TWO20 + pasid;
+    if (useCache) {
+      const c = this.#pasidCache.get(key);
+      if (c !== undefined) {
+        this.counters.pasidHits++;
+        if (this.checking) this.#checkRaw("pasid-cache", c.addr, c.raw, ctx.rid, pasid, c.did);
+        return c;
+      }
+      this.counters.pasidMisses++;
+    }
+    const mem = this.#mem;
+    if (pasid >= 2 ** (ctx.pdts + 7) * 64 || pasid >= 2 ** (this.opts.pss + 1)) {
+      return this.#fault(out, req, 0x46, ctx.fpd, true);
+    }
+    const da = ctx.pasidDir + Math.floor(pasid / 64) * 8;
+    this.counters.walkReads++;
+    const d0 = mem.read32(da), d1 = mem.read32(da + 4);
+    if (!(d0 & 1)) return this.#fault(out, req, 0x51, ctx.fpd, true);
+    if (d0 & 0xffc) return this.#fault(out, req, 0x52, ctx.fpd || (d0 & 2) !== 0, true);
+    const ta = (d1 & 0xfffff) * TWO32 + ((d0 & 0xfffff000) >>> 0) + (pasid % 64) * 64;
+    const raw = new Uint32Array(16);
+    this.counters.walkReads++;
+    mem.readWords(ta, raw, 16);
+    const w = raw;
+    const fpd = ctx.fpd || (w[0] & 2) !== 0;
+    if (!(w[0] & 1)) return this.#fault(out, req, 0x59, ctx.fpd, true);
+    // reserved: bits 11:10, 86:80, 127:89, 139:136 except 135/133?, 191 beyond + words 6..15
+    if (
+      (w[0] & 0xc00) || (w[2] & 0x007f0000) || (w[2] >>> 25) || w[3] || (w[4] & 0x740) ||
+      w[6] || w[7] || w[8] || w[9] || w[10] || w[11] || w[12] || w[13] || w[14] || w[15] ||
+      (w[5] & 0xfff00000)
+    ) {
+      return this.#fault(out, req, 0x5a, fpd, true);
+    }
+    const e: PasidCacheEntry = {
+      rid: ctx.rid,
+      pasid,
+      fpd,
+      pgtt: (w[0] >>> 6) & 7,
+      aw: (w[0] >>> 2) & 7,
+      ssade: (w[0] & 0x200) !== 0,
+      slptr: (w[1] & 0xfffff) * TWO32 + ((w[0] & 0xfffff000) >>> 0),
+      did: w[2] & 0xffff,
+      sre: (w[4] & 1) !== 0,
+      ere: (w[4] & 2) !== 0,
+      flpm: (w[4] >>> 2) & 3,
+      wpe: (w[4] & 0x10) !== 0,
+      flptr: (w[5] & 0xfffff) * TWO32 + ((w[4] & 0xfffff000) >>> 0),
+      raw,
+      addr: ta,
+    };
+    const o = this.opts;
+    const usesSs = e.pgtt === PGTT_SL_ONLY || e.pgtt === PGTT_NESTED;
+    const usesFs = e.pgtt === PGTT_FL_ONLY || e.pgtt === PGTT_NESTED;
+    const bad = e.pgtt === 0 || e.pgtt > 4 ||
+      (e.pgtt === PGTT_FL_ONLY && !o.flts) || (e.pgtt === PGTT_SL_ONLY && !o.slts) ||
+      (e.pgtt === PGTT_NESTED && !(o.nest && o.flts && o.slts)) || (e.pgtt === PGTT_PT && !o.pt) ||
+      (usesSs && !((o.sagaw >> e.aw) & 1)) || (usesFs && (e.flpm > 1 || (e.flpm === 1 && !o.fl5lp))) ||
+      (e.ssade && !o.slads);
+    if (bad) return this.#fault(out, req, 0x5b, fpd, true);
+    if (e.sre && !o.srs) return this.#fault(out, req, 0x5b, fpd, true);
+    if (useCache) this.#pasidCache.set(key, e);
+    return e;
+  }
+
+  // -------------------------------------------------------------------------
+  // Faults and page requests
+
+  #fault(
+    out: TranslateResult,
+    req: DmaRequest,
+    code: number,
+    fpd: boolean,
+    _structure: boolean,
+  ): null {
+    out.ok = false;
+    out.pa = 0;
+    out.perm = 0;
+    out.span = 0;
+    out.faultCode = code;
+    out.fault = faultName(code);
+    out.pending = false;
+    this.counters.faults++;
+    const write = (req.access & ACCESS_WRITE) !== 0;
+    let recorded = false;
+    if (!fpd) recorded = this.#record(req, code, write);
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "vtd_dmar_fault", {
+        sid: req.rid,
+        pasid: req.pasid,
+        addr: req.addr,
+        write,
+        reason: code,
+        name: out.fault,
+        recorded,
+      });
+    }
+    this.faultHook?.({
+      rid: req.rid,
+      pasid: req.pasid,
+      addr: req.addr,
+      write,
+      reason: code,
+      name: out.fault,
+      recorded,
+    });
+    return null;
+  }
+
+  #record(req: DmaRequest, code: number, write: boolean): boolean {
+    const fs = REG.FSTS >> 2;
+    if (this.#regs[fs] & FSTS.PFO) return false;
+    const i = (FRO_OFFSET + 16 * this.#nextFr) >> 2;
+    if (this.#regs[i + 3] & 0x80000000) {
+      this.#regs[fs] |= FSTS.PFO;
+      return false;
+    }
+    const addr = req.addr - (req.addr % 4096);
+    this.#regs[i] = addr % TWO32 >>> 0;
+    this.#regs[i + 1] = Math.floor(addr / TWO32) >>> 0;
+    const pp = req.pasid !== NO_PASID;
+    this.#regs[i + 2] = (req.rid & 0xffff) | (pp ? 0x80000000 : 0) | (req.priv ? 1 << 29 : 0) |
+      ((req.access & ACCESS_EXEC) ? 1 << 30 : 0);
+    this.#regs[i + 3] = ((code & 0xff) | ((pp ? req.pasid & 0xfffff : 0) << 8) |
+      (write ? 0 : 1 << 30) | 0x80000000) >>> 0;
+    const wasPending = (this.#regs[fs] & FSTS.PPF) !== 0;
+    this.#regs[fs] = (this.#regs[fs] & ~(0xff << 8)) | FSTS.PPF | (this.#nextFr << 8);
+    this.#nextFr = (this.#nextFr + 1) % this.opts.nfr;
+    this.counters.faultsRecorded++;
+    if (!wasPending) this.#event(REG.FECTL, this.#irqFault);
+    return true;
+  }
+
+  #updatePpf(): void {
+    let any = false;
+    for (let k = 0; k < this.opts.nfr; k++) {
+      if (this.#regs[((FRO_OFFSET + 16 * k) >> 2) + 3] & 0x80000000) any = true;
+    }
+    if (!any) this.#regs[REG.FSTS >> 2] &= ~FSTS.PPF;
+  }
+
+  #event(ctlOff: number, line: string): void {
+    const c = ctlOff >> 2;
+    if (this.#regs[c] & ECTL_IM) this.#regs[c] |= ECTL_IP;
+    else this.#m.irq.raise(line);
+  }
+
+  #pageRequest(req: DmaRequest, out: TranslateResult, pasid: number): void {
+    out.ok = false;
+    out.pa = 0;
+    out.perm = 0;
+    out.span = 0;
+    out.pending = true;
+    out.fault = "PAGE_REQUEST";
+    out.faultCode = 0;
+    const prs = REG.PRS >> 2;
+    const aLo = this.#regs[REG.PQA >> 2], aHi = this.#regs[(REG.PQA + 4) >> 2];
+    const base = (aHi & 0xfffff) * TWO32 + ((aLo & 0xfffff000) >>> 0);
+    const size = 4096 * 2 ** (aLo & 7);
+    const head = this.#regs[REG.PQH >> 2] & 0x7ffe0;
+    const tail = this.#regs[REG.PQT >> 2] & 0x7ffe0;
+    if (base === 0 || (tail + 32) % size === head || (this.#regs[prs] & PRS_PRO)) {
+      this.#regs[prs] |= PRS_PRO;
+      out.pending = false;
+      out.fault = "PAGE_REQUEST_OVERFLOW";
+      return;
+    }
+    const prgi = this.#prgi;
+    this.#prgi = (this.#prgi + 1) & 0x1ff;
+    const pp = req.pasid !== NO_PASID;
+    const d = this.#dw;
+    d.fill(0);
+    d[0] = 1 | (pp ? 0x100 : 0) | ((req.rid & 0xffff) << 16);
+    d[1] = (pp ? pasid & 0xfffff : 0) | ((req.access & ACCESS_EXEC) ? 1 << 20 : 0) |
+      (req.priv ? 1 << 21 : 0);
+    const page = req.addr - (req.addr % 4096);
+    d[2] = ((req.access & ACCESS_READ) ? 1 : 0) | ((req.access & ACCESS_WRITE) ? 2 : 0) | 4 |
+      (prgi << 3) | ((page % TWO32) >>> 0);
+    d[3] = Math.floor(page / TWO32) >>> 0;
+    this.#mem.writeWords(base + tail, d);
+    this.#regs[REG.PQT >> 2] = (tail + 32) % size;
+    this.outstandingPageRequests.add(`${req.rid}:${prgi}`);
+    this.counters.pageRequests++;
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "vtd_prq", {
+        sid: req.rid,
+        pasid: req.pasid,
+        addr: page,
+        prgi,
+      });
+    }
+    if (!(this.#regs[prs] & PRS_PPR)) {
+      this.#regs[prs] |= PRS_PPR;
+      this.#event(REG.PECTL, this.#irqPrq);
+    } else {
+      this.#event(REG.PECTL, this.#irqPrq);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Queued invalidation
+
+  #processQueue(): void {
+    if (!this.#qie) return;
+    const fs = REG.FSTS >> 2;
+    if (this.#regs[fs] & (FSTS.IQE | FSTS.ITE | FSTS.ICE)) return;
+    const aLo = this.#regs[REG.IQA >> 2], aHi = this.#regs[(REG.IQA + 4) >> 2];
+    const base = (aHi & 0xfffff) * TWO32 + ((aLo & 0xfffff000) >>> 0);
+    const wide = (aLo & IQA_DW) !== 0;
+    const dsz = wide ? 32 : 16;
+    const qsize = 4096 * 2 ** (aLo & 7);
+    let head = this.#regs[REG.IQH >> 2] & 0x7fff0;
+    const tail = this.#regs[REG.IQT >> 2] & 0x7fff0;
+    const w = this.#w;
+    if (wide && (tail & 0x10)) {
+      this.#qiError(head, 1);
+      return;
+    }
+    while (head !== tail) {
+      w.fill(0);
+      this.#mem.readWords(base + head, w, dsz >> 2);
+      this.counters.qiDescriptors++;
+      const err = this.#descriptor(w, wide);
+      if (err !== 0) {
+        this.#regs[REG.IQH >> 2] = head;
+        if (err === -1) this.#regs[fs] |= FSTS.ITE;
+        else this.#qiError(head, err);
+        this.#event(REG.FECTL, this.#irqFault);
+        return;
+      }
+      head = (head + dsz) % qsize;
+      this.#regs[REG.IQH >> 2] = head;
+    }
+  }
+
+  #qiError(_head: number, code: number): void {
+    this.counters.qiErrors++;
+    this.#regs[REG.FSTS >> 2] |= FSTS.IQE;
+    this.#regs[REG.IQERCD >> 2] = code & 0xf; // IQEI
+    if (this.#m.trace.observed) this.#m.trace.emit(this.name, "vtd_inv_qi_error", { code });
+  }
+
+  /** Handle one descriptor; 0 = ok, -1 = ITE, >0 = IQE with that IQEI code. */
+  #descriptor(w: Uint32Array, wide: boolean): number {
+    const type = w[0] & 0xf;
+    if ((w[0] >>> 9) & 7) return 1; // type bits 11:9 must be 0 here
+    if (wide && (w[4] | w[5] | w[6] | w[7])) return 1;
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "vtd_inv_desc", { type, lo: w[0], hi: w[1], w2: w[2], w3: w[3] });
+    }
+    const sm = this.#ttm === RTADDR_TTM_SCALABLE;
+    switch (type) {
+      case QI_TYPE.CC: {
+        if (this.#rsv(w, QI_CC_DESC)) return 1;
+        this.counters.qiCc++;
+        this.#invContext((w[0] >>> 4) & 3, w[0] >>> 16, w[1] & 0xffff, (w[1] >>> 16) & 3);
+        return 0;
+      }
+      case QI_TYPE.IOTLB: {
+        if (this.#rsv(w, QI_IOTLB_DESC)) return 1;
+        this.counters.qiIotlb++;
+        const addr = (w[3] & 0xfffff) * TWO32 + ((w[2] & 0xfffff000) >>> 0);
+        this.#invIotlb((w[0] >>> 4) & 3, w[0] >>> 16, addr, w[2] & 0x3f);
+        return 0;
+      }
+      case QI_TYPE.DIOTLB: {
+        if (this.#rsv(w, QI_DIOTLB_DESC)) return 1;
+        this.counters.qiDevIotlb++;
+        const sid = w[1] & 0xffff;
+        if (this.#atsTimeout.delete(sid)) return -1;
+        this.#invDevtlb(sid, -1, w[2], w[3]);
+        return 0;
+      }
+      case QI_TYPE.IEC:
+        if (this.#rsv(w, QI_IEC_DESC)) return 1;
+        this.counters.qiIec++;
+        return 0;
+      case QI_TYPE.IWD: {
+        if (this.#rsv(w, QI_IWD_DESC)) return 1;
+        this.counters.qiWait++;
+        if (w[0] & 0x20) {
+          const a = (w[3] & 0xfffff) * TWO32 + ((w[2] & 0xfffffffc) >>> 0);
+          this.#mem.write32(a, w[1]);
+        }
+        if (w[0] & 0x10) {
+          this.#regs[REG.ICS >> 2] |= ICS_IWC;
+          this.#event(REG.IECTL, this.#irqInv);
+        }
+        return 0;
+      }
+      case QI_TYPE.EIOTLB: {
+        if (!sm && !this.opts.smts) return 1;
+        if (this.#rsv(w, QI_EIOTLB_DESC)) return 1;
+        this.counters.qiPiotlb++;
+        const gran = (w[0] >>> 4) & 3;
+        if (gran < 2) return 1;
+        const addr = (w[3] & 0xfffff) * TWO32 + ((w[2] & 0xfffff000) >>> 0);
+        this.#invPiotlb(gran, w[0] >>> 16, w[1] & 0xfffff, addr, w[2] & 0x3f);
+        return 0;
+      }
+      case QI_TYPE.PC: {
+        if (this.#rsv(w, QI_PC_DESC)) return 1;
+        this.counters.qiPc++;
+        const gran = (w[0] >>> 4) & 3;
+        if (gran === 2) return 1;
+        this.#invPasidCache(gran, w[0] >>> 16, w[1] & 0xfffff);
+        return 0;
+      }
+      case QI_TYPE.DEIOTLB: {
+        if (this.#rsv(w, QI_DEIOTLB_DESC)) return 1;
+        this.counters.qiDevPiotlb++;
+        const sid = w[0] >>> 16;
+        if (this.#atsTimeout.delete(sid)) return -1;
+        const global = (w[2] & 1) !== 0;
+        this.#invDevtlb(sid, global ? -2 : w[1] & 0xfffff, w[2] & ~0x7ff | ((w[2] >>> 11) & 1), w[3]);
+        return 0;
+      }
+      case QI_TYPE.PGRP_RESP: {
+        if (this.#rsv(w, QI_PGRP_RESP_DESC)) return 1;
+        this.counters.qiPgrpResp++;
+        this.counters.pageResponses++;
+        const rid = w[0] >>> 16;
+        const prgi = (w[2] >>> 3) & 0x1ff;
+        const key = `${rid}:${prgi}`;
+        this.outstandingPageRequests.delete(key);
+        this.pageResponses.set(key, (w[0] >>> 12) & 0xf);
+        if (this.#m.trace.observed) {
+          this.#m.trace.emit(this.name, "vtd_prq_response", {
+            sid: rid,
+            prgi,
+            code: (w[0] >>> 12) & 0xf,
+          });
+        }
+        return 0;
+      }
+      default:
+        return 1;
+    }
+  }
+
+  readonly #rsvMasks = new Map<string, Uint32Array>();
+  #rsv(w: Uint32Array, t: { name: string; reservedMask(): Uint32Array }): boolean {
+    let m = this.#rsvMasks.get(t.name);
+    if (m === undefined) this.#rsvMasks.set(t.name, m = t.reservedMask());
+    return ((w[0] & m[0]) | (w[1] & m[1]) | (w[2] & m[2]) | (w[3] & m[3])) !== 0;
+  }
+
+  // --- cache invalidation primitives
+
+  #invContext(gran: number, did: number, sid: number, fm: number): void {
+    const sm = this.#ttm === RTADDR_TTM_SCALABLE;
+    if (gran === 1 || (gran === 2 && sm)) {
+      this.#ctxCache.clear();
+      return;
+    }
+    if (gran === 2) {
+      for (const [k, e] of this.#ctxCache) if (e.did === did) this.#ctxCache.delete(k);
+      return;
+    }
+    if (gran === 3) {
+      const mask = fm === 0 ? 0xffff : fm === 1 ? 0xfffe : fm === 2 ? 0xfffc : 0xfff8;
+      for (const k of [...this.#ctxCache.keys()]) {
+        if ((k & mask) === (sid & mask)) this.#ctxCache.delete(k);
+      }
+    }
+  }
+
+  #invIotlb(gran: number, did: number, addr: number, am: number): void {
+    const sm = this.#ttm === RTADDR_TTM_SCALABLE;
+    for (const [tag, m] of this.#iotlb) {
+      if (gran !== 1 && Math.floor(tag / TWO20) !== did) continue;
+      for (const [k, e] of m) {
+        if (sm && e.kind === KIND_FS) continue;
+        if (gran === 3 && !overlaps(e, addr, am)) continue;
+        m.delete(k);
+      }
+    }
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "vtd_inv_desc_iotlb", { gran, did, addr, am });
+    }
+  }
+
+  #invPiotlb(gran: number, did: number, pasid: number, addr: number, am: number): void {
+    const m = this.#iotlb.get(did * TWO20 + pasid);
+    if (m === undefined) return;
+    for (const [k, e] of m) {
+      if (e.kind === KIND_SS) continue;
+      if (gran === 3 && !overlaps(e, addr, am)) continue;
+      m.delete(k);
+    }
+  }
+
+  #invPasidCache(gran: number, did: number, pasid: number): void {
+    for (const [k, e] of this.#pasidCache) {
+      if (gran === 3 || (gran === 0 && e.did === did) || (gran === 1 && e.did === did && e.pasid === pasid)) {
+        this.#pasidCache.delete(k);
+      }
+    }
+  }
+
+  /** Device-TLB invalidation; pasid -1 = without PASID, -2 = all PASIDs. */
+  #invDevtlb(sid: number, pasid: number, w2: number, w3: number): void {
+    const d = this.#devtlb.get(sid);
+    if (d === undefined) return;
+    const s = w2 & 1;
+    const addr = (w3 & 0xfffff) * TWO32 + ((w2 & 0xfffff000) >>> 0);
+    let size = 4096;
+    if (s) {
+      // The lowest clear bit at or above bit 12 gives the size: 2^(k+1) bytes.
+      let k = 12;
+      while (k < 63 && Math.floor(addr / 2 ** k) % 2 === 1) k++;
+      size = 2 ** (k + 1);
+    }
+    const start = addr - (addr % size);
+    for (const [pk, m] of d) {
+      if (pasid === -1 && pk !== TWO20) continue;
+      if (pasid >= 0 && pk !== pasid) continue;
+      for (const [k, e] of m) {
+        if (e.iova < start + size && start < e.iova + e.size) m.delete(k);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Checking mode
+
+  #checkRaw(cache: string, addr: number, raw: Uint32Array, rid: number, pasid: number, did: number) {
+    const mem = this.#mem;
+    for (let i = 0; i < raw.length; i++) {
+      if (mem.read32(addr + 4 * i) !== raw[i]) {
+        const missing = cache === "context-cache"
+          ? `context-cache invalidation (device-selective SID 0x${rid.toString(16)})`
+          : `PASID-cache invalidation (PASID-selective DID ${did} PASID ${pasid})`;
+        this.#stale(cache, `rid 0x${rid.toString(16)}${pasid >= 0 ? ` pasid ${pasid}` : ""}`, missing);
+        return;
+      }
+    }
+  }
+
+  #checkTlbHit(cache: string, e: TlbEntry, req: DmaRequest, rid: number): void {
+    // A fresh walk of memory, bypassing every cache and leaving them untouched.
+    const pa = this.#freshWalk(req, rid);
+    if (pa === e.pa + (req.addr - e.iova) && (this.#wPerm & e.perm) === e.perm) return;
+    const missing = cache === "device-tlb"
+      ? `device-TLB invalidation (SID 0x${rid.toString(16)} addr 0x${e.iova.toString(16)})`
+      : e.kind === KIND_SS
+      ? `IOTLB invalidation (DID ${e.did} addr 0x${e.iova.toString(16)})`
+      : `PASID-based IOTLB invalidation (DID ${e.did} PASID ${e.pasid} addr 0x${
+        e.iova.toString(16)
+      })`;
+    this.#stale(
+      cache,
+      `DID ${e.did} PASID ${e.pasid} iova 0x${e.iova.toString(16)} -> 0x${e.pa.toString(16)}`,
+      missing,
+    );
+  }
+
+  readonly #scratch: TranslateResult = {
+    ok: false,
+    pa: 0,
+    perm: 0,
+    span: 0,
+    fault: "",
+    faultCode: 0,
+    pending: false,
+  };
+
+  #freshWalk(req: DmaRequest, rid: number): number {
+    const out = this.#scratch;
+    const sm = this.#ttm === RTADDR_TTM_SCALABLE;
+    const hook = this.faultHook;
+    const quiet = (): number => {
+      this.faultHook = hook;
+      return -1;
+    };
+    this.faultHook = null;
+    const saveFs = this.#regs.slice(FRO_OFFSET >> 2, (FRO_OFFSET >> 2) + 4 * this.opts.nfr);
+    const saveFsts = this.#regs[REG.FSTS >> 2];
+    const saveNext = this.#nextFr;
+    const restore = () => {
+      this.#regs.set(saveFs, FRO_OFFSET >> 2);
+      this.#regs[REG.FSTS >> 2] = saveFsts;
+      this.#nextFr = saveNext;
+    };
+    const ctx = this.#context(rid, sm, out, req, false);
+    if (ctx === null) {
+      restore();
+      return quiet();
+    }
+    let code = 0;
+    if (!sm) {
+      if (ctx.tt === 2) {
+        this.#wPa = req.addr;
+        this.#wPerm = 7;
+      } else code = this.#ssWalk(ctx.slptr, ctx.aw + 2, req.addr, req.access, false, false);
+    } else {
+      const pasid = req.pasid === NO_PASID ? (this.opts.rps ? ctx.ridPasid : 0) : req.pasid;
+      const pe = this.#pasidEntry(ctx, pasid, out, req, false);
+      if (pe === null) {
+        restore();
+        return quiet();
+      }
+      if (pe.pgtt === PGTT_PT) {
+        this.#wPa = req.addr;
+        this.#wPerm = 7;
+      } else if (pe.pgtt === PGTT_SL_ONLY) {
+        code = this.#ssWalk(pe.slptr, pe.aw + 2, req.addr, req.access, pe.ssade, true);
+      } else code = this.#fsWalk(pe, req.addr, req.access, req.priv, pe.pgtt === PGTT_NESTED);
+    }
+    restore();
+    this.faultHook = hook;
+    return code === 0 ? this.#wPa : -1;
+  }
+
+  #stale(cache: string, entry: string, missing: string): void {
+    this.counters.staleHits++;
+    const r = { cache, entry, missing };
+    this.staleReports.push(r);
+    this.#m.trace.emit(this.name, "vtd_check_stale", { cache, entry, missing });
+  }
+
+  // -------------------------------------------------------------------------
+  // Introspection for tests and reports (not used by the driver).
+
+  /** Number of entries in each cache. */
+  cacheSizes(): { context: number; pasid: number; iotlb: number; devtlb: number } {
+    let iotlb = 0;
+    for (const m of this.#iotlb.values()) iotlb += m.size;
+    let devtlb = 0;
+    for (const d of this.#devtlb.values()) for (const m of d.values()) devtlb += m.size;
+    return { context: this.#ctxCache.size, pasid: this.#pasidCache.size, iotlb, devtlb };
+  }
+
+  /** True when the IOTLB holds a translation of `addr` for (did, pasid). */
+  iotlbHas(did: number, pasid: number, addr: number): boolean {
+    return this.#tlbLookup(this.#iotlb.get(did * TWO20 + pasid), addr) !== null;
+  }
+
+  /** True when `rid`'s device TLB holds `addr` (pasid -1 = without PASID). */
+  devtlbHas(rid: number, pasid: number, addr: number): boolean {
+    const d = this.#devtlb.get(rid);
+    return d !== undefined && this.#tlbLookup(d.get(pasid < 0 ? TWO20 : pasid), addr) !== null;
+  }
+
+  /** True when the context cache holds `rid`. */
+  contextCached(rid: number): boolean {
+    return this.#ctxCache.has(rid);
+  }
+
+  /** True when the PASID cache holds (rid, pasid). */
+  pasidCached(rid: number, pasid: number): boolean {
+    return this.#pasidCache.has(rid * TWO20 + pasid);
+  }
+}
+
+function overlaps(e: TlbEntry, addr: number, am: number): boolean {
+  const size = 4096 * 2 ** am;
+  const start = addr - (addr % size);
+  return e.iova < start + size && start < e.iova + e.size;
+}
