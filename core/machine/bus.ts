@@ -6,6 +6,7 @@
  */
 
 import { IommuError } from "../errors.ts";
+import type { Counters, Trace } from "../trace.ts";
 import type { MmioRegion } from "./mmio.ts";
 
 interface Window {
@@ -21,15 +22,52 @@ export type MmioAccessHook = (
   region: MmioRegion,
 ) => void;
 
+/** Bus counters: accesses by kind and accesses that hit no window. */
+export interface MmioCounters extends Counters {
+  /** Register reads (a 64-bit read counts once). */
+  reads: number;
+  /** Register writes. */
+  writes: number;
+  /** Accesses outside every window (refused with EFAULT). */
+  unassigned: number;
+}
+
 /** Routes 32- and 64-bit register accesses to windows. */
 export class MmioBus {
   readonly #windows: Window[] = [];
   #hi = new Uint32Array(1);
+  readonly #trace: Trace | null;
+  /** Access counters (registered as the `"mmio"` counter set when built with a trace). */
+  readonly counters: MmioCounters;
   /** Optional access hook. */
   hook: MmioAccessHook | null = null;
 
-  /** Map `region` at `base`; overlapping windows are refused with EBUSY. */
+  /** A bus; with `trace`, its counters are registered and refused accesses are traced. */
+  constructor(trace: Trace | null = null) {
+    this.#trace = trace;
+    const initial: MmioCounters = { reads: 0, writes: 0, unassigned: 0 };
+    this.counters = trace ? trace.counters("mmio", initial) : initial;
+  }
+
+  /**
+   * Map `region` at `base` (4-byte aligned, size a positive multiple of 4);
+   * overlapping windows are refused with EBUSY.
+   */
   map(base: number, region: MmioRegion): void {
+    if (!Number.isSafeInteger(base) || base < 0 || base % 4 !== 0) {
+      throw new IommuError(
+        "EINVAL",
+        "mmio_map",
+        `window ${region.name}: base ${base} is not a 4-byte aligned address`,
+      );
+    }
+    if (!Number.isInteger(region.size) || region.size <= 0 || region.size % 4 !== 0) {
+      throw new IommuError(
+        "EINVAL",
+        "mmio_map",
+        `window ${region.name}: size ${region.size} is not a positive multiple of 4`,
+      );
+    }
     for (const w of this.#windows) {
       if (base < w.base + w.region.size && w.base < base + region.size) {
         throw new IommuError(
@@ -44,16 +82,36 @@ export class MmioBus {
     this.#windows.push({ base, region });
   }
 
+  /** The mapped windows, by base address. */
+  windows(): { base: number; region: MmioRegion }[] {
+    return this.#windows.map((w) => ({ base: w.base, region: w.region })).sort((a, b) =>
+      a.base - b.base
+    );
+  }
+
   /** Remove the window of `region`. */
   unmap(region: MmioRegion): void {
     const i = this.#windows.findIndex((w) => w.region === region);
     if (i >= 0) this.#windows.splice(i, 1);
   }
 
-  /** The window containing `[addr, addr+len)`, or throw EFAULT. */
+  /** The window containing `[addr, addr+len)`, or throw (EINVAL misaligned, EFAULT unassigned). */
   #find(addr: number, len: number, what: string): Window {
+    if (what === "read") this.counters.reads++;
+    else this.counters.writes++;
+    if (addr % len !== 0) {
+      throw new IommuError(
+        "EINVAL",
+        "mmio",
+        `${what} of ${len * 8} bits at 0x${addr.toString(16)} is not ${len}-byte aligned`,
+      );
+    }
     for (const w of this.#windows) {
       if (addr >= w.base && addr + len <= w.base + w.region.size) return w;
+    }
+    this.counters.unassigned++;
+    if (this.#trace?.observed) {
+      this.#trace.emit("mmio", "mmio_unassigned", { kind: what, addr, width: len * 8 });
     }
     throw new IommuError(
       "EFAULT",

@@ -5,6 +5,8 @@
  * in the model reads the wall clock.
  */
 
+import { IommuError } from "../errors.ts";
+
 interface Timer {
   id: number;
   at: number;
@@ -24,6 +26,13 @@ export class VirtualClock {
 
   /** Arm a one-shot timer `delayNs` from now; returns its id. */
   setTimer(delayNs: number, fn: () => void): number {
+    if (!(delayNs >= 0 && Number.isFinite(delayNs))) {
+      throw new IommuError(
+        "EINVAL",
+        "set_timer",
+        `delay ${delayNs} ns is not a finite, non-negative time`,
+      );
+    }
     const t = { id: this.#nextId++, at: this.#now + Math.max(0, delayNs), fn };
     let i = this.#timers.length;
     while (i > 0 && this.#timers[i - 1].at > t.at) i--;
@@ -44,13 +53,36 @@ export class VirtualClock {
     return this.#timers.length;
   }
 
+  /** Due time of the earliest pending timer, or -1 when none. */
+  get nextTimerAt(): number {
+    return this.#timers.length > 0 ? this.#timers[0].at : -1;
+  }
+
   /** Advance time by `ns`, firing due timers in order (each sees its own due time as now). */
   advance(ns: number): void {
+    if (!(ns >= 0 && Number.isFinite(ns))) {
+      throw new IommuError(
+        "EINVAL",
+        "clock_advance",
+        `${ns} ns is not a finite, non-negative step`,
+      );
+    }
     this.advanceTo(this.#now + ns);
+  }
+
+  /** Fire every pending timer (and those they arm) in time order; returns how many fired. */
+  runAll(limit = 1_000_000): number {
+    let n = 0;
+    while (this.#timers.length > 0 && n < limit) {
+      this.advanceTo(this.#timers[0].at);
+      n++;
+    }
+    return n;
   }
 
   /** Advance to absolute time `t` (never backwards), firing due timers. */
   advanceTo(t: number): void {
+    if (Number.isNaN(t)) throw new IommuError("EINVAL", "clock_advance", `time NaN is not a time`);
     while (this.#timers.length > 0 && this.#timers[0].at <= t) {
       const timer = this.#timers.shift()!;
       if (timer.at > this.#now) this.#now = timer.at;

@@ -17,6 +17,10 @@ export class InterruptController {
   #delivering = false;
   /** Interrupts raised so far, per line. */
   readonly raised: Record<string, number> = {};
+  /** Handler runs so far, per line. */
+  readonly handled: Record<string, number> = {};
+  /** Deliveries of a line with no handler registered (the interrupt was lost), per line. */
+  readonly unhandled: Record<string, number> = {};
 
   /** Register the handler of `line` (replaces any earlier one). */
   register(line: string, handler: IrqHandler): void {
@@ -39,14 +43,27 @@ export class InterruptController {
     return this.#pending.length > 0;
   }
 
-  /** Run handlers of pending lines until none is pending (handlers may raise more). */
+  /** Lines pending delivery, in raise order. */
+  pendingLines(): string[] {
+    return [...this.#pending];
+  }
+
+  /**
+   * Run handlers of pending lines until none is pending (handlers may raise
+   * more). A storm (over 10 000 handler runs in one call) stops delivery and
+   * leaves the rest pending. A nested call from a handler does nothing.
+   */
   deliver(): void {
     if (this.#delivering) return;
     this.#delivering = true;
     try {
       for (let guard = 0; this.#pending.length > 0 && guard < 10_000; guard++) {
         const line = this.#pending.shift()!;
-        this.#handlers.get(line)?.();
+        const h = this.#handlers.get(line);
+        if (h) {
+          this.handled[line] = (this.handled[line] ?? 0) + 1;
+          h();
+        } else this.unhandled[line] = (this.unhandled[line] ?? 0) + 1;
       }
     } finally {
       this.#delivering = false;

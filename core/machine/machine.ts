@@ -68,13 +68,13 @@ export class Machine {
         }, beyond the ${paBits}-bit address space`,
       );
     }
+    this.trace = new Trace();
     this.mem = new PhysMem(paBits);
-    this.bus = new MmioBus();
+    this.bus = new MmioBus(this.trace);
     this.pci = new PciTopology();
     this.pages = new PageAllocator(this.mem, poolBase, poolBase + poolSize);
     this.clock = new VirtualClock();
     this.rng = new Prng(cfg.seed ?? 1);
-    this.trace = new Trace();
     this.irq = new InterruptController();
     this.trace.setTimeSource(this.clock);
   }

@@ -70,6 +70,13 @@ export class PhysMem {
   }
 
   #check(addr: number, len: number): void {
+    if (!(Number.isInteger(len) && len >= 0)) {
+      throw new IommuError(
+        "EINVAL",
+        "phys_mem",
+        `access length ${len} is not a non-negative integer`,
+      );
+    }
     if (!(addr >= 0 && addr + len <= this.limit && Number.isInteger(addr))) {
       throw new IommuError(
         "EFAULT",
@@ -107,7 +114,7 @@ export class PhysMem {
   /** Read an aligned or unaligned 32-bit little-endian value. */
   read32(addr: number): number {
     this.stats.reads++;
-    if ((addr & 3) === 0 && addr >= 0 && addr + 4 <= this.limit) {
+    if (addr % 4 === 0 && addr >= 0 && addr + 4 <= this.limit) {
       const p = this.#peek(Math.floor(addr / PAGE_SIZE));
       return p === null ? 0 : p[(addr & (PAGE_SIZE - 1)) >>> 2];
     }
@@ -119,7 +126,7 @@ export class PhysMem {
   /** Write a 32-bit little-endian value. */
   write32(addr: number, value: number): void {
     this.stats.writes++;
-    if ((addr & 3) === 0 && addr >= 0 && addr + 4 <= this.limit) {
+    if (addr % 4 === 0 && addr >= 0 && addr + 4 <= this.limit) {
       this.#back(Math.floor(addr / PAGE_SIZE))[(addr & (PAGE_SIZE - 1)) >>> 2] = value >>> 0;
       return;
     }
@@ -193,8 +200,16 @@ export class PhysMem {
   }
 
   /** Copy `len` bytes at `addr` into `out` (or a new array). */
-  readBytes(addr: number, len: number, out: Uint8Array = new Uint8Array(len)): Uint8Array {
+  readBytes(addr: number, len: number, out?: Uint8Array): Uint8Array {
     this.#check(addr, len);
+    if (out === undefined) out = new Uint8Array(len);
+    else if (out.length < len) {
+      throw new IommuError(
+        "EINVAL",
+        "phys_mem",
+        `output buffer of ${out.length} bytes is shorter than the ${len} bytes to read`,
+      );
+    }
     this.stats.reads++;
     for (let i = 0; i < len;) {
       const a = addr + i;
@@ -284,7 +299,7 @@ export class PhysMem {
         `page_size ${img.page_size} is not supported; only ${PAGE_SIZE} is`,
       );
     }
-    if (img.pages === null || typeof img.pages !== "object") {
+    if (img.pages === null || typeof img.pages !== "object" || Array.isArray(img.pages)) {
       throw new IommuError(
         "EINVAL",
         op,
@@ -292,6 +307,7 @@ export class PhysMem {
       );
     }
     const decoded: [number, Uint8Array][] = [];
+    const seen = new Map<number, string>();
     for (const [key, b64] of Object.entries(img.pages)) {
       if (!/^0x[0-9a-fA-F]+$/.test(key)) {
         throw new IommuError("EINVAL", op, `page key "${key}" is not a hexadecimal address`);
@@ -304,6 +320,11 @@ export class PhysMem {
           `page ${key} is not page-aligned or lies outside the ${this.sizeBits}-bit address space`,
         );
       }
+      const dup = seen.get(addr);
+      if (dup !== undefined) {
+        throw new IommuError("EINVAL", op, `pages ${dup} and ${key} name the same page`);
+      }
+      seen.set(addr, key);
       if (typeof b64 !== "string") {
         throw new IommuError("EINVAL", op, `page ${key}: contents must be a base64 string`);
       }

@@ -3,7 +3,9 @@
  * The kernel's page allocator for IOMMU table pages and other kernel memory:
  * zeroed 4 KiB-aligned blocks (order 0..10) from a physical range, with
  * accounting and failure injection at the Nth allocation (to prove that a
- * failed call leaves no partial state).
+ * failed call leaves no partial state). Freed blocks are reused, and a
+ * larger free block is split for a smaller request; freed buddies are not
+ * merged back (the pool is meant to be large against what a scenario uses).
  */
 
 import { IommuError } from "../errors.ts";
@@ -66,6 +68,13 @@ export class PageAllocator {
    * With `sticky`, every allocation from the nth on fails. 0 disables.
    */
   failAt(n: number, sticky = false): void {
+    if (!Number.isInteger(n) || n < 0) {
+      throw new IommuError(
+        "EINVAL",
+        "fail_at",
+        `${n} is not a count (0 disables, 1 = the next allocation)`,
+      );
+    }
     this.#failAt = n;
     this.#failEvery = sticky;
   }
@@ -90,6 +99,7 @@ export class PageAllocator {
     }
     const bytes = PAGE_SIZE * 2 ** order;
     let addr = this.#free.get(order)?.pop();
+    if (addr === undefined) addr = this.#split(order);
     if (addr === undefined) {
       const aligned = Math.ceil(this.#next / bytes) * bytes;
       if (aligned + bytes > this.limit) {
@@ -113,6 +123,28 @@ export class PageAllocator {
     this.stats.pagesInUse += 2 ** order;
     if (this.stats.pagesInUse > this.stats.peakPages) this.stats.peakPages = this.stats.pagesInUse;
     return addr;
+  }
+
+  /** Take a free block of a higher order and split it down to `order`; undefined if none. */
+  #split(order: number): number | undefined {
+    for (let j = order + 1; j <= 10; j++) {
+      const big = this.#free.get(j)?.pop();
+      if (big === undefined) continue;
+      // Keep the low part, return the upper halves to the lower orders.
+      for (let k = j - 1; k >= order; k--) this.#pushFree(k, big + PAGE_SIZE * 2 ** k);
+      return big;
+    }
+    return undefined;
+  }
+
+  /** Order of the live block at `addr`, or -1. */
+  orderOf(addr: number): number {
+    return this.#live.get(addr) ?? -1;
+  }
+
+  /** Addresses of the live blocks, ascending (for leak reports). */
+  liveBlocks(): number[] {
+    return [...this.#live.keys()].sort((a, b) => a - b);
   }
 
   #pushFree(order: number, addr: number): void {

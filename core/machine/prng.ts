@@ -40,9 +40,33 @@ export class Prng {
     return this.nextU32() / 4294967296;
   }
 
-  /** Uniform integer in [0, n). */
+  /** Uniform integer in [0, n) for 1 <= n <= 2^32. */
   int(n: number): number {
     return Math.floor(this.next() * n);
+  }
+
+  /** Uniform integer in [lo, hi] (inclusive). */
+  range(lo: number, hi: number): number {
+    return lo + this.int(hi - lo + 1);
+  }
+
+  /** True with probability `p` (default 1/2). */
+  bool(p = 0.5): boolean {
+    return this.next() < p;
+  }
+
+  /** Fill `out` with random bytes. */
+  fill(out: Uint8Array): Uint8Array {
+    for (let i = 0; i < out.length; i += 4) {
+      const v = this.nextU32();
+      for (let k = 0; k < 4 && i + k < out.length; k++) out[i + k] = (v >>> (8 * k)) & 0xff;
+    }
+    return out;
+  }
+
+  /** A new generator seeded from this one (an independent stream for a component). */
+  fork(): Prng {
+    return new Prng(this.nextU32());
   }
 }
 
