@@ -120,7 +120,9 @@ export class FakeDomain implements IommuDomain {
 
   /** Physical address of `iova`, 0 when unmapped. */
   translate(iova: number): number {
-    for (const [a, l] of this.leaves) if (iova >= a && iova < a + l.size) return l.paddr + (iova - a);
+    for (const [a, l] of this.leaves) {
+      if (iova >= a && iova < a + l.size) return l.paddr + (iova - a);
+    }
     return 0;
   }
 
@@ -256,7 +258,11 @@ export function machineWith(devs: PciDeviceConfig[]): Machine {
 }
 
 /** Shorthand device config on bus 0. */
-export function dev(name: string, device: number, extra: Partial<PciDeviceConfig> = {}): PciDeviceConfig {
+export function dev(
+  name: string,
+  device: number,
+  extra: Partial<PciDeviceConfig> = {},
+): PciDeviceConfig {
   return { name, bus: 0, device, fn: 0, ...extra };
 }
 
