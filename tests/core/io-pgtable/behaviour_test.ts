@@ -1,0 +1,228 @@
+/**
+ * Kernel io-pgtable behaviour, checked on every format: EEXIST with
+ * detail.mapped, pgcount across tables, partial-block and empty unmaps,
+ * table freeing through the gather after the leaf invalidations, flush
+ * callbacks, allocation-failure rollback, refusals that change nothing.
+ */
+import assert from "node:assert/strict";
+import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, IommuError, IotlbGather } from "@iommu-lab/core";
+import type { IoPgtableCfg, IoPgtableFormat } from "@iommu-lab/core/io-pgtable";
+import {
+  makeTable,
+  releaseGather,
+  snapshot,
+  SZ_16K,
+  SZ_1G,
+  SZ_2M,
+  SZ_32M,
+  SZ_4K,
+  SZ_512M,
+  SZ_64K,
+} from "./helpers.ts";
+
+const RW = IOMMU_READ | IOMMU_WRITE;
+
+/** Configurations every behaviour runs on. */
+export const CONFIGS: [string, IoPgtableFormat, Partial<IoPgtableCfg>][] = [
+  ["ARM_64_LPAE_S1 4K", "ARM_64_LPAE_S1", {}],
+  ["ARM_64_LPAE_S2 4K concatenated", "ARM_64_LPAE_S2", { ias: 40, oas: 40 }],
+  ["ARM_64_LPAE_S1 16K", "ARM_64_LPAE_S1", { pgsizeBitmap: SZ_16K + SZ_32M }],
+  ["ARM_64_LPAE_S2 64K", "ARM_64_LPAE_S2", { pgsizeBitmap: SZ_64K + SZ_512M }],
+  ["X86_64", "X86_64", {}],
+  ["VTD_SS", "VTD_SS", {}],
+];
+
+function setup(fmt: IoPgtableFormat, over: Partial<IoPgtableCfg>) {
+  const r = makeTable(fmt, over);
+  const g = r.t.granule;
+  const span = r.t.blockSize(r.t.levels - 2); // what one last-level table covers
+  return { ...r, g, span };
+}
+
+function isErr(errno: string, re?: RegExp) {
+  return (e: unknown) =>
+    e instanceof IommuError && e.errno === errno && (!re || re.test(e.message));
+}
+
+for (const [name, fmt, over] of CONFIGS) {
+  Deno.test(`${name}: map over a live page fails with EEXIST after mapping the earlier tables' pages`, () => {
+    const { t, g, span } = setup(fmt, over);
+    const base = 4 * span;
+    t.mapPages(base + 2 * g, 0x7700_0000, g, 1, RW);
+    let err: unknown;
+    try {
+      t.mapPages(base - 3 * g, 0x100_0000, g, 10, RW | IOMMU_CACHE);
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(isErr("EEXIST", /already mapped/)(err), String(err));
+    assert.equal((err as IommuError).detail.mapped, 3 * g);
+    assert.equal(t.iovaToPhys(base - 3 * g), 0x100_0000);
+    assert.equal(t.iovaToPhys(base - g + 1), 0x100_0000 + 2 * g + 1);
+    assert.equal(t.iovaToPhys(base), 0, "the failing table's pages stay unmapped");
+    assert.equal(t.iovaToPhys(base + g), 0);
+    assert.equal(t.iovaToPhys(base + 2 * g), 0x7700_0000, "the live page is untouched");
+  });
+
+  Deno.test(`${name}: mapping inside a live block fails with EEXIST and maps nothing`, () => {
+    const { t, g, span, mem } = setup(fmt, over);
+    t.mapPages(span, span, span, 1, RW);
+    const before = snapshot(mem);
+    assert.throws(() => t.mapPages(span + g, 0, g, 1, RW), isErr("EEXIST", /inside a live/));
+    assert.throws(() => t.mapPages(span, 0, span, 1, RW), isErr("EEXIST"));
+    assert.equal(snapshot(mem), before);
+  });
+
+  Deno.test(`${name}: pgcount runs across table boundaries`, () => {
+    const { t, g, span, pages } = setup(fmt, over);
+    const n = 2 * (span / g) + 3;
+    const iova = span - g;
+    assert.equal(t.mapPages(iova, 0x4000_0000, g, n, RW), n * g);
+    for (const k of [0, 1, span / g, n - 1]) {
+      assert.equal(t.iovaToPhys(iova + k * g + 8), 0x4000_0000 + k * g + 8, `page ${k}`);
+    }
+    assert.equal(t.iovaToPhys(iova + n * g), 0);
+    const g2 = new IotlbGather();
+    assert.equal(t.unmapPages(iova, g, n, g2), n * g);
+    releaseGather(pages, g2);
+    assert.equal(t.tablePages, 1);
+  });
+
+  Deno.test(`${name}: unmap of part of a block returns 0 and changes nothing`, () => {
+    const { t, g, span, mem, tlb } = setup(fmt, over);
+    t.mapPages(2 * span, 0x8000_0000, span, 1, RW);
+    const before = snapshot(mem);
+    tlb.events.length = 0;
+    assert.equal(t.unmapPages(2 * span + g, g, 1, new IotlbGather()), 0);
+    assert.equal(t.unmapPages(2 * span, g, 1, new IotlbGather()), 0);
+    assert.equal(snapshot(mem), before);
+    assert.deepEqual(tlb.events, []);
+    assert.equal(t.iovaToPhys(2 * span + g + 1), 0x8000_0000 + g + 1);
+  });
+
+  Deno.test(`${name}: unmap of an empty slot returns 0 and stops at the first hole`, () => {
+    const { t, g, pages } = setup(fmt, over);
+    assert.equal(t.unmapPages(0, g, 1, new IotlbGather()), 0);
+    t.mapPages(0, 0x10_0000, g, 2, RW);
+    const gather = new IotlbGather();
+    assert.equal(t.unmapPages(0, g, 5, gather), 2 * g);
+    releaseGather(pages, gather);
+    assert.equal(t.tablePages, 1);
+  });
+
+  Deno.test(`${name}: leaf invalidations come first, then empty tables are flushed and gathered`, () => {
+    const { t, g, span, pages, tlb } = setup(fmt, over);
+    t.mapPages(g, 0x20_0000, g, 3, RW);
+    const inUse = pages.stats.pagesInUse;
+    tlb.events.length = 0;
+    const gather = new IotlbGather();
+    assert.equal(t.unmapPages(g, g, 3, gather), 3 * g);
+    const kinds = tlb.events.map((e) => e.kind);
+    const tables = t.levels - 1;
+    assert.deepEqual(kinds, ["page", "page", "page", ...Array(tables).fill("walk")]);
+    assert.deepEqual(tlb.events[0], { kind: "page", iova: g, granule: g });
+    assert.deepEqual(tlb.events[3], { kind: "walk", iova: 0, size: span, granule: g });
+    assert.equal(gather.start, g);
+    assert.equal(gather.end, 4 * g - 1);
+    assert.equal(gather.freelist.length, tables);
+    assert.equal(
+      pages.stats.pagesInUse,
+      inUse,
+      "gathered pages are freed by the caller after sync",
+    );
+    releaseGather(pages, gather);
+    assert.equal(pages.stats.pagesInUse, inUse - tables * (g / SZ_4K));
+    assert.equal(t.tablePages, 1);
+  });
+
+  Deno.test(`${name}: a queued gather gets no tlbAddPage; no gather frees tables at once`, () => {
+    const { t, g, pages, tlb } = setup(fmt, over);
+    t.mapPages(0, 0, g, 1, RW);
+    tlb.events.length = 0;
+    const gather = new IotlbGather();
+    gather.queued = true;
+    assert.equal(t.unmapPages(0, g, 1, gather), g);
+    assert.ok(tlb.events.every((e) => e.kind === "walk"));
+    releaseGather(pages, gather);
+    t.mapPages(0, 0, g, 1, RW);
+    assert.equal(t.unmapPages(0, g, 1, null), g);
+    assert.equal(pages.stats.pagesInUse * SZ_4K, t.rootBytes < SZ_4K ? SZ_4K : t.rootBytes);
+  });
+
+  Deno.test(`${name}: unmap at block size over a table of pages drops the whole table`, () => {
+    const { t, g, span, pages, tlb } = setup(fmt, over);
+    t.mapPages(3 * span + g, 0x1_0000, g, 2, RW);
+    tlb.events.length = 0;
+    const gather = new IotlbGather();
+    assert.equal(t.unmapPages(3 * span, span, 1, gather), span);
+    assert.deepEqual(tlb.events[0], { kind: "walk", iova: 3 * span, size: span, granule: g });
+    assert.equal(t.iovaToPhys(3 * span + g), 0);
+    releaseGather(pages, gather);
+    assert.equal(t.tablePages, 1);
+  });
+
+  Deno.test(`${name}: allocation failure leaves the table exactly as before`, () => {
+    const { t, g, span, pages, mem } = setup(fmt, over);
+    const before = snapshot(mem);
+    const start = pages.stats.pagesInUse;
+    pages.failAt(t.levels - 1);
+    assert.throws(() => t.mapPages(5 * span, 0, g, 1, RW), (e) => {
+      return isErr("ENOMEM")(e) && (e as IommuError).detail.mapped === 0;
+    });
+    assert.equal(snapshot(mem), before);
+    assert.equal(pages.stats.pagesInUse, start);
+    // Second table of a multi-table map fails: the first table's pages stay mapped.
+    pages.failAt(t.levels);
+    let err: unknown;
+    try {
+      t.mapPages(6 * span - g, 0x3000_0000, g, 3, RW);
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(isErr("ENOMEM")(err), String(err));
+    assert.equal((err as IommuError).detail.mapped, g);
+    assert.equal(t.iovaToPhys(6 * span - g), 0x3000_0000);
+    assert.equal(t.iovaToPhys(6 * span), 0);
+    assert.equal(t.unmapPages(6 * span - g, g, 1, null), g);
+    assert.equal(pages.stats.pagesInUse, start);
+    t.free();
+    assert.equal(pages.stats.pagesInUse, 0);
+  });
+
+  Deno.test(`${name}: bad arguments are refused with EINVAL and change nothing`, () => {
+    const { t, g, mem, pages } = setup(fmt, over);
+    t.mapPages(0, 0, g, 1, RW);
+    const before = snapshot(mem);
+    const inUse = pages.stats.pagesInUse;
+    const bad: [() => unknown, RegExp][] = [
+      [() => t.mapPages(g / 2, 0, g, 1, RW), /iova .* not aligned/],
+      [() => t.mapPages(g, g / 2, g, 1, RW), /paddr .* not aligned/],
+      [() => t.mapPages(g, 0, g * 2, 1, RW), /not supported .* allowed/],
+      [() => t.mapPages(g, 0, SZ_1G * 4, 1, RW), /allowed/],
+      [() => t.mapPages(g, 0, g, 1, 0), /IOMMU_READ or IOMMU_WRITE/],
+      [() => t.mapPages(g, 0, g, 1, IOMMU_CACHE), /IOMMU_READ or IOMMU_WRITE/],
+      [() => t.mapPages(g, 0, g, 1, RW | 0x40), /only IOMMU_\* bits/],
+      [() => t.mapPages(g, 0, g, -1, RW), /pgcount/],
+    ];
+    for (const [f, re] of bad) assert.throws(f, isErr("EINVAL", re), re.source);
+    assert.equal(t.mapPages(g, 0, g, 0, RW), 0);
+    // Unmap with bad arguments returns 0, as the kernel's WARN_ON paths do.
+    assert.equal(t.unmapPages(g / 2, g, 1, null), 0);
+    assert.equal(t.unmapPages(0, g * 2, 1, null), 0);
+    assert.equal(t.unmapPages(0, g, 0, null), 0);
+    assert.equal(t.iovaToPhys(-1), 0);
+    assert.equal(snapshot(mem), before);
+    assert.equal(pages.stats.pagesInUse, inUse);
+  });
+
+  Deno.test(`${name}: free returns every table page and later calls fail with EINVAL`, () => {
+    const { t, g, span, pages } = setup(fmt, over);
+    t.mapPages(0, 0, g, 4, RW);
+    t.mapPages(7 * span, 0, span, 2, RW);
+    t.mapPages(SZ_2M * 1024 * 8, 0, g, 1, RW);
+    t.free();
+    assert.equal(pages.stats.pagesInUse, 0);
+    assert.throws(() => t.mapPages(0, 0, g, 1, RW), isErr("EINVAL", /freed/));
+    assert.equal(t.iovaToPhys(0), 0);
+  });
+}
