@@ -7,30 +7,9 @@
 import assert from "node:assert/strict";
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, IommuError, IotlbGather } from "@iommu-lab/core";
 import type { IoPgtableCfg, IoPgtableFormat } from "@iommu-lab/core/io-pgtable";
-import {
-  makeTable,
-  releaseGather,
-  snapshot,
-  SZ_16K,
-  SZ_1G,
-  SZ_2M,
-  SZ_32M,
-  SZ_4K,
-  SZ_512M,
-  SZ_64K,
-} from "./helpers.ts";
+import { CONFIGS, makeTable, releaseGather, snapshot, SZ_1G, SZ_2M, SZ_4K } from "./helpers.ts";
 
 const RW = IOMMU_READ | IOMMU_WRITE;
-
-/** Configurations every behaviour runs on. */
-export const CONFIGS: [string, IoPgtableFormat, Partial<IoPgtableCfg>][] = [
-  ["ARM_64_LPAE_S1 4K", "ARM_64_LPAE_S1", {}],
-  ["ARM_64_LPAE_S2 4K concatenated", "ARM_64_LPAE_S2", { ias: 40, oas: 40 }],
-  ["ARM_64_LPAE_S1 16K", "ARM_64_LPAE_S1", { pgsizeBitmap: SZ_16K + SZ_32M }],
-  ["ARM_64_LPAE_S2 64K", "ARM_64_LPAE_S2", { pgsizeBitmap: SZ_64K + SZ_512M }],
-  ["X86_64", "X86_64", {}],
-  ["VTD_SS", "VTD_SS", {}],
-];
 
 function setup(fmt: IoPgtableFormat, over: Partial<IoPgtableCfg>) {
   const r = makeTable(fmt, over);

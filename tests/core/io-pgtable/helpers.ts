@@ -97,3 +97,13 @@ export function levelOf(t: RadixPgtable, size: number): number {
   for (let l = 0; l < t.levels; l++) if (t.blockSize(l) === size) return l;
   return -1;
 }
+
+/** Configurations every behaviour runs on. */
+export const CONFIGS: [string, IoPgtableFormat, Partial<IoPgtableCfg>][] = [
+  ["ARM_64_LPAE_S1 4K", "ARM_64_LPAE_S1", {}],
+  ["ARM_64_LPAE_S2 4K concatenated", "ARM_64_LPAE_S2", { ias: 40, oas: 40 }],
+  ["ARM_64_LPAE_S1 16K", "ARM_64_LPAE_S1", { pgsizeBitmap: SZ_16K + SZ_32M }],
+  ["ARM_64_LPAE_S2 64K", "ARM_64_LPAE_S2", { pgsizeBitmap: SZ_64K + SZ_512M }],
+  ["X86_64", "X86_64", {}],
+  ["VTD_SS", "VTD_SS", {}],
+];
