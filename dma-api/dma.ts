@@ -135,8 +135,6 @@ export interface DmaLayerOptions {
 export class DmaCookie {
   /** The IOVA space. */
   readonly iovad: IovaDomain;
-  /** The flush queue when the domain is DMA_FQ and the driver can defer flushes. */
-  readonly fq: FlushQueue | null;
   /** The layer it belongs to. */
   readonly layer: DmaLayer;
   /** The domain. */
@@ -164,32 +162,51 @@ export class DmaCookie {
         Math.floor((r.start + r.length - 1) / granule),
       );
     }
-    const wantFq = domain.type === DomainType.DMA_FQ &&
-      core.opsOf(dev).capable(dev, "DEFERRED_FLUSH");
-    this.fq = wantFq
-      ? new FlushQueue({
-        clock: core.machine.clock,
-        flushAll: () => {
-          layer.counters.fqFlushes++;
-          if (core.machine.trace.observed) {
-            core.machine.trace.emit("dma-api", "dma:fq_flush", {
-              pending: this.fq ? this.fq.pending : 0,
-            });
-          }
-          core.flushIotlbAll(domain);
-        },
-        release: (pfn, pages, freelist, cpu) => {
-          if (core.machine.trace.observed) {
-            core.machine.trace.emit("dma-api", "dma:fq_release", {
-              iova: pfn * granule,
-              size: pages * granule,
-            });
-          }
-          this.iovad.freeIovaFast(pfn, pages, cpu);
-          layer.freePages(freelist);
-        },
-      }, { cpus: layer.cpus, single: layer.singleQueue })
-      : null;
+    this.#dev = dev;
+  }
+
+  readonly #dev: PciDevice;
+  #fq: FlushQueue | null = null;
+
+  /**
+   * The flush queue when the domain is DMA_FQ and the driver can defer
+   * flushes (`iommu_dma_init_fq`, also after a live DMA -> DMA-FQ switch);
+   * null in strict mode.
+   */
+  get fq(): FlushQueue | null {
+    if (
+      !this.#fq && this.domain.type === DomainType.DMA_FQ &&
+      this.layer.core.opsOf(this.#dev).capable(this.#dev, "DEFERRED_FLUSH")
+    ) {
+      this.#fq = this.#newFq();
+    }
+    return this.#fq;
+  }
+
+  #newFq(): FlushQueue {
+    const layer = this.layer, core = layer.core, domain = this.domain, granule = this.granule;
+    return new FlushQueue({
+      clock: core.machine.clock,
+      flushAll: () => {
+        layer.counters.fqFlushes++;
+        if (core.machine.trace.observed) {
+          core.machine.trace.emit("dma-api", "dma:fq_flush", {
+            pending: this.#fq ? this.#fq.pending : 0,
+          });
+        }
+        core.flushIotlbAll(domain);
+      },
+      release: (pfn, pages, freelist, cpu) => {
+        if (core.machine.trace.observed) {
+          core.machine.trace.emit("dma-api", "dma:fq_release", {
+            iova: pfn * granule,
+            size: pages * granule,
+          });
+        }
+        this.iovad.freeIovaFast(pfn, pages, cpu);
+        layer.freePages(freelist);
+      },
+    }, { cpus: layer.cpus, single: layer.singleQueue });
   }
 
   /** Allocation granule. */
