@@ -336,7 +336,14 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#w64(REG.IQT, this.#qTail);
     const fsts = this.#r32(REG.FSTS);
     if (fsts & FSTS.IQE) {
-      // qi_check_fault: the bad descriptor stays at the head; report and skip it.
+      // qi_check_fault: overwrite the bad descriptor (at IQH) with the wait
+      // descriptor, then clear IQE so the hardware resumes past it.
+      const dsz = 1 << this.#qShift;
+      const qsize = QI_LENGTH * dsz;
+      const bad = this.#qBase + (this.#r32(REG.IQH) & 0x7fff0);
+      const wait = this.#qBase + (this.#qTail - dsz + qsize) % qsize;
+      const mem = this.#m.mem;
+      for (let i = 0; i < dsz; i += 4) mem.write32(bad + i, mem.read32(wait + i));
       this.#w32(REG.FSTS, FSTS.IQE);
       throw new IommuError("EINVAL", "qi_submit_sync", "invalidation queue error (IQE): a descriptor was malformed");
     }

@@ -1080,9 +1080,15 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.counters.qiDescriptors++;
       const err = this.#descriptor(w, wide);
       if (err !== 0) {
-        this.#regs[REG.IQH >> 2] = head;
-        if (err === -1) this.#regs[fs] |= FSTS.ITE;
-        else this.#qiError(head, err);
+        if (err === -1) {
+          // ITE: the pending descriptors (up to the tail) are discarded.
+          this.#regs[fs] |= FSTS.ITE;
+          this.#regs[REG.IQH >> 2] = tail;
+          this.counters.qiErrors++;
+        } else {
+          this.#regs[REG.IQH >> 2] = head;
+          this.#qiError(head, err);
+        }
         this.#event(REG.FECTL, this.#irqFault);
         return;
       }
