@@ -85,6 +85,30 @@ export class PciTopology {
     return dev;
   }
 
+  /**
+   * Remove a function (hot-unplug). A bridge with devices on its secondary
+   * bus is refused with EBUSY (remove the devices below first); an unknown
+   * device is ENODEV. Its translator binding goes with it.
+   */
+  remove(dev: PciDevice): void {
+    this.#known(dev, "pci_remove");
+    if (dev.isBridge) {
+      for (const d of this.#byKey.values()) {
+        if (d.segment === dev.segment && d.bus === dev.secondaryBus) {
+          throw new IommuError(
+            "EBUSY",
+            "pci_remove",
+            `${dev.bdf} (${dev.name}) still has ${d.bdf} (${d.name}) below it; remove that first`,
+          );
+        }
+      }
+      this.#bridgeOfBus.delete(dev.segment * 256 + dev.secondaryBus);
+    }
+    this.#byKey.delete(keyOf(dev.segment, dev.rid));
+    this.#translator.delete(dev);
+    this.#groups = null;
+  }
+
   /** True if `bus` lies below `ancestorBus` (following bridges upward). */
   #isBelow(segment: number, bus: number, ancestorBus: number): boolean {
     for (let b = bus, guard = 0; guard < 257; guard++) {

@@ -207,3 +207,29 @@ Deno.test("byRid, byName and devices keep working across segments", () => {
   assert.notEqual(t.groupKeyOf(a), t.groupKeyOf(b));
   assert.equal(a.bdf, "0001:00:01.0");
 });
+
+Deno.test("removing a device regroups the rest; a bridge with devices below stays", () => {
+  const t = new PciTopology();
+  const rp = t.add({
+    name: "rp",
+    bus: 0,
+    device: 1,
+    fn: 0,
+    kind: "root-port",
+    secondaryBus: 1,
+    acs: false,
+  });
+  const a = t.add({ name: "a", bus: 1, device: 0, fn: 0 });
+  const b = t.add({ name: "b", bus: 1, device: 1, fn: 0 });
+  assert.deepEqual(names(t.groupMembers(a)), ["rp", "a", "b"]);
+  assert.throws(() => t.remove(rp), /EBUSY.*remove that first/);
+  t.remove(b);
+  assert.equal(t.byName("b"), undefined);
+  assert.deepEqual(names(t.groupMembers(a)), ["rp", "a"]);
+  assert.throws(() => t.remove(b), isErr("ENODEV"));
+  t.remove(a);
+  t.remove(rp);
+  assert.equal(t.devices.length, 0);
+  t.add({ name: "x", bus: 1, device: 0, fn: 0 }); // bus 1 is a root bus again
+  assert.equal(t.parentOf(t.byName("x")!), undefined);
+});
