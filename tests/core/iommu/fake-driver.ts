@@ -167,6 +167,10 @@ export class FakeDriver implements IommuOpsWithHooks {
   failMapAtLeaf = 0;
   /** Page responses received. */
   readonly responses: { dev: string; evt: IopfFault; resp: IommuPageResponse }[] = [];
+  /** The driver's own view: the domain each device was last attached to. */
+  readonly current = new Map<PciDevice, FakeDomain>();
+  /** The driver's own view: `${dev.name}:${pasid}` to domain (blocked entries removed). */
+  readonly pasids = new Map<string, FakeDomain>();
   #domains = 0;
 
   constructor(opts: FakeOptions = {}) {
@@ -237,6 +241,7 @@ export class FakeDriver implements IommuOpsWithHooks {
       throw new IommuError(this.failAttachErrno, "fake_attach", `injected failure for ${dev.name}`);
     }
     this.log.push(`attach ${d.label} ${dev.name} old=${old?.label ?? "none"}`);
+    this.current.set(dev, d);
   }
 
   /** Called by FakeDomain.setDevPasid. */
@@ -247,6 +252,8 @@ export class FakeDriver implements IommuOpsWithHooks {
       throw new IommuError("ENOSPC", "fake_set_dev_pasid", `injected failure for ${dev.name}`);
     }
     this.log.push(`pasid ${d.label} ${dev.name} ${pasid} old=${old?.label ?? "none"}`);
+    if (d === this.blockedDomain) this.pasids.delete(`${dev.name}:${pasid}`);
+    else this.pasids.set(`${dev.name}:${pasid}`, d);
   }
 }
 
