@@ -449,26 +449,31 @@ export class ArmLpaePgtable extends RadixPgtable {
     this.outHi = hi;
   }
 
+  /** Valid entry test for this format. */
   protected isPresent(lo: number, _hi: number): boolean {
     return (lo & LO_VALID) !== 0;
   }
 
+  /** Leaf (page or block) test at a level. */
   protected isLeaf(lo: number, _hi: number, level: number): boolean {
     return level === this.levels - 1 || (lo & 3) === ARM_LPAE_PTE_TYPE_BLOCK;
   }
 
+  /** Address held by an entry (next table or output address). */
   protected addrOf(lo: number, hi: number, _level: number): number {
     let a = (hi & 0xffff) * TWO32 + ((lo & this.#addrLoMask) >>> 0);
     if (this.#packHigh) a += ((lo >>> 12) & 0xf) * TWO48;
     return a;
   }
 
+  /** Table entry for a next-level table into outLo/outHi. */
   protected encodeTable(table: number, _level: number): void {
     this.#addrBits(table);
     this.outLo = (this.outLo | ARM_LPAE_PTE_TYPE_TABLE) >>> 0;
     if (this.cfg.quirks & IoPgtableQuirk.ARM_NS) this.outHi = (this.outHi | HI_NSTABLE) >>> 0;
   }
 
+  /** Leaf entry for paddr into outLo/outHi. */
   protected encodeLeaf(paddr: number, level: number): void {
     this.#addrBits(paddr);
     const type = level === this.levels - 1 ? ARM_LPAE_PTE_TYPE_PAGE : ARM_LPAE_PTE_TYPE_BLOCK;
@@ -481,11 +486,13 @@ export class ArmLpaePgtable extends RadixPgtable {
     return (hi & HI_DBM) !== 0 && (lo & LO_AP_RDONLY) === 0;
   }
 
+  /** The leaf with its dirty state cleared, into outLo/outHi. */
   protected cleanDirty(lo: number, hi: number): void {
     this.outLo = (lo | LO_AP_RDONLY) >>> 0;
     this.outHi = hi;
   }
 
+  /** Refuse dirty harvesting where the format has none. */
   protected override checkDirtySupport(): void {
     if (!this.#stage1) {
       throw new IommuError(

@@ -93,6 +93,7 @@ export class VtdSsPgtable extends RadixPgtable {
     });
   }
 
+  /** IOMMU_* prot to leaf attribute bits (protLo/protHi). */
   protected protToPte(prot: number): void {
     let lo = 0;
     if (prot & IOMMU_READ) lo |= DMA_PTE_READ;
@@ -102,23 +103,28 @@ export class VtdSsPgtable extends RadixPgtable {
     this.protHi = 0;
   }
 
+  /** Valid entry test for this format. */
   protected isPresent(lo: number, _hi: number): boolean {
     return (lo & (DMA_PTE_READ | DMA_PTE_WRITE)) !== 0;
   }
 
+  /** Leaf (page or block) test at a level. */
   protected isLeaf(lo: number, _hi: number, level: number): boolean {
     return level === this.levels - 1 || (lo & DMA_PTE_LARGE_PAGE) !== 0;
   }
 
+  /** Address held by an entry (next table or output address). */
   protected addrOf(lo: number, hi: number, _level: number): number {
     return (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
   }
 
+  /** Table entry for a next-level table into outLo/outHi. */
   protected encodeTable(table: number, _level: number): void {
     this.outLo = ((table % TWO32) | DMA_PTE_READ | DMA_PTE_WRITE) >>> 0;
     this.outHi = Math.floor(table / TWO32) >>> 0;
   }
 
+  /** Leaf entry for paddr into outLo/outHi. */
   protected encodeLeaf(paddr: number, level: number): void {
     let lo = (paddr % TWO32) | this.protLo;
     if (level !== this.levels - 1) lo |= DMA_PTE_LARGE_PAGE;
@@ -126,10 +132,12 @@ export class VtdSsPgtable extends RadixPgtable {
     this.outHi = Math.floor(paddr / TWO32) >>> 0;
   }
 
+  /** Dirty-state test of a leaf. */
   protected isDirty(lo: number, _hi: number): boolean {
     return (lo & DMA_SL_PTE_DIRTY) !== 0;
   }
 
+  /** The leaf with its dirty state cleared, into outLo/outHi. */
   protected cleanDirty(lo: number, hi: number): void {
     this.outLo = (lo & ~DMA_SL_PTE_DIRTY) >>> 0;
     this.outHi = hi;

@@ -103,6 +103,7 @@ export class X86Pgtable extends RadixPgtable {
     return this.#user;
   }
 
+  /** IOMMU_* prot to leaf attribute bits (protLo/protHi). */
   protected protToPte(prot: number): void {
     let lo = X86_PTE_P | X86_PTE_A;
     if (prot & IOMMU_WRITE) lo |= X86_PTE_RW;
@@ -131,25 +132,30 @@ export class X86Pgtable extends RadixPgtable {
     }
   }
 
+  /** Valid entry test for this format. */
   protected isPresent(lo: number, _hi: number): boolean {
     return (lo & X86_PTE_P) !== 0;
   }
 
+  /** Leaf (page or block) test at a level. */
   protected isLeaf(lo: number, _hi: number, level: number): boolean {
     return level === this.levels - 1 || (lo & X86_PTE_PS) !== 0;
   }
 
+  /** Address held by an entry (next table or output address). */
   protected addrOf(lo: number, hi: number, level: number): number {
     // Large pages keep PAT at bit 12; their address is aligned to the page size.
     const mask = level === this.levels - 1 || (lo & X86_PTE_PS) === 0 ? 0xfffff000 : 0xffffe000;
     return (hi & 0xfffff) * TWO32 + ((lo & mask) >>> 0);
   }
 
+  /** Table entry for a next-level table into outLo/outHi. */
   protected encodeTable(table: number, _level: number): void {
     this.outLo = ((table % TWO32) | X86_PTE_P | X86_PTE_RW | X86_PTE_US | X86_PTE_A) >>> 0;
     this.outHi = Math.floor(table / TWO32) >>> 0;
   }
 
+  /** Leaf entry for paddr into outLo/outHi. */
   protected encodeLeaf(paddr: number, level: number): void {
     let lo = (paddr % TWO32) | this.protLo;
     if (level !== this.levels - 1) lo |= X86_PTE_PS;
@@ -157,10 +163,12 @@ export class X86Pgtable extends RadixPgtable {
     this.outHi = (Math.floor(paddr / TWO32) | this.protHi) >>> 0;
   }
 
+  /** Dirty-state test of a leaf. */
   protected isDirty(lo: number, _hi: number): boolean {
     return (lo & X86_PTE_D) !== 0;
   }
 
+  /** The leaf with its dirty state cleared, into outLo/outHi. */
   protected cleanDirty(lo: number, hi: number): void {
     this.outLo = (lo & ~X86_PTE_D) >>> 0;
     this.outHi = hi;
