@@ -145,7 +145,8 @@ export class VtdDomain implements IommuDomain {
 
   /** `iotlb_sync`. */
   iotlbSync(gather: IotlbGather): void {
-    if (!gather.empty) this.owner.flushRange(this, gather.start, gather.end);
+    // IH=1 (leaf only) when no page-table page was freed, as intel_iommu_tlb_sync does.
+    if (!gather.empty) this.owner.flushRange(this, gather.start, gather.end, gather.freelist.length === 0 ? 1 : 0);
   }
 
   /** `flush_iotlb_all`. */
@@ -578,7 +579,7 @@ export class VtdDriver implements IommuOpsWithHooks {
    * domain is attached: PASID-based IOTLB (first stage) or IOTLB PSI/DSI
    * (second stage) with the aligned AM, then device TLBs, then wait.
    */
-  flushRange(domain: VtdDomain, start: number, end: number): void {
+  flushRange(domain: VtdDomain, start: number, end: number, ih = 0): void {
     if (domain.attachments.length === 0) return;
     const all = end >= Number.MAX_SAFE_INTEGER;
     let addr = 0;
@@ -609,13 +610,13 @@ export class VtdDriver implements IommuOpsWithHooks {
         if (domain.firstStage) {
           if (all || mask > mamv) this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (domain.did << 16), a.pasid, 0, 0);
           else {
-            this.#qiDesc(QI_TYPE.EIOTLB | (3 << 4) | (domain.did << 16), a.pasid, ((addr % TWO32) | mask) >>> 0, Math.floor(addr / TWO32));
+            this.#qiDesc(QI_TYPE.EIOTLB | (3 << 4) | (domain.did << 16), a.pasid, ((addr % TWO32) | (ih << 6) | mask) >>> 0, Math.floor(addr / TWO32));
           }
         } else if (!seen.has(-1)) {
           seen.add(-1);
           const base = QI_TYPE.IOTLB | (dw << 6) | (dr << 7) | (domain.did << 16);
           if (all || !psi || mask > mamv) this.#qiDesc(base | (2 << 4), 0, 0, 0);
-          else this.#qiDesc(base | (3 << 4), 0, ((addr % TWO32) | mask) >>> 0, Math.floor(addr / TWO32));
+          else this.#qiDesc(base | (3 << 4), 0, ((addr % TWO32) | (ih << 6) | mask) >>> 0, Math.floor(addr / TWO32));
         }
       }
       const info = this.#devs.get(a.dev);

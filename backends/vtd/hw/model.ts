@@ -123,6 +123,14 @@ interface TlbEntry {
 
 const SIZES = [1073741824, 2097152, 4096];
 
+/** A paging-structure cache entry: the leaf (level-1) table of a 2 MiB region, with the permissions gathered above it. */
+interface PscEntry {
+  /** Level-1 table address. */
+  table: number;
+  /** Second stage: ACCESS_* bits; first stage: bit0 R/W, bit1 U/S, bit2 XD. */
+  perm: number;
+}
+
 /** A primary fault as reported to the fault-event hook. */
 export interface VtdFault {
   /** Requester ID. */
@@ -195,6 +203,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   readonly #iotlb = new Map<number, Map<number, TlbEntry>>();
   readonly #devtlb = new Map<number, Map<number, Map<number, TlbEntry>>>();
   readonly #atsTimeout = new Set<number>();
+  /** Paging-structure caches, per (DID, PASID) tag: 2 MiB region -> leaf table. */
+  readonly #pscSs = new Map<number, Map<number, PscEntry>>();
+  readonly #pscFs = new Map<number, Map<number, PscEntry>>();
+  /** Tag the next top-level walk may use the paging-structure cache with (-1 = none). */
+  #pscTag = -1;
+  #pscUsed = false;
   #prgi = 0;
   #irqFault: string;
   #irqInv: string;
@@ -226,6 +240,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       faults: 0,
       faultsRecorded: 0,
       ctxHits: 0,
+      pscHits: 0,
+      pscMisses: 0,
       ctxMisses: 0,
       pasidHits: 0,
       pasidMisses: 0,
@@ -431,7 +447,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const iirg = (hi >>> 28) & 3;
     const did = hi & 0xffff;
     const addr = (ivaHi & 0xfffff) * TWO32 + ((ivaLo & 0xfffff000) >>> 0);
-    this.#invIotlb(iirg, did, addr, ivaLo & 0x3f);
+    this.#invIotlb(iirg, did, addr, ivaLo & 0x3f, (ivaLo >>> 6) & 1);
     this.#regs[(IRO_OFFSET + 12) >> 2] = (hi & 0x7fffffff & ~(3 << 25)) | (iirg << 25);
   }
 
@@ -525,7 +541,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
     const tag = ctx.did * TWO20;
     if (this.#iotlbTry(tag, req, out, ctx.rid)) return;
+    this.#pscTag = tag;
+    this.#pscUsed = false;
     const code = this.#ssWalk(ctx.slptr, ctx.aw + 2, req.addr, req.access, false, false);
+    if (code === 0 && this.#pscUsed && this.checking) this.#checkPsc(req, ctx.rid, ctx.did, -1);
     if (code !== 0) {
       this.#fault(out, req, code, ctx.fpd, false);
       return;
@@ -611,6 +630,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     if (this.#iotlbTry(tag, req, out, ctx.rid)) return;
     let code: number;
     let kind: number;
+    this.#pscTag = tag;
+    this.#pscUsed = false;
     if (pgtt === PGTT_SL_ONLY) {
       code = this.#ssWalk(pe.slptr, pe.aw + 2, req.addr, req.access, pe.ssade, true);
       kind = KIND_SS;
@@ -631,7 +652,27 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.#fault(out, req, code, pe.fpd || ctx.fpd, false);
       return;
     }
+    if (this.#pscUsed && this.checking) this.#checkPsc(req, ctx.rid, pe.did, pgtt === PGTT_SL_ONLY ? -1 : pasid);
     this.#fill(tag, pe.did, pasid, req.addr, kind, out, ctx.dte ? ctx.rid : -1, req.pasid);
+  }
+
+  /** Checking mode after a walk that used a paging-structure cache entry. */
+  #checkPsc(req: DmaRequest, rid: number, did: number, pasid: number): void {
+    const pa = this.#wPa, perm = this.#wPerm, size = this.#wSize;
+    const fresh = this.#freshWalk(req, rid);
+    if (fresh !== pa || this.#wPerm !== perm) {
+      const region = req.addr - (req.addr % 2097152);
+      this.#stale(
+        pasid < 0 ? "second-stage paging-structure cache" : "first-stage paging-structure cache",
+        `DID ${did}${pasid >= 0 ? ` PASID ${pasid}` : ""} region 0x${region.toString(16)}`,
+        pasid < 0
+          ? `IOTLB invalidation with IH=0 (DID ${did} covering 0x${region.toString(16)})`
+          : `PASID-based IOTLB invalidation with IH=0 (DID ${did} PASID ${pasid} covering 0x${region.toString(16)})`,
+      );
+    }
+    this.#wPa = pa;
+    this.#wPerm = perm;
+    this.#wSize = size;
   }
 
   // --- walks: results in #wPa/#wPerm/#wSize, return 0 or a fault reason.
@@ -646,10 +687,26 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     sm: boolean,
   ): number {
     const mem = this.#mem;
+    const tag = this.#pscTag;
+    this.#pscTag = -1; // nested walks inside this one do not use it
     if (addr >= 2 ** (12 + 9 * levels)) return sm ? 0x73 : 0x4;
     let table = root;
     let perm = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
-    for (let l = levels; l >= 1; l--) {
+    let start = levels;
+    const region = Math.floor(addr / 2097152);
+    let psc: Map<number, PscEntry> | undefined;
+    if (tag >= 0) {
+      psc = this.#pscSs.get(tag);
+      const e = psc?.get(region);
+      if (e !== undefined) {
+        this.counters.pscHits++;
+        this.#pscUsed = true;
+        table = e.table;
+        perm = e.perm;
+        start = 1;
+      } else this.counters.pscMisses++;
+    }
+    for (let l = start; l >= 1; l--) {
       const shift = 12 + 9 * (l - 1);
       const size = 2 ** shift;
       const idx = Math.floor(addr / size) % 512;
@@ -684,6 +741,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.#wSize = size;
         return 0;
       }
+      if (l === 2 && tag >= 0) {
+        if (psc === undefined) this.#pscSs.set(tag, psc = new Map());
+        psc.set(region, { table: next, perm });
+      }
       table = next;
     }
     return sm ? 0x6a : 0xc;
@@ -698,6 +759,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     nested: boolean,
   ): number {
     const mem = this.#mem;
+    const tag = nested ? -1 : this.#pscTag;
+    this.#pscTag = -1;
     const levels = pe.flpm === 1 ? 5 : 4;
     if (levels === 4 && addr >= 2 ** 47) return 0x70;
     let table = pe.flptr;
@@ -705,7 +768,23 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     let us = 1;
     let xd = 0;
     let ssSize = 2 ** 52;
-    for (let l = levels; l >= 1; l--) {
+    let start = levels;
+    const region = Math.floor(addr / 2097152);
+    let psc: Map<number, PscEntry> | undefined;
+    if (tag >= 0) {
+      psc = this.#pscFs.get(tag);
+      const e = psc?.get(region);
+      if (e !== undefined) {
+        this.counters.pscHits++;
+        this.#pscUsed = true;
+        table = e.table;
+        rw = e.perm & 1;
+        us = (e.perm >>> 1) & 1;
+        xd = (e.perm >>> 2) & 1;
+        start = 1;
+      } else this.counters.pscMisses++;
+    }
+    for (let l = start; l >= 1; l--) {
       let ea = table + (Math.floor(addr / 2 ** (12 + 9 * (l - 1))) % 512) * 8;
       if (nested) {
         const c = this.#ssWalk(pe.slptr, pe.aw + 2, ea, ACCESS_READ | ACCESS_WRITE, pe.ssade, true);
@@ -750,6 +829,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.#wPerm = perm;
         this.#wSize = Math.min(size, ssSize);
         return 0;
+      }
+      if (l === 2 && tag >= 0) {
+        if (psc === undefined) this.#pscFs.set(tag, psc = new Map());
+        psc.set(region, { table: next, perm: rw | (us << 1) | (xd << 2) });
       }
       table = next;
     }
@@ -1124,7 +1207,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         if (this.#rsv(w, QI_IOTLB_DESC)) return 1;
         this.counters.qiIotlb++;
         const addr = (w[3] & 0xfffff) * TWO32 + ((w[2] & 0xfffff000) >>> 0);
-        this.#invIotlb((w[0] >>> 4) & 3, w[0] >>> 16, addr, w[2] & 0x3f);
+        this.#invIotlb((w[0] >>> 4) & 3, w[0] >>> 16, addr, w[2] & 0x3f, (w[2] >>> 6) & 1);
         return 0;
       }
       case QI_TYPE.DIOTLB: {
@@ -1159,7 +1242,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         const gran = (w[0] >>> 4) & 3;
         if (gran < 2) return 1;
         const addr = (w[3] & 0xfffff) * TWO32 + ((w[2] & 0xfffff000) >>> 0);
-        this.#invPiotlb(gran, w[0] >>> 16, w[1] & 0xfffff, addr, w[2] & 0x3f);
+        this.#invPiotlb(gran, w[0] >>> 16, w[1] & 0xfffff, addr, w[2] & 0x3f, (w[2] >>> 6) & 1);
         return 0;
       }
       case QI_TYPE.PC: {
@@ -1229,8 +1312,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
   }
 
-  #invIotlb(gran: number, did: number, addr: number, am: number): void {
+  #invIotlb(gran: number, did: number, addr: number, am: number, ih = 0): void {
     const sm = this.#ttm === RTADDR_TTM_SCALABLE;
+    this.#invPsc(this.#pscSs, gran === 1 ? -1 : did, -1, gran === 3, addr, am, ih);
+    if (!sm || gran !== 3 || ih === 0) {
+      // Nested entries are cached first-stage structures over this second stage.
+      this.#invPsc(this.#pscFs, gran === 1 ? -1 : did, -1, false, 0, 0, 0);
+    }
     for (const [tag, m] of this.#iotlb) {
       if (gran !== 1 && Math.floor(tag / TWO20) !== did) continue;
       for (const [k, e] of m) {
@@ -1244,13 +1332,41 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
   }
 
-  #invPiotlb(gran: number, did: number, pasid: number, addr: number, am: number): void {
+  #invPiotlb(gran: number, did: number, pasid: number, addr: number, am: number, ih = 0): void {
+    this.#invPsc(this.#pscFs, did, pasid, gran === 3, addr, am, ih);
     const m = this.#iotlb.get(did * TWO20 + pasid);
     if (m === undefined) return;
     for (const [k, e] of m) {
       if (e.kind === KIND_SS) continue;
       if (gran === 3 && !overlaps(e, addr, am)) continue;
       m.delete(k);
+    }
+  }
+
+  /** Drop paging-structure entries of `did` (-1 all) / `pasid` (-1 all) that cover the range (IH=1 keeps them). */
+  #invPsc(
+    psc: Map<number, Map<number, PscEntry>>,
+    did: number,
+    pasid: number,
+    page: boolean,
+    addr: number,
+    am: number,
+    ih: number,
+  ): void {
+    if (page && ih) return;
+    const size = 4096 * 2 ** am;
+    const start = addr - (addr % size);
+    for (const [tag, m] of psc) {
+      if (did >= 0 && Math.floor(tag / TWO20) !== did) continue;
+      if (pasid >= 0 && tag % TWO20 !== pasid) continue;
+      if (!page) {
+        m.clear();
+        continue;
+      }
+      for (const k of m.keys()) {
+        const rs = k * 2097152;
+        if (rs < start + size && start < rs + 2097152) m.delete(k);
+      }
     }
   }
 
@@ -1330,6 +1446,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   };
 
   #freshWalk(req: DmaRequest, rid: number): number {
+    this.#pscTag = -1;
     const out = this.#scratch;
     const sm = this.#ttm === RTADDR_TTM_SCALABLE;
     const hook = this.faultHook;
@@ -1387,12 +1504,22 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   // Introspection for tests and reports (not used by the driver).
 
   /** Number of entries in each cache. */
-  cacheSizes(): { context: number; pasid: number; iotlb: number; devtlb: number } {
+  cacheSizes(): {
+    context: number;
+    pasid: number;
+    iotlb: number;
+    devtlb: number;
+    pscFs: number;
+    pscSs: number;
+  } {
+    let pscFs = 0, pscSs = 0;
+    for (const m of this.#pscFs.values()) pscFs += m.size;
+    for (const m of this.#pscSs.values()) pscSs += m.size;
     let iotlb = 0;
     for (const m of this.#iotlb.values()) iotlb += m.size;
     let devtlb = 0;
     for (const d of this.#devtlb.values()) for (const m of d.values()) devtlb += m.size;
-    return { context: this.#ctxCache.size, pasid: this.#pasidCache.size, iotlb, devtlb };
+    return { context: this.#ctxCache.size, pasid: this.#pasidCache.size, iotlb, devtlb, pscFs, pscSs };
   }
 
   /** True when the IOTLB holds a translation of `addr` for (did, pasid). */
