@@ -75,6 +75,8 @@ export interface RunOptions {
   plugin: BackendPlugin;
   /** Backend options (override the scenario's when the backend is the scenario's). */
   options?: Record<string, unknown>;
+  /** Backend options as `name=value` strings (the CLI's --opt), applied last. */
+  cliOptions?: string[];
   /** PRNG seed (overrides the scenario's). */
   seed?: number;
   /** Record trace events. */
@@ -154,11 +156,16 @@ export function runScenario(loaded: LoadedScenario, opts: RunOptions): RunReport
   const scenarioBackend = typeof sc.backend === "string" ? { name: sc.backend } : sc.backend;
   let bopts;
   try {
-    bopts = resolveOptions(
-      plugin,
-      opts.options ??
-        (scenarioBackend?.name === plugin.name ? scenarioBackend?.options ?? {} : {}),
-    );
+    const fromScenario = scenarioBackend?.name === plugin.name
+      ? scenarioBackend?.options ?? {}
+      : {};
+    const merged: Record<string, unknown> = { ...fromScenario, ...(opts.options ?? {}) };
+    for (const kv of opts.cliOptions ?? []) {
+      const eq = kv.indexOf("=");
+      if (eq <= 0) throw new UserError(`--opt "${kv}" is not of the form name=value`);
+      merged[kv.slice(0, eq).trim()] = kv.slice(eq + 1);
+    }
+    bopts = resolveOptions(plugin, merged);
   } catch (e) {
     throw new UserError(`${file}: backend options: ${(e as Error).message}`);
   }
