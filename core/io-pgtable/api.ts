@@ -36,10 +36,11 @@ export interface IoPgtableCfg {
   /** Flush callbacks, or null. */
   tlb: FlushOps | null;
   /**
-   * X86_64 only: build a CPU process page table (the SVA layer's mm): the
-   * U/S bit is set in every entry (a leaf mapped with IOMMU_PRIV keeps it
-   * clear). Without it the table is a VT-d first-stage DMA table whose
-   * leaves are supervisor pages. Ignored by the other formats.
+   * X86_64 only: build a CPU process page table (the SVA layer's mm): U/S
+   * set unless IOMMU_PRIV, XD from IOMMU_NOEXEC, PCD|PWT from IOMMU_MMIO,
+   * A/D left to the walker. Without it the table is a VT-d first-stage DMA
+   * table encoded as the kernel's intel driver does (US|A, D when
+   * writable). Ignored by the other formats.
    */
   userMode?: boolean;
 }

@@ -1,17 +1,22 @@
 /**
  * @module
  * x86-64 4- and 5-level page tables, as VT-d first-stage tables (a DMA
- * domain's table, supervisor pages) and as CPU process tables for the SVA
+ * domain's table) and as CPU process tables for the SVA
  * layer (`cfg.userMode`: U/S set). 4K pages, 2M and 1G pages (PS) when the
  * page-size bitmap allows them, P/RW/US/PWT/PCD/A/D/PS/XD bits, and the
  * canonical-address check on the input.
  *
- * Entry encoding (kernel `DMA_FL_PTE_*` / `_PAGE_*`, about v6.12):
+ * Entry encoding:
  * - table entries: address | P | RW | US | A (the leaf decides access);
- * - leaves: address | P | RW (IOMMU_WRITE) | US (userMode, unless
- *   IOMMU_PRIV) | PCD|PWT (IOMMU_MMIO: uncached) | A | PS (2M/1G) |
- *   XD (IOMMU_NOEXEC). D is left clear: the walker sets it on a write and
- *   readAndClearDirty harvests it.
+ * - VT-d first-stage DMA leaves, as the kernel's `__domain_mapping` writes
+ *   them for a first-level domain (about v6.8): address | P | RW (IOMMU_WRITE)
+ *   | US | A | D (IOMMU_WRITE) | PS (2M/1G). A and D are preset (first-stage
+ *   tables do not track dirty state); IOMMU_NOEXEC, IOMMU_MMIO and IOMMU_PRIV
+ *   are not encoded, as in the kernel;
+ * - CPU process-table leaves (`cfg.userMode`): address | P | RW
+ *   (IOMMU_WRITE) | US (unless IOMMU_PRIV) | PCD|PWT (IOMMU_MMIO: uncached) |
+ *   PS | XD (IOMMU_NOEXEC). A and D start clear: the walker (CPU or IOMMU)
+ *   sets them and readAndClearDirty harvests D.
  */
 
 import { IommuError } from "../errors.ts";
@@ -105,12 +110,18 @@ export class X86Pgtable extends RadixPgtable {
 
   /** IOMMU_* prot to leaf attribute bits (protLo/protHi). */
   protected protToPte(prot: number): void {
-    let lo = X86_PTE_P | X86_PTE_A;
+    let lo = X86_PTE_P;
     if (prot & IOMMU_WRITE) lo |= X86_PTE_RW;
-    if (this.#user && !(prot & IOMMU_PRIV)) lo |= X86_PTE_US;
-    if (prot & IOMMU_MMIO) lo |= X86_PTE_PCD | X86_PTE_PWT;
+    if (this.#user) {
+      if (!(prot & IOMMU_PRIV)) lo |= X86_PTE_US;
+      if (prot & IOMMU_MMIO) lo |= X86_PTE_PCD | X86_PTE_PWT;
+      this.protHi = (prot & IOMMU_NOEXEC) ? X86_PTE_XD_HI : 0;
+    } else {
+      lo |= X86_PTE_US | X86_PTE_A;
+      if (prot & IOMMU_WRITE) lo |= X86_PTE_D;
+      this.protHi = 0;
+    }
     this.protLo = lo;
-    this.protHi = (prot & IOMMU_NOEXEC) ? X86_PTE_XD_HI : 0;
   }
 
   /**

@@ -25,39 +25,45 @@ function leaf(t: RadixPgtable, iova: number): bigint {
   return entryAt(t["mem"], s.slot);
 }
 
-Deno.test("X86_64 DMA leaves: P|A, RW from IOMMU_WRITE, XD from NOEXEC, PCD|PWT for MMIO, US clear", () => {
+Deno.test("X86_64 first-stage DMA leaves are P|US|A, plus RW|D when writable (kernel __domain_mapping)", () => {
   const { t } = makeTable("X86_64");
   t.mapPages(0x1000, 0x12345000, SZ_4K, 1, RW);
-  t.mapPages(0x2000, 0x23456000, SZ_4K, 1, IOMMU_READ | IOMMU_NOEXEC);
-  t.mapPages(0x3000, 0xfee00000, SZ_4K, 1, RW | IOMMU_MMIO);
-  assert.equal(leaf(t, 0x1000), 0x12345023n);
-  assert.equal(leaf(t, 0x2000), 0x8000000023456021n);
-  assert.equal(leaf(t, 0x3000), 0xfee0003bn);
-  const d = X86_PTE.decode([0x12345023, 0]);
-  assert.deepEqual([d.P, d.RW, d.US, d.A, d.D, d.ADDR], [1n, 1n, 0n, 1n, 0n, 0x12345000n]);
-  assert.deepEqual([...X86_PTE.encode({ P: 1, A: 1, XD: 1, ADDR: 0x23456000 })], [
-    0x23456021,
-    0x80000000,
-  ]);
+  t.mapPages(0x2000, 0x23456000, SZ_4K, 1, IOMMU_READ | IOMMU_NOEXEC | IOMMU_PRIV);
+  t.mapPages(0x3000, 0xfee00000, SZ_4K, 1, IOMMU_WRITE | IOMMU_MMIO);
+  assert.equal(leaf(t, 0x1000), 0x12345067n);
+  assert.equal(leaf(t, 0x2000), 0x23456025n);
+  assert.equal(leaf(t, 0x3000), 0xfee00067n);
+  const d = X86_PTE.decode([0x12345067, 0]);
+  assert.deepEqual([d.P, d.RW, d.US, d.A, d.D, d.ADDR], [1n, 1n, 1n, 1n, 1n, 0x12345000n]);
 });
 
 Deno.test("X86_64 2M and 1G pages set PS; table entries are P|RW|US|A", () => {
   const { t, mem } = makeTable("X86_64");
   t.mapPages(SZ_2M, 0x4060_0000, SZ_2M, 1, IOMMU_READ);
   t.mapPages(SZ_1G, 0x8000_0000, SZ_1G, 1, RW);
-  assert.equal(leaf(t, SZ_2M), 0x406000a1n);
-  assert.equal(leaf(t, SZ_1G), 0x800000a3n);
+  assert.equal(leaf(t, SZ_2M), 0x406000a5n);
+  assert.equal(leaf(t, SZ_1G), 0x800000e7n);
   assert.equal(t.leafSlot(SZ_1G)!.level, 1);
   assert.equal(entryAt(mem, t.root) & 0xfffn, 0x27n);
   assert.equal(t.iovaToPhys(SZ_1G + 0x12345), 0x8001_2345);
 });
 
-Deno.test("X86_64 userMode builds CPU process tables: US on leaves unless IOMMU_PRIV", () => {
+Deno.test("X86_64 userMode leaves: US unless PRIV, XD from NOEXEC, PCD|PWT for MMIO, A/D clear", () => {
   const { t } = makeTable("X86_64", { userMode: true });
   t.mapPages(0x40_0000, 0x1000, SZ_4K, 1, RW);
   t.mapPages(0x40_1000, 0x2000, SZ_4K, 1, RW | IOMMU_PRIV);
-  assert.equal(leaf(t, 0x40_0000), 0x1027n);
-  assert.equal(leaf(t, 0x40_1000), 0x2023n);
+  t.mapPages(0x40_2000, 0x23456000, SZ_4K, 1, IOMMU_READ | IOMMU_NOEXEC);
+  t.mapPages(0x40_3000, 0xfee00000, SZ_4K, 1, RW | IOMMU_MMIO);
+  t.mapPages(0x60_0000, 0x4060_0000, SZ_2M, 1, IOMMU_READ);
+  assert.equal(leaf(t, 0x40_0000), 0x1007n);
+  assert.equal(leaf(t, 0x40_1000), 0x2003n);
+  assert.equal(leaf(t, 0x40_2000), 0x8000000023456005n);
+  assert.equal(leaf(t, 0x40_3000), 0xfee0001fn);
+  assert.equal(leaf(t, 0x60_0000), 0x40600085n);
+  assert.deepEqual([...X86_PTE.encode({ P: 1, US: 1, XD: 1, ADDR: 0x23456000 })], [
+    0x23456005,
+    0x80000000,
+  ]);
 });
 
 Deno.test("X86_64 5-level tables walk 5 levels and map at 57-bit addresses", () => {
@@ -104,7 +110,7 @@ Deno.test("X86_64 and VTD_SS refuse unsupported address widths and bitmaps witho
 });
 
 Deno.test("X86_64 A/D: readAndClearDirty reports leaves the walker marked dirty and clears D", () => {
-  const { t, mem } = makeTable("X86_64");
+  const { t, mem } = makeTable("X86_64", { userMode: true });
   t.mapPages(0x1000, 0x5000, SZ_4K, 3, RW);
   t.mapPages(SZ_2M, SZ_2M, SZ_2M, 1, RW);
   const seen: [number, number][] = [];
