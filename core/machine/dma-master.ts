@@ -127,15 +127,18 @@ export class DmaMaster {
     if (!this.#translateAll(addr, len)) return this.#failed(op, addr, len);
     const data = new Uint8Array(len);
     const mem = this.machine.mem;
-    let off = 0;
-    for (let i = 0; i < this.#nChunks; i++) {
-      const pa = this.#chunks[2 * i], n = this.#chunks[2 * i + 1];
-      mem.readBytes(pa, n, data.subarray(off, off + n));
-      off += n;
+    if (this.#nChunks === 1) mem.readBytes(this.#chunks[0], len, data);
+    else {
+      let off = 0;
+      for (let i = 0; i < this.#nChunks; i++) {
+        const pa = this.#chunks[2 * i], n = this.#chunks[2 * i + 1];
+        mem.readBytes(pa, n, data.subarray(off, off + n));
+        off += n;
+      }
     }
     this.counters.bytes += len;
     if (this.machine.trace.observed) this.#emit("dma_read", addr, len);
-    this.machine.irq.deliver();
+    if (this.machine.irq.pending) this.machine.irq.deliver();
     return { ok: true, bytes: len, data, fault: "", faultCode: 0, faultAddr: 0, pending: false };
   }
 
@@ -154,15 +157,18 @@ export class DmaMaster {
     this.counters.writes++;
     if (!this.#translateAll(addr, len)) return this.#failed(op, addr, len);
     const mem = this.machine.mem;
-    let off = 0;
-    for (let i = 0; i < this.#nChunks; i++) {
-      const pa = this.#chunks[2 * i], n = this.#chunks[2 * i + 1];
-      mem.writeBytes(pa, data.subarray(off, off + n));
-      off += n;
+    if (this.#nChunks === 1) mem.writeBytes(this.#chunks[0], data);
+    else {
+      let off = 0;
+      for (let i = 0; i < this.#nChunks; i++) {
+        const pa = this.#chunks[2 * i], n = this.#chunks[2 * i + 1];
+        mem.writeBytes(pa, data.subarray(off, off + n));
+        off += n;
+      }
     }
     this.counters.bytes += len;
     if (this.machine.trace.observed) this.#emit("dma_write", addr, len);
-    this.machine.irq.deliver();
+    if (this.machine.irq.pending) this.machine.irq.deliver();
     return {
       ok: true,
       bytes: len,
@@ -227,7 +233,7 @@ export class DmaMaster {
     for (let i = 0; i < width; i++) data[i] = Number((old >> BigInt(8 * i)) & 0xffn);
     this.counters.bytes += width;
     if (this.machine.trace.observed) this.#emit("dma_atomic", addr, width);
-    this.machine.irq.deliver();
+    if (this.machine.irq.pending) this.machine.irq.deliver();
     return { ok: true, bytes: width, data, fault: "", faultCode: 0, faultAddr: 0, pending: false };
   }
 
@@ -351,7 +357,7 @@ export class DmaMaster {
         pending: this.#pending,
       });
     }
-    this.machine.irq.deliver();
+    if (this.machine.irq.pending) this.machine.irq.deliver();
     return {
       ok: false,
       bytes: 0,
