@@ -312,6 +312,35 @@ export class PciTopology {
     return [...this.#members!.get(k)!];
   }
 
+  /**
+   * The topology as an indented tree, one line per function (like
+   * `lspci -t` with the IOMMU view): address, name, kind, secondary bus,
+   * ACS, trust, the requester ID its DMA carries and its group key.
+   */
+  describe(): string[] {
+    const lines: string[] = [];
+    const hex = (n: number, w: number) => n.toString(16).padStart(w, "0");
+    const walk = (d: PciDevice, depth: number) => {
+      const parts = [`${"  ".repeat(depth)}${d.bdf} ${d.name}`];
+      if (d.kind !== "endpoint") parts.push(`[${d.kind} -> bus ${hex(d.secondaryBus, 2)}]`);
+      if (d.externalFacing) parts.push("external-facing");
+      if (d.untrusted) parts.push("untrusted");
+      if (!this.acsEnabled(d)) parts.push("no-ACS");
+      const rid = this.dmaRidOf(d);
+      if (rid !== d.rid) parts.push(`dma-rid ${hex(rid, 4)}`);
+      if (d.aliases.length) parts.push(`aliases ${d.aliases.map((a) => hex(a, 4)).join(",")}`);
+      parts.push(`group ${hex(this.groupKeyOf(d), 4)}`);
+      lines.push(parts.join(" "));
+      if (d.isBridge) {
+        for (const c of this.devices) {
+          if (c.segment === d.segment && c.bus === d.secondaryBus) walk(c, depth + 1);
+        }
+      }
+    };
+    for (const d of this.devices) if (!this.parentOf(d)) walk(d, 0);
+    return lines;
+  }
+
   /** Put `translator` in front of `dev`'s DMA. */
   setTranslator(dev: PciDevice, translator: DmaTranslator): void {
     this.#translator.set(dev, translator);

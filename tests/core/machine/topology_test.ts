@@ -233,3 +233,25 @@ Deno.test("removing a device regroups the rest; a bridge with devices below stay
   t.add({ name: "x", bus: 1, device: 0, fn: 0 }); // bus 1 is a root bus again
   assert.equal(t.parentOf(t.byName("x")!), undefined);
 });
+
+Deno.test("describe prints the tree with DMA requester IDs and groups", () => {
+  const t = new PciTopology();
+  t.add({
+    name: "rp",
+    bus: 0,
+    device: 1,
+    fn: 0,
+    kind: "root-port",
+    secondaryBus: 1,
+    externalFacing: true,
+  });
+  t.add({ name: "br", bus: 1, device: 0, fn: 0, kind: "pcie-pci-bridge", secondaryBus: 2 });
+  t.add({ name: "old", bus: 2, device: 3, fn: 0 });
+  t.add({ name: "nvme", bus: 0, device: 2, fn: 0, aliases: [0x11] });
+  assert.deepEqual(t.describe(), [
+    "0000:00:01.0 rp [root-port -> bus 01] external-facing group 0008",
+    "  0000:01:00.0 br [pcie-pci-bridge -> bus 02] untrusted no-ACS group 0100",
+    "    0000:02:03.0 old untrusted no-ACS dma-rid 0200 group 0100",
+    "0000:00:02.0 nvme aliases 0011 group 0010",
+  ]);
+});
