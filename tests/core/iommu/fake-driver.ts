@@ -83,7 +83,7 @@ export class FakeDomain implements IommuDomain {
         throw new IommuError("ENOMEM", "fake_map", "injected map failure", { mapped });
       }
       const a = iova + i * pgsize;
-      if (this.translate(a) !== 0 || this.leaves.has(a)) {
+      if (this.overlaps(a, pgsize)) {
         throw new IommuError("EEXIST", "fake_map", `iova ${hx(a)} is mapped`, { mapped });
       }
       this.leaves.set(a, { paddr: paddr + i * pgsize, size: pgsize, prot });
@@ -95,11 +95,26 @@ export class FakeDomain implements IommuDomain {
   unmapPages(iova: number, pgsize: number, pgcount: number, gather: IotlbGather): number {
     this.owner.log.push(`unmap ${this.label} ${hx(iova)} ${hx(pgsize)}x${pgcount}`);
     let done = 0;
+    // As io-pgtable: a leaf of exactly pgsize is removed; a slot holding
+    // smaller leaves (a table) is cleared whole; an empty slot or part of a
+    // larger leaf stops the unmap.
     for (let i = 0; i < pgcount; i++) {
       const a = iova + i * pgsize;
       const leaf = this.leaves.get(a);
-      if (!leaf || leaf.size !== pgsize) break;
-      this.leaves.delete(a);
+      if (leaf && leaf.size === pgsize) {
+        this.leaves.delete(a);
+      } else {
+        const inside: number[] = [];
+        let bigger = false;
+        for (const [b, l] of this.leaves) {
+          if (b < a + pgsize && a < b + l.size) {
+            if (l.size > pgsize) bigger = true;
+            else inside.push(b);
+          }
+        }
+        if (bigger || inside.length === 0) break;
+        for (const b of inside) this.leaves.delete(b);
+      }
       gather.addPage(this, a, pgsize);
       done += pgsize;
     }
@@ -116,6 +131,12 @@ export class FakeDomain implements IommuDomain {
 
   flushIotlbAll(): void {
     this.owner.log.push(`flushall ${this.label}`);
+  }
+
+  /** True if any leaf overlaps `[iova, iova + size)` (a real table refuses EEXIST there). */
+  overlaps(iova: number, size: number): boolean {
+    for (const [a, l] of this.leaves) if (a < iova + size && iova < a + l.size) return true;
+    return false;
   }
 
   /** Physical address of `iova`, 0 when unmapped. */
