@@ -15,6 +15,15 @@
  *   allocator when no gather is given);
  * - the hot paths (map, unmap, iovaToPhys) allocate no objects: all walk
  *   state lives in preallocated typed arrays.
+ *
+ * Where this knowingly differs from io-pgtable-arm.c: the kernel keeps
+ * empty tables until the table is freed, and a block mapped over a table
+ * entry silently frees the subtree; here empty tables are released on unmap
+ * (as the Intel driver's freelist does) and a block over a table that still
+ * maps something fails with EEXIST. Within one map call the pages of each
+ * last-level table are checked before any is written (the kernel's
+ * `arm_lpae_init_pte`), so EEXIST/ENOMEM leave that table's pages untouched
+ * and `detail.mapped` counts the earlier tables' pages.
  */
 
 import { IommuError } from "../errors.ts";

@@ -169,11 +169,13 @@ Deno.test("S2 VTCR SL0/T0SZ/TG/PS and start-table concatenation follow the kerne
     [SZ_4K + SZ_2M + SZ_1G, 48, 48, 4, 1, 2, 0, 5, 0x53590],
     [SZ_4K + SZ_2M + SZ_1G, 40, 40, 3, 2, 1, 0, 2, 0x23558],
     [SZ_4K + SZ_2M + SZ_1G, 42, 42, 3, 8, 1, 0, 3, 0x33556],
+    [SZ_4K + SZ_2M + SZ_1G, 43, 44, 3, 16, 1, 0, 4, 0x43555],
     [SZ_4K + SZ_2M + SZ_1G, 44, 44, 4, 1, 2, 0, 4, 0x43594],
     [SZ_16K + SZ_32M, 48, 48, 3, 2, 2, 2, 5, 0x5b590],
     [SZ_16K + SZ_32M, 36, 36, 2, 1, 1, 2, 1, 0x1b55c],
     [SZ_64K + SZ_512M, 48, 48, 3, 1, 2, 1, 5, 0x57590],
     [SZ_64K + SZ_512M, 42, 42, 2, 1, 1, 1, 3, 0x37556],
+    [SZ_64K + SZ_512M, 52, 52, 3, 1, 2, 1, 6, 0x6758c],
   ];
   for (const [bm, ias, oas, levels, concat, sl, tg, ps, vtcr] of cases) {
     const { a, pages } = arm("ARM_64_LPAE_S2", { pgsizeBitmap: bm, ias, oas });
