@@ -467,9 +467,15 @@ export class VtdDriver implements IommuOpsWithHooks {
     const bitmap = useFs
       ? 4096 + 2097152 + (this.#capBit(56) ? 1073741824 : 0)
       : 4096 + ((this.#capHi >>> 2) & 1 ? 2097152 : 0) + ((this.#capHi >>> 3) & 1 ? 1073741824 : 0);
-    const pt = this.#factory(useFs ? "FS" : "SS", levels, bitmap, { mem: this.#m.mem, pages: this.#m.pages });
+    let domain: VtdDomain | null = null;
+    const tlb = {
+      tlbFlushAll: () => domain && this.flushRange(domain, 0, Number.MAX_SAFE_INTEGER),
+      tlbFlushWalk: (iova: number, size: number) => domain && this.flushRange(domain, iova, iova + size - 1, 0),
+    };
+    const pt = this.#factory(useFs ? "FS" : "SS", levels, bitmap, { mem: this.#m.mem, pages: this.#m.pages }, tlb);
     this.#dids.add(did);
-    return new VtdDomain(this, DomainType.UNMANAGED, did, useFs, pt, Math.min(12 + 9 * levels, 52));
+    domain = new VtdDomain(this, DomainType.UNMANAGED, did, useFs, pt, Math.min(12 + 9 * levels, 52));
+    return domain;
   }
 
   /** Give a DID back. */

@@ -11,6 +11,7 @@ import {
   IOMMU_NOEXEC,
   IOMMU_WRITE,
   IommuError,
+  type FlushOps,
   type IotlbGather,
   type IoPgtableOps,
   type PageAllocator,
@@ -35,11 +36,12 @@ export type PgtableFactory = (
   levels: number,
   pgsizeBitmap: number,
   env: { mem: PhysMem; pages: PageAllocator },
+  tlb: FlushOps | null,
 ) => VtdPgtable;
 
 /** The built-in factory. */
-export const defaultPgtableFactory: PgtableFactory = (fmt, levels, pgsizeBitmap, env) =>
-  new VtdPageTable(fmt, levels, pgsizeBitmap, env.mem, env.pages);
+export const defaultPgtableFactory: PgtableFactory = (fmt, levels, pgsizeBitmap, env, tlb) =>
+  new VtdPageTable(fmt, levels, pgsizeBitmap, env.mem, env.pages, tlb);
 
 /** A VT-d first- or second-stage table in physical memory. */
 export class VtdPageTable implements VtdPgtable {
@@ -52,6 +54,7 @@ export class VtdPageTable implements VtdPgtable {
   readonly #fs: boolean;
   readonly #mem: PhysMem;
   readonly #pages: PageAllocator;
+  readonly #tlb: FlushOps | null;
 
   /** Allocate the root table. */
   constructor(
@@ -60,7 +63,9 @@ export class VtdPageTable implements VtdPgtable {
     pgsizeBitmap: number,
     mem: PhysMem,
     pages: PageAllocator,
+    tlb: FlushOps | null = null,
   ) {
+    this.#tlb = tlb;
     this.#fs = fmt === "FS";
     this.levels = levels;
     this.pgsizeBitmap = pgsizeBitmap;
@@ -119,8 +124,17 @@ export class VtdPageTable implements VtdPgtable {
       table = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
     }
     const ea = table + (Math.floor(iova / 2 ** (12 + 9 * (lvl - 1))) % 512) * 8;
-    if (mem.read32(ea) & 3) {
-      throw new IommuError("EEXIST", "map_pages", `0x${iova.toString(16)} is already mapped`);
+    const cur = mem.read32(ea);
+    if (cur & 3) {
+      const sub = (mem.read32(ea + 4) & 0xfffff) * TWO32 + ((cur & 0xfffff000) >>> 0);
+      if (lvl === 1 || (cur & 0x80) || !this.#emptyTree(sub, lvl - 1)) {
+        throw new IommuError("EEXIST", "map_pages", `0x${iova.toString(16)} is already mapped`);
+      }
+      // Old small-page tables make room for the superpage (as __domain_mapping
+      // does); the walk caches may still hold them, so flush the walk.
+      mem.write64(ea, 0, 0);
+      this.#freeTree(sub, lvl - 1);
+      this.#tlb?.tlbFlushWalk(iova, 2 ** (12 + 9 * (lvl - 1)), 4096);
     }
     let lo: number;
     let hi = Math.floor(pa / TWO32);
@@ -179,20 +193,33 @@ export class VtdPageTable implements VtdPgtable {
     return 0;
   }
 
-  /** Free the tables. */
-  free(): void {
-    const walk = (t: number, l: number): void => {
-      if (l > 1) {
-        for (let i = 0; i < 512; i++) {
-          const lo = this.#mem.read32(t + i * 8);
-          if ((lo & 3) && !(lo & 0x80)) {
-            walk((this.#mem.read32(t + i * 8 + 4) & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0), l - 1);
-          }
+  /** True when the table at `t` (level `l`) and everything below map nothing. */
+  #emptyTree(t: number, l: number): boolean {
+    for (let i = 0; i < 512; i++) {
+      const lo = this.#mem.read32(t + i * 8);
+      if (!(lo & 3)) continue;
+      if (l === 1 || (lo & 0x80)) return false;
+      const sub = (this.#mem.read32(t + i * 8 + 4) & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
+      if (!this.#emptyTree(sub, l - 1)) return false;
+    }
+    return true;
+  }
+
+  #freeTree(t: number, l: number): void {
+    if (l > 1) {
+      for (let i = 0; i < 512; i++) {
+        const lo = this.#mem.read32(t + i * 8);
+        if ((lo & 3) && !(lo & 0x80)) {
+          this.#freeTree((this.#mem.read32(t + i * 8 + 4) & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0), l - 1);
         }
       }
-      this.#mem.fill(t, 4096, 0);
-      this.#pages.free(t);
-    };
-    walk(this.root, this.levels);
+    }
+    this.#mem.fill(t, 4096, 0);
+    this.#pages.free(t);
+  }
+
+  /** Free the tables. */
+  free(): void {
+    this.#freeTree(this.root, this.levels);
   }
 }
