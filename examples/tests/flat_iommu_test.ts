@@ -215,3 +215,37 @@ Deno.test("a small IOTLB evicts in FIFO order and counts hits and misses", async
   assert.equal(hw.counters.iotlb_misses - before.iotlb_misses, 11);
   assert.equal(hw.counters.iotlb_hits - before.iotlb_hits, 1);
 });
+
+Deno.test("the plugin also loads by package specifier and by file URL", async () => {
+  const byPkg = await loadPlugin("@iommu-lab/examples");
+  assert.equal(byPkg.name, "flat-iommu");
+  const byUrl = await loadPlugin(new URL("../flat-iommu/mod.ts", import.meta.url).href);
+  assert.equal(byUrl, byPkg, "the same module instance");
+});
+
+Deno.test("the hardware alone translates tables written from outside (image + registers)", async () => {
+  const plugin = await loadPlugin(PLUGIN_PATH.startsWith(".") ? PLUGIN_PATH : "./" + PLUGIN_PATH);
+  const m = new Machine();
+  const dev = m.pci.add({ name: "dev", bus: 0, device: 3, fn: 0 });
+  const hw = plugin.createHardware(m, resolveOptions(plugin, ["aperture_bits=25"]));
+  // A device table at 0x10_0000 (256 entries) and a flat table at 0x20_0000.
+  m.mem.writeWords(0x10_0000 + dev.rid * 8, FLAT_DTE.encode({ V: 1, MODE: 2, TABLE: 0x20_0000 }));
+  m.mem.writeWords(0x20_0000 + 5 * 8, FLAT_PTE.encode({ V: 1, R: 1, W: 1, ADDR: 0xabc_d000 }));
+  m.bus.write64(hw.mmioBase + 0x10, 0x10_0000 | 8); // FLAT_DT_BASE: ADDR, LOG2SIZE 8
+  m.bus.write32(hw.mmioBase + 0x04, 1); // FLAT_CTRL.EN
+  const req = { rid: dev.rid, pasid: -1, addr: IOVA + 5 * 4096 + 0x10, access: 2, priv: false };
+  const out = { ok: false, pa: 0, perm: 0, span: 0, fault: "", faultCode: 0, pending: false };
+  hw.translate(req, out);
+  assert.deepEqual(out, {
+    ok: true,
+    pa: 0xabc_d010,
+    perm: 3,
+    span: 4096,
+    fault: "",
+    faultCode: 0,
+    pending: false,
+  });
+  req.rid = 0x300; // beyond the 256-entry table
+  hw.translate(req, out);
+  assert.equal(out.fault, "DT_OVERFLOW");
+});
