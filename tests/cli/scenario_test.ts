@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { BUILTIN_SCENARIOS } from "../../cli/scenario/builtin.ts";
+import { parseScenario } from "../../cli/scenario/schema.ts";
+import { runScenario } from "../../cli/scenario/runner.ts";
+import { builtinBackends } from "../../cli/backends.ts";
+import { cli, tmpFile } from "./helpers.ts";
+
+const backends = (await builtinBackends()).filter((b) => b.plugin);
+
+for (const sc of BUILTIN_SCENARIOS) {
+  for (const b of backends) {
+    Deno.test(`built-in scenario ${sc.name} passes on ${b.name}`, () => {
+      const r = runScenario(parseScenario(sc.yaml, `builtin:${sc.name}`), { plugin: b.plugin! });
+      if (r.skipped) {
+        // Only the example backend may lack PASID or deferred flush.
+        assert.equal(b.name, "flat-iommu", `${b.name} skipped ${sc.name}: ${r.skipped}`);
+        return;
+      }
+      const bad = r.steps.find((s) => s.status !== "ok");
+      assert.equal(bad, undefined, bad && `step #${bad.index} ${bad.kind}: ${bad.text}`);
+      assert.equal(r.ok, true);
+    });
+  }
+}
+
+Deno.test("the tour counts one strict sync and two device faults", () => {
+  const b = backends[0];
+  const r = runScenario(parseScenario(BUILTIN_SCENARIOS[0].yaml, "tour"), { plugin: b.plugin! });
+  assert.equal(r.counters["dma-api"].strictSyncs, 1);
+  assert.equal(r.counters.dma.faults, 2);
+  assert.ok(r.modeledNs > 0);
+});
+
+Deno.test("strict-vs-lazy: 4 strict syncs, then 4 queued unmaps cost one flush-all after 10 ms", () => {
+  const vtd = backends.find((b) => b.name === "vtd");
+  if (!vtd) return;
+  const sc = BUILTIN_SCENARIOS.find((s) => s.name === "strict-vs-lazy")!;
+  const r = runScenario(parseScenario(sc.yaml, "x"), { plugin: vtd.plugin! });
+  assert.equal(r.ok, true);
+  assert.equal(r.counters["dma-api"].strictSyncs, 4);
+  assert.equal(r.counters["dma-api"].fqQueued, 4);
+  assert.equal(r.counters["dma-api"].fqFlushes, 1);
+  assert.equal(r.clockNs, 10_000_000);
+});
+
+Deno.test("a same scenario and seed give the same trace, byte for byte", () => {
+  const b = backends[0];
+  const run = () =>
+    runScenario(parseScenario(BUILTIN_SCENARIOS[0].yaml, "tour"), {
+      plugin: b.plugin!,
+      trace: true,
+    })
+      .trace;
+  const a = run();
+  assert.ok(a && a.length > 0);
+  assert.equal(run(), a);
+});
+
+const WRONG = `name: wrong
+devices:
+  - { name: nic0, bdf: "00:03.0" }
+steps:
+  - alloc: { name: buf, size: 4096, fill: 0x11 }
+  - map: { device: nic0, buffer: buf, size: 4096, as: d }
+  - read: { device: nic0, addr: $d, length: 4, expect: { data: "22 22 22 22" } }
+  - unmap: { device: nic0, handle: d }
+`;
+
+Deno.test("a scenario with a wrong expectation exits 1 naming the step, line and values", async () => {
+  const f = await tmpFile(WRONG, ".yaml");
+  const r = await cli("scenario", "run", f, "--backend", backends[0].name);
+  assert.equal(r.code, 1);
+  assert.match(
+    r.out,
+    /FAIL #3 +line 7 +read +read: expected \[22 22 22 22\], read \[11 11 11 11\]/,
+  );
+  assert.match(r.out, /skip #4/);
+});
+
+Deno.test("scenario run --json reports steps and counters; --trace writes JSON lines", async () => {
+  const t = await Deno.makeTempFile({ suffix: ".jsonl" });
+  const r = await cli(
+    "scenario",
+    "run",
+    "tour",
+    "--backend",
+    backends[0].name,
+    "--json",
+    "--trace",
+    t,
+  );
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out);
+  assert.equal(j.ok, true);
+  assert.equal(j.steps.length, 10);
+  assert.equal(j.counters["dma-api"].maps, 1);
+  const lines = (await Deno.readTextFile(t)).trim().split("\n");
+  assert.ok(lines.length > 3);
+  assert.ok(lines.every((l) => typeof JSON.parse(l).name === "string"));
+});
+
+const BAD: [string, string, RegExp][] = [
+  ["syntax error", "name: x\ndevices: [\n", /:3:1: syntax error/],
+  [
+    "unknown field",
+    'name: x\ndevices:\n  - { name: a, bdf: "00:01.0", colour: red }\nsteps: []\n',
+    /:3:\d+: devices\[0\]: unknown field "colour"; allowed: name, bdf/,
+  ],
+  [
+    "wrong type",
+    'name: x\ndevices:\n  - { name: a, bdf: "00:01.0" }\nsteps:\n  - alloc: { name: b, size: big }\n',
+    /:5:\d+: steps\[0\]\.alloc\.size: .*expected number/,
+  ],
+  [
+    "unknown step",
+    'name: x\ndevices:\n  - { name: a, bdf: "00:01.0" }\nsteps:\n  - teleport: {}\n',
+    /:5:\d+: steps\[0\]\.teleport: unknown step "teleport"/,
+  ],
+  [
+    "unknown backend",
+    'name: x\nbackend: nosuch\ndevices:\n  - { name: a, bdf: "00:01.0" }\nsteps: []\n',
+    /unknown backend "nosuch"; built-in backends: vtd/,
+  ],
+  [
+    "impossible device address",
+    'name: x\ndevices:\n  - { name: a, bdf: "00:2f.0" }\nsteps: []\n',
+    /devices\[0\] \(a\): .*device 47 is outside 0\.\.31/,
+  ],
+  [
+    "duplicate device address",
+    'name: x\ndevices:\n  - { name: a, bdf: "00:01.0" }\n  - { name: b, bdf: "00:01.0" }\nsteps: []\n',
+    /devices\[1\] \(b\): .*already exists/,
+  ],
+];
+
+for (const [what, text, re] of BAD) {
+  Deno.test(`a scenario file with ${what} gives one line naming the place and exit 2`, async () => {
+    const f = await tmpFile(text, ".yaml");
+    const r = await cli("scenario", "run", f);
+    assert.equal(r.code, 2, r.out + r.err);
+    assert.equal(r.err.trim().split("\n").length, 1, r.err);
+    assert.match(r.err, /^iommu-lab: /);
+    assert.match(r.err, re);
+    if (!/backend|device/.test(what)) assert.ok(r.err.includes(f), "names the file");
+  });
+}
+
+Deno.test("JSON scenario files are accepted", async () => {
+  const f = await tmpFile(
+    JSON.stringify({
+      name: "j",
+      devices: [{ name: "a", bdf: "00:01.0" }],
+      steps: [{ alloc: { name: "b", size: 4096 } }],
+    }),
+    ".json",
+  );
+  const r = await cli("scenario", "run", f, "--backend", backends[0].name);
+  assert.equal(r.code, 0, r.err + r.out);
+});
