@@ -1,5 +1,68 @@
 /**
  * @module
- * Arm SMMUv3 backend — not built yet: this package exports nothing so far.
+ * The Arm SMMUv3 backend: a hardware model ({@link SmmuV3}: registers,
+ * stream table, CDs, stage-1/stage-2/nested walks, TLB and configuration
+ * cache, command/event/PRI queues, stalls, ATS) and its driver
+ * ({@link SmmuV3Driver}, shaped like drivers/iommu/arm/arm-smmu-v3). The
+ * default export is the {@link BackendPlugin} named `"smmuv3"`.
  */
-export {};
+
+import {
+  type BackendInstance,
+  type BackendOptions,
+  type BackendPlugin,
+  CORE_API_VERSION,
+  type FieldTable,
+  type Machine,
+} from "@iommu-lab/core";
+import { resolveFeatures, SMMU_OPTIONS } from "./hw/features.ts";
+import { SmmuV3 } from "./hw/smmu.ts";
+import { CD, COMMANDS, EVENT, EVENTS, L1_CD, L1_STD, PRI_RECORD, STE } from "./hw/structs.ts";
+import { REGISTER_FIELDS } from "./hw/regs.ts";
+import { SmmuV3Driver } from "./driver/driver.ts";
+
+export { resolveFeatures, SMMU_OPTIONS, type SmmuFeatures } from "./hw/features.ts";
+export { type CdConfig, type MissedInvalidation, SmmuV3, type SteConfig } from "./hw/smmu.ts";
+export * from "./hw/structs.ts";
+export * from "./hw/regs.ts";
+export { type DriverStats, SmmuDomain, type SmmuHwInfo, SmmuV3Driver } from "./driver/driver.ts";
+export { cdUsed, type EntryWriter, steUsed, writeEntry } from "./driver/entry.ts";
+
+/** Every SMMUv3 structure by name, for `inspect decode`: STE, CD, L1 descriptors, commands, events, PRI record, registers. */
+export const SMMUV3_STRUCTURES: Record<string, FieldTable> = {
+  STE,
+  CD,
+  L1_STD,
+  L1_CD,
+  EVENT,
+  PRI_RECORD,
+  ...COMMANDS,
+  ...Object.fromEntries(Object.entries(EVENTS).map(([k, v]) => [`EVT_${k}`, v])),
+  ...Object.fromEntries(Object.entries(REGISTER_FIELDS).map(([k, v]) => [`REG_${k}`, v])),
+};
+
+/** Build the hardware model, map it on the bus and put it in front of every PCI device. */
+export function createSmmuHardware(machine: Machine, options: BackendOptions = {}): SmmuV3 {
+  const hw = new SmmuV3(machine, resolveFeatures(options));
+  machine.bus.map(hw.mmioBase, hw);
+  for (const dev of machine.pci.devices) machine.pci.setTranslator(dev, hw);
+  return hw;
+}
+
+/** The SMMUv3 backend plugin. */
+const plugin: BackendPlugin = {
+  name: "smmuv3",
+  description: "Arm SMMUv3: stage 1/2 and nested translation, 2-level tables, ATS/PRI, stalls",
+  apiVersion: CORE_API_VERSION,
+  options: SMMU_OPTIONS,
+  createHardware(machine: Machine, options: BackendOptions): SmmuV3 {
+    return createSmmuHardware(machine, options);
+  },
+  create(machine: Machine, options: BackendOptions): BackendInstance {
+    const hw = createSmmuHardware(machine, options);
+    const driver = new SmmuV3Driver(machine, hw.mmioBase, hw.name);
+    return { hw, driver };
+  },
+};
+
+export default plugin;

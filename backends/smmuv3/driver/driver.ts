@@ -1,0 +1,1117 @@
+/**
+ * @module
+ * The SMMUv3 driver, shaped like drivers/iommu/arm/arm-smmu-v3: probe from
+ * the ID registers, queues and stream table (2-level when supported), STE
+ * and CD updates with the used-bits algorithm, stage-1 and stage-2 paging
+ * domains over the core's LPAE io-pgtable, identity and blocked domains,
+ * PASID attach through a per-master CD table, TLB/ATC invalidation with
+ * range commands, event and PRI queue handling. It talks to the hardware
+ * only through MMIO and memory.
+ */
+
+import {
+  allocIoPgtable,
+  type DomainGeometry,
+  DomainType,
+  type FlushOps,
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+  IOMMU_FAULT_PERM_EXEC,
+  IOMMU_FAULT_PERM_PRIV,
+  IOMMU_FAULT_PERM_READ,
+  IOMMU_FAULT_PERM_WRITE,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
+  type IommuCap,
+  type IommuDomain,
+  IommuError,
+  type IommuKernelHooks,
+  type IommuOpsWithHooks,
+  type IommuPageResponse,
+  IommuPageResponseCode,
+  type IopfFault,
+  type IoPgtable,
+  IotlbGather,
+  type Machine,
+  type PciDevice,
+  type ResvRegion,
+} from "@iommu-lab/core";
+import { CR0, GERROR, IRQ_CTRL, OAS_BITS, Q_OVF, REG } from "../hw/regs.ts";
+import { EVT_NAME, OP, PRI_RESP, RESUME_ACTION, S1DSS, S1FMT } from "../hw/structs.ts";
+import {
+  atcInv,
+  cfgiAll,
+  cfgiCd,
+  cfgiSte,
+  newCmd,
+  priResp,
+  resume,
+  tlbiCtx,
+  tlbiVa,
+} from "./cmds.ts";
+import { type CmdqStats, DriverCmdq } from "./cmdq.ts";
+import {
+  cdUsed,
+  type EntryWriter,
+  makeAbortSte,
+  makeBypassSte,
+  makeCdtableSte,
+  makeS1Cd,
+  makeS2Ste,
+  steUsed,
+  writeEntry,
+} from "./entry.ts";
+
+const TWO32 = 4294967296;
+/** `STRTAB_SPLIT`. */
+export const STRTAB_SPLIT = 8;
+/** `STRTAB_MAX_L1_ENTRIES`. */
+export const STRTAB_MAX_L1_ENTRIES = 1 << 17;
+/** `CTXDESC_L2_ENTRIES`. */
+export const CTXDESC_L2_ENTRIES = 1024;
+/** `CTXDESC_LINEAR_CDMAX`. */
+export const CTXDESC_LINEAR_CDMAX = 10;
+/** `MSI_IOVA_BASE` / `MSI_IOVA_LENGTH`: the software MSI window. */
+export const MSI_IOVA_BASE = 0x800_0000;
+/** Length of the software MSI window. */
+export const MSI_IOVA_LENGTH = 0x10_0000;
+/** Largest queue the driver allocates (log2 entries). */
+const MAX_Q_LOG2 = 8;
+
+/** What the driver read from the ID registers (arm_smmu_device_hw_probe). */
+export interface SmmuHwInfo {
+  /** Stage 1 / stage 2. */
+  s1: boolean;
+  /** Stage 2. */
+  s2: boolean;
+  /** 2-level stream table. */
+  st2lvl: boolean;
+  /** 2-level CD tables. */
+  cd2l: boolean;
+  /** ATS / PRI / stalls / range invalidation / MSI / HYP. */
+  ats: boolean;
+  /** PRI. */
+  pri: boolean;
+  /** Stall model: stalls supported (0) or forced (2). */
+  stalls: boolean;
+  /** Range invalidation. */
+  rangeInv: boolean;
+  /** MSI. */
+  msi: boolean;
+  /** HTTU: 0 none, 1 access, 2 access+dirty. */
+  httu: number;
+  /** ASID / VMID widths. */
+  asidBits: number;
+  /** VMID bits. */
+  vmidBits: number;
+  /** SID / SSID widths. */
+  sidBits: number;
+  /** SSID bits. */
+  ssidBits: number;
+  /** Output address size. */
+  oas: number;
+  /** Page sizes. */
+  pgsizeBitmap: number;
+  /** Queue maxima (log2). */
+  cmdqs: number;
+  /** Event queue max. */
+  evtqs: number;
+  /** PRI queue max. */
+  priqs: number;
+}
+
+/** A CD table of one master. */
+interface CdTable {
+  /** Linear table or L1 table address. */
+  base: number;
+  /** S1FMT. */
+  fmt: number;
+  /** S1CDMax. */
+  cdMax: number;
+  /** L2 tables by L1 index (2-level). */
+  l2: Map<number, number>;
+  /** Pages to free: [addr, order]. */
+  allocs: [number, number][];
+  /** SSIDs with a valid CD. */
+  used: Set<number>;
+}
+
+/** `struct arm_smmu_master`. */
+interface Master {
+  dev: PciDevice;
+  sid: number;
+  ssidBits: number;
+  ats: boolean;
+  pri: boolean;
+  stallEnabled: boolean;
+  cdTable: CdTable | null;
+  /** Domain of the RID (null before the first attach). */
+  domain: SmmuDomain | StaticDomain | null;
+  /** Domains attached at each PASID. */
+  pasids: Map<number, SmmuDomain>;
+}
+
+/** Driver counters. */
+export interface DriverStats extends CmdqStats {
+  /** CFGI+SYNC rounds of STE updates. */
+  steSyncRounds: number;
+  /** CFGI+SYNC rounds of CD updates. */
+  cdSyncRounds: number;
+  /** Event records read. */
+  events: number;
+  /** Page requests read. */
+  pageRequests: number;
+  /** TLBI commands issued. */
+  tlbi: number;
+  /** ATC_INV commands issued. */
+  atcInv: number;
+}
+
+type StageKind = "S1" | "S2";
+
+/** The SMMUv3 driver (an IommuOps). */
+export class SmmuV3Driver implements IommuOpsWithHooks {
+  /** Driver name. */
+  readonly name = "arm-smmu-v3";
+  /** Page sizes. */
+  readonly pgsizeBitmap: number;
+  /** ID-register features. */
+  readonly info: SmmuHwInfo;
+  /** Counters. */
+  readonly stats: DriverStats;
+  /** The identity domain. */
+  readonly identityDomain: IommuDomain;
+  /** The blocked domain. */
+  readonly blockedDomain: IommuDomain;
+  /** The command queue. */
+  readonly cmdq: DriverCmdq;
+  /** Unhandled event records (when no hook consumed them). */
+  readonly eventLog: { id: number; name: string; sid: number; ssid: number; addr: number }[] = [];
+
+  readonly m: Machine;
+  readonly #regs: number;
+  readonly #hwName: string;
+  #hooks: IommuKernelHooks | null = null;
+  readonly #masters = new Map<number, Master>();
+  #strtab = 0;
+  #strtab2lvl = false;
+  #strtabLog2 = 0;
+  readonly #l2 = new Map<number, number>();
+  #evtq = 0;
+  #evtqLog2 = 0;
+  #priq = 0;
+  #priqLog2 = 0;
+  readonly #asids = new Set<number>();
+  readonly #vmids = new Set<number>();
+  readonly #cmd = newCmd();
+  readonly #cmds: Uint32Array[] = [];
+  readonly #target = new Uint32Array(16);
+  readonly #pendingIopf = new Map<
+    string,
+    { stall: boolean; sid: number; ssid: number; ssv: boolean }
+  >();
+
+  /** Probe the SMMU at `regs` (its interrupt lines are named `<hwName>:<line>`). */
+  constructor(machine: Machine, regs: number, hwName: string) {
+    this.m = machine;
+    this.#regs = regs;
+    this.#hwName = hwName;
+    this.info = this.#probeHw();
+    this.pgsizeBitmap = this.info.pgsizeBitmap;
+    this.stats = machine.trace.counters(`${hwName}-drv`, {
+      commands: 0,
+      syncs: 0,
+      doorbells: 0,
+      errors: 0,
+      steSyncRounds: 0,
+      cdSyncRounds: 0,
+      events: 0,
+      pageRequests: 0,
+      tlbi: 0,
+      atcInv: 0,
+    }) as DriverStats;
+    const cmdqLog2 = Math.min(this.info.cmdqs, MAX_Q_LOG2);
+    const cmdqBase = machine.pages.allocPages(Math.max(0, cmdqLog2 + 4 - 12));
+    this.cmdq = new DriverCmdq(machine, regs, cmdqBase, cmdqLog2, this.info.msi, this.stats);
+    this.identityDomain = new StaticDomain(this, DomainType.IDENTITY);
+    this.blockedDomain = new StaticDomain(this, DomainType.BLOCKED);
+    this.#reset();
+  }
+
+  #r32(off: number): number {
+    return this.m.bus.read32(this.#regs + off);
+  }
+  #w32(off: number, v: number): void {
+    this.m.bus.write32(this.#regs + off, v);
+  }
+
+  #probeHw(): SmmuHwInfo {
+    const idr0 = this.#r32(REG.IDR0);
+    const idr1 = this.#r32(REG.IDR1);
+    const idr3 = this.#r32(REG.IDR3);
+    const idr5 = this.#r32(REG.IDR5);
+    let pg = 0;
+    if (idr5 & (1 << 4)) pg += 0x1000 + 0x20_0000 + 0x4000_0000;
+    if (idr5 & (1 << 5)) pg += 0x4000 + 0x200_0000;
+    if (idr5 & (1 << 6)) pg += 0x1_0000 + 0x2000_0000;
+    const stallModel = (idr0 >>> 24) & 3;
+    return {
+      s1: (idr0 & 2) !== 0,
+      s2: (idr0 & 1) !== 0,
+      st2lvl: ((idr0 >>> 27) & 3) === 1,
+      cd2l: (idr0 & (1 << 19)) !== 0,
+      ats: (idr0 & (1 << 10)) !== 0,
+      pri: (idr0 & (1 << 16)) !== 0,
+      stalls: stallModel === 0 || stallModel === 2,
+      rangeInv: (idr3 & (1 << 10)) !== 0,
+      msi: (idr0 & (1 << 13)) !== 0,
+      httu: (idr0 >>> 6) & 3,
+      asidBits: idr0 & (1 << 12) ? 16 : 8,
+      vmidBits: idr0 & (1 << 18) ? 16 : 8,
+      sidBits: idr1 & 0x3f,
+      ssidBits: (idr1 >>> 6) & 0x1f,
+      oas: OAS_BITS[Math.min(idr5 & 7, 6)],
+      pgsizeBitmap: pg,
+      cmdqs: (idr1 >>> 21) & 0x1f,
+      evtqs: (idr1 >>> 16) & 0x1f,
+      priqs: (idr1 >>> 11) & 0x1f,
+    };
+  }
+
+  /** arm_smmu_device_reset: tables, queues, invalidate all, enable. */
+  #reset(): void {
+    const info = this.info;
+    const pages = this.m.pages;
+    // Disable everything first.
+    this.#w32(REG.CR0, 0);
+    this.#w32(REG.CR1, (3 << 10) | (1 << 8) | (1 << 6) | (3 << 4) | (1 << 2) | 1);
+    this.#w32(REG.CR2, 1 << 1); // RECINVSID
+    // Stream table.
+    if (info.st2lvl) {
+      const l1Entries = Math.min(
+        2 ** Math.max(0, info.sidBits - STRTAB_SPLIT),
+        STRTAB_MAX_L1_ENTRIES,
+      );
+      const bytes = l1Entries * 8;
+      this.#strtab = pages.allocPages(Math.max(0, Math.ceil(Math.log2(bytes)) - 12));
+      this.#strtab2lvl = true;
+      this.#strtabLog2 = Math.log2(l1Entries) + STRTAB_SPLIT;
+      this.m.bus.write64(this.#regs + REG.STRTAB_BASE, BigInt(this.#strtab) | (1n << 62n));
+      this.#w32(REG.STRTAB_BASE_CFG, (1 << 16) | (STRTAB_SPLIT << 6) | this.#strtabLog2);
+    } else {
+      this.#strtabLog2 = Math.min(info.sidBits, 16);
+      const bytes = 64 * 2 ** this.#strtabLog2;
+      this.#strtab = pages.allocPages(Math.max(0, Math.ceil(Math.log2(bytes)) - 12));
+      this.m.bus.write64(this.#regs + REG.STRTAB_BASE, BigInt(this.#strtab) | (1n << 62n));
+      this.#w32(REG.STRTAB_BASE_CFG, this.#strtabLog2);
+      const abort = makeAbortSte(new Uint32Array(16));
+      for (let i = 0; i < 2 ** this.#strtabLog2; i++) {
+        this.m.mem.writeWords(this.#strtab + i * 64, abort);
+      }
+    }
+    // Command queue, then invalidate everything.
+    this.cmdq.program();
+    this.#w32(REG.CR0, CR0.CMDQEN);
+    const c = this.#cmd;
+    this.cmdq.issueOne(cfgiAll(c), true);
+    this.cmdq.issueOne(tlbiCtx(c, OP.TLBI_NSNH_ALL, 0, 0), true);
+    if ((this.#r32(REG.IDR0) & (1 << 9)) !== 0) {
+      this.cmdq.issueOne(tlbiCtx(c, OP.TLBI_EL2_ALL, 0, 0), true);
+    }
+    // Event queue.
+    this.#evtqLog2 = Math.min(info.evtqs, MAX_Q_LOG2);
+    this.#evtq = pages.allocPages(Math.max(0, this.#evtqLog2 + 5 - 12));
+    this.m.bus.write64(
+      this.#regs + REG.EVTQ_BASE,
+      BigInt(this.#evtq) | BigInt(this.#evtqLog2) | (1n << 62n),
+    );
+    this.#w32(REG.EVTQ_PROD, 0);
+    this.#w32(REG.EVTQ_CONS, 0);
+    let cr0 = CR0.CMDQEN | CR0.EVTQEN;
+    if (info.pri) {
+      this.#priqLog2 = Math.min(info.priqs, MAX_Q_LOG2);
+      this.#priq = pages.allocPages(Math.max(0, this.#priqLog2 + 4 - 12));
+      this.m.bus.write64(
+        this.#regs + REG.PRIQ_BASE,
+        BigInt(this.#priq) | BigInt(this.#priqLog2) | (1n << 62n),
+      );
+      this.#w32(REG.PRIQ_PROD, 0);
+      this.#w32(REG.PRIQ_CONS, 0);
+      cr0 |= CR0.PRIQEN;
+    }
+    this.#w32(REG.CR0, cr0);
+    // Interrupts.
+    const irq = this.m.irq;
+    irq.register(`${this.#hwName}:evtq`, () => this.handleEvtq());
+    irq.register(`${this.#hwName}:priq`, () => this.handlePriq());
+    irq.register(`${this.#hwName}:gerror`, () => this.handleGerror());
+    this.#w32(
+      REG.IRQ_CTRL,
+      IRQ_CTRL.GERROR_IRQEN | IRQ_CTRL.EVTQ_IRQEN | (info.pri ? IRQ_CTRL.PRIQ_IRQEN : 0),
+    );
+    if (info.ats) cr0 |= CR0.ATSCHK;
+    this.#w32(REG.CR0, cr0 | CR0.SMMUEN);
+    if ((this.#r32(REG.CR0ACK) & CR0.SMMUEN) === 0) {
+      throw new IommuError(
+        "ENODEV",
+        "arm_smmu_device_reset",
+        "SMMUEN was not acknowledged in CR0ACK",
+      );
+    }
+  }
+
+  /** Receive the kernel hooks. */
+  setKernelHooks(hooks: IommuKernelHooks): void {
+    this.#hooks = hooks;
+  }
+
+  // -------------------------------------------------------------------------
+  // Stream table and STE writes
+
+  #steAddr(sid: number): number {
+    if (!this.#strtab2lvl) return this.#strtab + sid * 64;
+    const l2 = this.#l2.get(Math.floor(sid / 2 ** STRTAB_SPLIT));
+    if (l2 === undefined) {
+      throw new IommuError("ENODEV", "arm_smmu_get_step", `no L2 stream table for SID ${sid}`);
+    }
+    return l2 + (sid % 2 ** STRTAB_SPLIT) * 64;
+  }
+
+  /** arm_smmu_init_l2_strtab: allocate the L2 table of `sid` (abort STEs) and publish its L1 descriptor. */
+  #ensureL2(sid: number): void {
+    if (!this.#strtab2lvl) return;
+    const l1 = Math.floor(sid / 2 ** STRTAB_SPLIT);
+    if (this.#l2.has(l1)) return;
+    const l2 = this.m.pages.allocPages(2); // 256 STEs * 64 B = 16 KiB
+    const abort = makeAbortSte(new Uint32Array(16));
+    for (let i = 0; i < 2 ** STRTAB_SPLIT; i++) this.m.mem.writeWords(l2 + i * 64, abort);
+    this.#l2.set(l1, l2);
+    this.m.mem.write64(
+      this.#strtab + l1 * 8,
+      ((l2 % TWO32) | (STRTAB_SPLIT + 1)) >>> 0,
+      Math.floor(l2 / TWO32),
+    );
+    // arm_smmu_sync_std_for_sid: CFGI_STE with leaf = false.
+    this.cmdq.issueOne(cfgiSte(this.#cmd, sid, false), true);
+  }
+
+  /** Write the STE of `master` to `target` with the used-bits algorithm. */
+  #writeSte(master: Master, target: Uint32Array): void {
+    const addr = this.#steAddr(master.sid);
+    const mem = this.m.mem;
+    const cmdq = this.cmdq;
+    const c = this.#cmd;
+    const w: EntryWriter = {
+      used: steUsed,
+      read(out: Uint32Array): void {
+        mem.readWords(addr, out, 16);
+      },
+      write(i: number, lo: number, hi: number): void {
+        mem.write64(addr + i * 8, lo, hi);
+      },
+      sync(): void {
+        cmdq.issueOne(cfgiSte(c, master.sid, true), true);
+      },
+    };
+    this.stats.steSyncRounds += writeEntry(w, target);
+    // The SMMU may have cached translations under the old config via ATS.
+    if (master.ats) this.#atcInvMaster(master, 0, 0, true);
+  }
+
+  // -------------------------------------------------------------------------
+  // CD tables
+
+  #allocCdTable(master: Master): CdTable {
+    const pages = this.m.pages;
+    const maxContexts = 2 ** master.ssidBits;
+    if (!this.info.cd2l || maxContexts <= CTXDESC_L2_ENTRIES) {
+      const bytes = Math.max(64, maxContexts * 64);
+      const order = Math.max(0, Math.ceil(Math.log2(bytes)) - 12);
+      const base = pages.allocPages(order);
+      return {
+        base,
+        fmt: S1FMT.LINEAR,
+        cdMax: master.ssidBits,
+        l2: new Map(),
+        allocs: [[base, order]],
+        used: new Set(),
+      };
+    }
+    const l1Entries = Math.ceil(maxContexts / CTXDESC_L2_ENTRIES);
+    const order = Math.max(0, Math.ceil(Math.log2(l1Entries * 8)) - 12);
+    const base = pages.allocPages(order);
+    return {
+      base,
+      fmt: S1FMT.L2_64K,
+      cdMax: master.ssidBits,
+      l2: new Map(),
+      allocs: [[base, order]],
+      used: new Set(),
+    };
+  }
+
+  #cdAddr(master: Master, ssid: number, alloc: boolean): number {
+    const t = master.cdTable!;
+    if (t.fmt === S1FMT.LINEAR) return t.base + ssid * 64;
+    const l1 = Math.floor(ssid / CTXDESC_L2_ENTRIES);
+    let l2 = t.l2.get(l1);
+    if (l2 === undefined) {
+      if (!alloc) return -1;
+      l2 = this.m.pages.allocPages(4); // 1024 CDs * 64 B = 64 KiB
+      t.allocs.push([l2, 4]);
+      t.l2.set(l1, l2);
+      this.m.mem.write64(t.base + l1 * 8, ((l2 % TWO32) | 1) >>> 0, Math.floor(l2 / TWO32));
+      // arm_smmu_sync_cd for the L1 descriptor: CFGI_CD leaf=false.
+      this.cmdq.issueOne(cfgiCd(this.#cmd, master.sid, ssid, false), true);
+    }
+    return l2 + (ssid % CTXDESC_L2_ENTRIES) * 64;
+  }
+
+  /** Write CD `ssid` of `master` to `target` (all zero = clear) with the used-bits algorithm. */
+  #writeCd(master: Master, ssid: number, target: Uint32Array): void {
+    const addr = this.#cdAddr(master, ssid, true);
+    const mem = this.m.mem;
+    const cmdq = this.cmdq;
+    const c = this.#cmd;
+    const w: EntryWriter = {
+      used: cdUsed,
+      read(out: Uint32Array): void {
+        mem.readWords(addr, out, 16);
+      },
+      write(i: number, lo: number, hi: number): void {
+        mem.write64(addr + i * 8, lo, hi);
+      },
+      sync(): void {
+        cmdq.issueOne(cfgiCd(c, master.sid, ssid, true), true);
+      },
+    };
+    this.stats.cdSyncRounds += writeEntry(w, target);
+    if ((target[0] & 0x80000000) !== 0) master.cdTable!.used.add(ssid);
+    else master.cdTable!.used.delete(ssid);
+  }
+
+  // -------------------------------------------------------------------------
+  // IommuOps
+
+  /** `capable`. */
+  capable(_dev: PciDevice, cap: IommuCap): boolean {
+    return cap === "CACHE_COHERENCY" || cap === "NOEXEC" || cap === "DEFERRED_FLUSH" ||
+      (cap === "DIRTY_TRACKING" && this.info.httu === 2);
+  }
+
+  /** `probe_device`. */
+  probeDevice(dev: PciDevice): void {
+    const sid = dev.rid;
+    if (sid >= 2 ** Math.min(this.info.sidBits, this.#strtabLog2)) {
+      throw new IommuError(
+        "ENODEV",
+        "arm_smmu_probe_device",
+        `StreamID ${sid} is beyond the stream table`,
+      );
+    }
+    if (this.#masters.has(sid)) return;
+    this.#ensureL2(sid);
+    let ssidBits = Math.min(this.info.ssidBits, dev.pasidBits);
+    if (!this.info.cd2l) ssidBits = Math.min(ssidBits, CTXDESC_LINEAR_CDMAX);
+    const master: Master = {
+      dev,
+      sid,
+      ssidBits,
+      ats: this.info.ats && dev.ats,
+      pri: this.info.pri && dev.pri && dev.ats,
+      stallEnabled: this.info.stalls && dev.canStall,
+      cdTable: null,
+      domain: null,
+      pasids: new Map(),
+    };
+    this.#masters.set(sid, master);
+    if (dev.iommu) {
+      dev.iommu.priv = master;
+      dev.iommu.maxPasids = ssidBits > 0 ? 2 ** ssidBits : 0;
+    }
+  }
+
+  /** `release_device`: the STE goes back to abort. */
+  releaseDevice(dev: PciDevice): void {
+    const master = this.#masters.get(dev.rid);
+    if (!master) return;
+    this.#writeSte(master, makeAbortSte(this.#target));
+    this.#freeCdTable(master);
+    this.#masters.delete(dev.rid);
+  }
+
+  #freeCdTable(master: Master): void {
+    if (!master.cdTable) return;
+    for (const [a] of master.cdTable.allocs) this.m.pages.free(a);
+    master.cdTable = null;
+  }
+
+  /** `get_resv_regions`: the software MSI window. */
+  getResvRegions(_dev: PciDevice): ResvRegion[] {
+    return [{ start: MSI_IOVA_BASE, length: MSI_IOVA_LENGTH, prot: 1 | 2 | 16, type: "SW_MSI" }];
+  }
+
+  /** `max_pasids` of the device. */
+  maxPasids(dev: PciDevice): number {
+    const m = this.#masters.get(dev.rid);
+    return m && m.ssidBits > 0 ? 2 ** m.ssidBits : 0;
+  }
+
+  /** `domain_alloc_paging_flags`: stage 1 when implemented (stage 2 for NEST_PARENT or S2-only). */
+  domainAllocPaging(_dev: PciDevice | null, flags: number): IommuDomain {
+    if ((flags & ~0xf) !== 0) {
+      throw new IommuError(
+        "EOPNOTSUPP",
+        "arm_smmu_domain_alloc_paging_flags",
+        `unsupported flags 0x${flags.toString(16)}`,
+      );
+    }
+    let stage: StageKind = this.info.s1 ? "S1" : "S2";
+    if (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) {
+      if (!this.info.s2) {
+        throw new IommuError(
+          "EOPNOTSUPP",
+          "arm_smmu_domain_alloc_paging_flags",
+          "nest parent needs stage 2",
+        );
+      }
+      stage = "S2";
+    }
+    return new SmmuDomain(this, stage);
+  }
+
+  /** Allocate an ASID (1..) or VMID (1..). */
+  allocId(kind: StageKind): number {
+    const set = kind === "S1" ? this.#asids : this.#vmids;
+    const max = 2 ** (kind === "S1" ? this.info.asidBits : this.info.vmidBits);
+    for (let i = 1; i < max; i++) {
+      if (!set.has(i)) {
+        set.add(i);
+        return i;
+      }
+    }
+    throw new IommuError(
+      "ENOSPC",
+      "arm_smmu_domain_finalise",
+      `no free ${kind === "S1" ? "ASID" : "VMID"}`,
+    );
+  }
+
+  /** Release an ASID/VMID. */
+  freeId(kind: StageKind, id: number): void {
+    (kind === "S1" ? this.#asids : this.#vmids).delete(id);
+  }
+
+  /** `page_response`: PRI_RESP for PRI masters, RESUME for stalls. */
+  pageResponse(dev: PciDevice, evt: IopfFault, msg: IommuPageResponse): void {
+    const master = this.#masters.get(dev.rid);
+    if (!master) return;
+    const key = `${master.sid}:${evt.prm.grpid}`;
+    const p = this.#pendingIopf.get(key);
+    this.#pendingIopf.delete(key);
+    const c = this.#cmd;
+    if (p?.stall ?? !master.pri) {
+      const action = msg.code === IommuPageResponseCode.SUCCESS
+        ? RESUME_ACTION.RETRY
+        : RESUME_ACTION.ABORT;
+      this.cmdq.issueOne(resume(c, master.sid, evt.prm.grpid, action), true);
+    } else {
+      const resp = msg.code === IommuPageResponseCode.SUCCESS
+        ? PRI_RESP.SUCC
+        : msg.code === IommuPageResponseCode.INVALID
+        ? PRI_RESP.DENY
+        : PRI_RESP.FAIL;
+      const ssv = (evt.prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) !== 0;
+      this.cmdq.issueOne(
+        priResp(c, master.sid, ssv ? evt.prm.pasid : 0, ssv, evt.prm.grpid, resp),
+        true,
+      );
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Attach
+
+  #master(dev: PciDevice, op: string): Master {
+    const m = this.#masters.get(dev.rid);
+    if (!m) throw new IommuError("ENODEV", op, `${dev.bdf} was not probed by this SMMU`);
+    return m;
+  }
+
+  /** Attach the RID of `dev` to `domain` (paging, identity or blocked). */
+  attachRid(dev: PciDevice, domain: SmmuDomain | StaticDomain): void {
+    const master = this.#master(dev, "arm_smmu_attach_dev");
+    const t = this.#target;
+    if (domain instanceof SmmuDomain) {
+      domain.finalise();
+      if (domain.stage === "S1") {
+        if (!master.cdTable) master.cdTable = this.#allocCdTable(master);
+        // CD 0 first (the STE may already point at the table), then the STE.
+        this.#writeCd(master, 0, domain.makeCd(master, new Uint32Array(16)));
+        this.#writeSte(master, this.#cdtableSte(master, S1DSS.SSID0));
+      } else {
+        if (master.pasids.size > 0) {
+          throw new IommuError(
+            "EINVAL",
+            "arm_smmu_attach_dev",
+            "a stage-2 domain cannot be the RID domain while PASIDs are attached",
+          );
+        }
+        this.#writeSte(
+          master,
+          makeS2Ste(t, domain.id, domain.pgtable!.s2!.vtcr, domain.pgtable!.s2!.vttbr, master.ats),
+        );
+        if (master.cdTable && master.cdTable.used.size === 0) this.#freeCdTable(master);
+      }
+      domain.masters.add(master);
+    } else {
+      if (master.pasids.size > 0) {
+        // Keep the CD table for the PASIDs; the RID itself is bypassed or terminated.
+        if (master.cdTable!.used.has(0)) this.#writeCd(master, 0, new Uint32Array(16));
+        this.#writeSte(
+          master,
+          this.#cdtableSte(
+            master,
+            domain.type === DomainType.IDENTITY ? S1DSS.BYPASS : S1DSS.TERMINATE,
+          ),
+        );
+      } else {
+        this.#writeSte(
+          master,
+          domain.type === DomainType.IDENTITY ? makeBypassSte(t) : makeAbortSte(t),
+        );
+        if (master.cdTable) this.#freeCdTable(master);
+      }
+    }
+    const old = master.domain;
+    if (old instanceof SmmuDomain && old !== domain && ![...master.pasids.values()].includes(old)) {
+      old.masters.delete(master);
+    }
+    master.domain = domain;
+  }
+
+  #cdtableSte(master: Master, s1dss: number): Uint32Array {
+    const t = master.cdTable!;
+    return makeCdtableSte(
+      this.#target,
+      t.base,
+      t.cdMax === 0 ? 0 : t.fmt,
+      t.cdMax,
+      t.cdMax === 0 ? 0 : s1dss,
+      master.ats,
+      this.info.stalls && !master.stallEnabled,
+    );
+  }
+
+  /** Attach `pasid` of `dev` to a stage-1 `domain`, or detach it (domain null). */
+  setPasid(dev: PciDevice, pasid: number, domain: SmmuDomain | null): void {
+    const master = this.#master(dev, "arm_smmu_set_dev_pasid");
+    if (pasid <= 0 || pasid >= 2 ** master.ssidBits) {
+      throw new IommuError(
+        "EINVAL",
+        "arm_smmu_set_dev_pasid",
+        `PASID ${pasid} is outside 1..${2 ** master.ssidBits - 1}`,
+      );
+    }
+    if (domain === null) {
+      const old = master.pasids.get(pasid);
+      if (!old) return;
+      this.#writeCd(master, pasid, new Uint32Array(16));
+      master.pasids.delete(pasid);
+      if (![...master.pasids.values()].includes(old)) old.masters.delete(master);
+      if (master.ats) this.#atcInvMaster(master, pasid, 0, true);
+      return;
+    }
+    if (domain.stage !== "S1") {
+      throw new IommuError(
+        "EINVAL",
+        "arm_smmu_set_dev_pasid",
+        "only stage-1 domains can be attached to a PASID",
+      );
+    }
+    const rid = master.domain;
+    if (rid instanceof SmmuDomain && rid.stage === "S2") {
+      throw new IommuError(
+        "EINVAL",
+        "arm_smmu_set_dev_pasid",
+        "the RID is attached to a stage-2 domain",
+      );
+    }
+    domain.finalise();
+    if (!master.cdTable) master.cdTable = this.#allocCdTable(master);
+    this.#writeCd(master, pasid, domain.makeCd(master, new Uint32Array(16)));
+    master.pasids.set(pasid, domain);
+    domain.masters.add(master);
+    // Make sure the STE points at the CD table (RID identity/blocked keep S1DSS bypass/terminate).
+    const s1dss = rid instanceof SmmuDomain
+      ? S1DSS.SSID0
+      : rid !== null && rid.type === DomainType.IDENTITY
+      ? S1DSS.BYPASS
+      : S1DSS.TERMINATE;
+    this.#writeSte(master, this.#cdtableSte(master, s1dss));
+  }
+
+  // -------------------------------------------------------------------------
+  // Invalidation
+
+  /** arm_smmu_tlb_inv_range_domain: TLBI by VA/IPA (range when supported), SYNC, then ATC. */
+  invRange(domain: SmmuDomain, iova: number, size: number, granule: number, leaf: boolean): void {
+    if (size === 0) return;
+    const tgShift = Math.log2(domain.granule);
+    const cmds = this.#cmds;
+    cmds.length = 0;
+    const s1 = domain.stage === "S1";
+    const op = s1 ? OP.TLBI_NH_VA : OP.TLBI_S2_IPA;
+    const vmid = s1 ? 0 : domain.id;
+    const asid = s1 ? domain.id : 0;
+    if (!this.info.rangeInv && size >= 2 ** (tgShift - 3) * domain.granule) {
+      // CMDQ_MAX_TLBI_OPS: past this many commands, invalidate the whole context.
+      this.flushAll(domain);
+      return;
+    }
+    const end = iova + size;
+    let a = iova;
+    if (this.info.rangeInv) {
+      let numPages = Math.floor(size / 2 ** tgShift);
+      const tg = (tgShift - 10) / 2;
+      let ttl = 0;
+      if (leaf) ttl = 4 - Math.floor((Math.log2(granule) - 3) / (tgShift - 3));
+      else if ((numPages & 31) === 1) numPages++;
+      while (a < end && numPages > 0) {
+        const scale = ffs(numPages);
+        const num = Math.floor(numPages / 2 ** scale) & 31;
+        cmds.push(tlbiVa(newCmd(), op, vmid, asid, a, leaf, num - 1, scale, ttl, tg));
+        const inv = num * 2 ** (scale + tgShift);
+        numPages -= num * 2 ** scale;
+        a += inv;
+      }
+    } else {
+      for (; a < end; a += granule) {
+        cmds.push(tlbiVa(newCmd(), op, vmid, asid, a, leaf, 0, 0, 0, 0));
+      }
+    }
+    this.stats.tlbi += cmds.length;
+    this.cmdq.issue(cmds, true);
+    this.#atcInvDomain(domain, iova, size);
+  }
+
+  /** Invalidate every TLB entry of the domain (TLBI_NH_ASID / TLBI_S12_VMALL) and its ATCs. */
+  flushAll(domain: SmmuDomain): void {
+    const c = this.#cmd;
+    if (domain.stage === "S1") tlbiCtx(c, OP.TLBI_NH_ASID, 0, domain.id);
+    else tlbiCtx(c, OP.TLBI_S12_VMALL, domain.id, 0);
+    this.stats.tlbi++;
+    this.cmdq.issueOne(c, true);
+    this.#atcInvDomain(domain, 0, 0);
+  }
+
+  #atcInvDomain(domain: SmmuDomain, iova: number, size: number): void {
+    for (const master of domain.masters) {
+      if (!master.ats) continue;
+      if (master.domain === domain) this.#atcInvMaster(master, 0, iova, size === 0, size);
+      for (const [pasid, d] of master.pasids) {
+        if (d === domain) this.#atcInvMaster(master, pasid, iova, size === 0, size);
+      }
+    }
+  }
+
+  /** arm_smmu_atc_inv_to_cmd + SYNC for one master/SSID. */
+  #atcInvMaster(master: Master, ssid: number, iova: number, all: boolean, size = 0): void {
+    const c = this.#cmd;
+    if (all) atcInv(c, master.sid, ssid, 0, 52);
+    else {
+      // Smallest naturally aligned span covering [iova, iova+size).
+      const first = Math.floor(iova / 4096);
+      const last = Math.floor((iova + size - 1) / 4096);
+      let log = 0;
+      while (Math.floor(first / 2 ** log) !== Math.floor(last / 2 ** log)) log++;
+      atcInv(c, master.sid, ssid, Math.floor(first / 2 ** log) * 2 ** log * 4096, log);
+    }
+    this.stats.atcInv++;
+    this.cmdq.issueOne(c, true);
+  }
+
+  // -------------------------------------------------------------------------
+  // Event and PRI queues
+
+  /** Drain the event queue (the evtq interrupt thread). */
+  handleEvtq(): void {
+    const w = new Uint32Array(8);
+    let cons = this.#r32(REG.EVTQ_CONS);
+    const prod = this.#r32(REG.EVTQ_PROD);
+    const n = 2 ** this.#evtqLog2;
+    const wrap = 2 * n - 1;
+    while ((cons & wrap) !== (prod & wrap)) {
+      this.m.mem.readWords(this.#evtq + (cons & (n - 1)) * 32, w);
+      this.#handleEvent(w);
+      cons = (cons & wrap) + 1 & wrap;
+    }
+    // Acknowledge overflow by copying PROD.OVFLG.
+    this.#w32(REG.EVTQ_CONS, (cons | (prod & Q_OVF)) >>> 0);
+  }
+
+  #handleEvent(w: Uint32Array): void {
+    this.stats.events++;
+    const id = w[0] & 0xff;
+    const ssv = (w[0] & 0x800) !== 0;
+    const ssid = ssv ? (w[0] >>> 12) & 0xfffff : 0;
+    const sid = w[1];
+    const addr = w[5] * TWO32 + w[4];
+    const stall = (w[2] & 0x80000000) !== 0;
+    const master = this.#masters.get(sid);
+    if (stall && master) {
+      const stag = w[2] & 0xffff;
+      const write = (w[3] & (1 << 3)) === 0;
+      const fault: IopfFault = {
+        type: "PAGE_REQ",
+        prm: {
+          flags: IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE |
+            (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
+          pasid: ssid,
+          grpid: stag,
+          perm: (write ? IOMMU_FAULT_PERM_WRITE : IOMMU_FAULT_PERM_READ) |
+            (w[3] & (1 << 2) ? IOMMU_FAULT_PERM_EXEC : 0) |
+            (w[3] & (1 << 1) ? IOMMU_FAULT_PERM_PRIV : 0),
+          addr: addr - (addr % 4096),
+          privateData: [stag, sid],
+        },
+      };
+      this.#pendingIopf.set(`${sid}:${stag}`, { stall: true, sid, ssid, ssv });
+      if (this.#hooks) {
+        this.#hooks.reportDeviceFault(master.dev, fault);
+      } else {
+        // No fault handler: terminate the stalled transaction.
+        this.cmdq.issueOne(resume(this.#cmd, sid, stag, RESUME_ACTION.ABORT), true);
+      }
+      return;
+    }
+    const name = EVT_NAME[id] ?? `0x${id.toString(16)}`;
+    this.eventLog.push({ id, name, sid, ssid: ssv ? ssid : -1, addr });
+    this.#hooks?.reportIommuFault(master?.dev ?? null, addr, (w[3] & (1 << 3)) === 0, name);
+  }
+
+  /** Drain the PRI queue (the priq interrupt thread). */
+  handlePriq(): void {
+    const w = new Uint32Array(4);
+    let cons = this.#r32(REG.PRIQ_CONS);
+    const prod = this.#r32(REG.PRIQ_PROD);
+    const n = 2 ** this.#priqLog2;
+    const wrap = 2 * n - 1;
+    while ((cons & wrap) !== (prod & wrap)) {
+      this.m.mem.readWords(this.#priq + (cons & (n - 1)) * 16, w);
+      this.#handlePri(w);
+      cons = (cons & wrap) + 1 & wrap;
+    }
+    this.#w32(REG.PRIQ_CONS, (cons | (prod & Q_OVF)) >>> 0);
+  }
+
+  #handlePri(w: Uint32Array): void {
+    this.stats.pageRequests++;
+    const sid = w[0];
+    const ssv = (w[1] & 0x80000000) !== 0;
+    const ssid = w[1] & 0xfffff;
+    const grpid = w[2] & 0x1ff;
+    const addr = w[3] * TWO32 + ((w[2] & 0xfffff000) >>> 0);
+    const last = (w[1] & (1 << 30)) !== 0;
+    const master = this.#masters.get(sid);
+    const perm = (w[1] & (1 << 28) ? IOMMU_FAULT_PERM_READ : 0) |
+      (w[1] & (1 << 29) ? IOMMU_FAULT_PERM_WRITE : 0) |
+      (w[1] & (1 << 27) ? IOMMU_FAULT_PERM_EXEC : 0) |
+      (w[1] & (1 << 26) ? IOMMU_FAULT_PERM_PRIV : 0);
+    if (!master || !this.#hooks) {
+      if (last) this.cmdq.issueOne(priResp(this.#cmd, sid, ssid, ssv, grpid, PRI_RESP.DENY), true);
+      return;
+    }
+    this.#pendingIopf.set(`${sid}:${grpid}`, { stall: false, sid, ssid, ssv });
+    this.#hooks.reportDeviceFault(master.dev, {
+      type: "PAGE_REQ",
+      prm: {
+        flags: (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0) |
+          (last ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0),
+        pasid: ssid,
+        grpid,
+        perm,
+        addr,
+        privateData: [0, sid],
+      },
+    });
+  }
+
+  /** The gerror interrupt: command errors are recovered inline by the queue; others are acknowledged. */
+  handleGerror(): void {
+    const gerror = this.#r32(REG.GERROR);
+    const gerrorn = this.#r32(REG.GERRORN);
+    const active = (gerror ^ gerrorn) & ~GERROR.CMDQ_ERR;
+    if (active) this.#w32(REG.GERRORN, (gerrorn ^ active) >>> 0);
+  }
+}
+
+/** `__ffs`. */
+function ffs(x: number): number {
+  let n = 0;
+  while (x % 2 === 0) {
+    x /= 2;
+    n++;
+  }
+  return n;
+}
+
+/** Identity and blocked domains. */
+class StaticDomain implements IommuDomain {
+  readonly type: DomainType;
+  readonly owner: SmmuV3Driver;
+  pgsizeBitmap = 0;
+  geometry: DomainGeometry = { apertureStart: 0, apertureEnd: 0, forceAperture: false };
+  readonly label: string;
+
+  constructor(owner: SmmuV3Driver, type: DomainType) {
+    this.owner = owner;
+    this.type = type;
+    this.label = type === DomainType.IDENTITY ? "identity" : "blocked";
+  }
+
+  attachDev(dev: PciDevice, _old: IommuDomain | null = null): void {
+    this.owner.attachRid(dev, this);
+  }
+
+  setDevPasid(dev: PciDevice, pasid: number, _old: IommuDomain | null = null): void {
+    if (this.type !== DomainType.BLOCKED) {
+      throw new IommuError(
+        "EINVAL",
+        "arm_smmu_set_dev_pasid",
+        "the identity domain cannot be attached to a PASID",
+      );
+    }
+    this.owner.setPasid(dev, pasid, null);
+  }
+
+  free(): void {}
+}
+
+/** `struct arm_smmu_domain`: a stage-1 or stage-2 paging domain. */
+export class SmmuDomain implements IommuDomain {
+  /** UNMANAGED (the core may retag it). */
+  type: DomainType = DomainType.UNMANAGED;
+  /** Its driver. */
+  readonly owner: SmmuV3Driver;
+  /** Stage. */
+  readonly stage: StageKind;
+  /** Page sizes. */
+  pgsizeBitmap: number;
+  /** Aperture. */
+  geometry: DomainGeometry;
+  /** ASID (stage 1) or VMID (stage 2). */
+  id = 0;
+  /** The page table. */
+  pgtable: IoPgtable | null = null;
+  /** Masters attached (RID or PASID). */
+  readonly masters: Set<Master> = new Set();
+  /** Smallest page size (the TLBI granule). */
+  granule = 4096;
+  readonly #flush: FlushOps;
+
+  constructor(owner: SmmuV3Driver, stage: StageKind) {
+    this.owner = owner;
+    this.stage = stage;
+    const ias = stage === "S1" ? 48 : Math.min(owner.info.oas, 48);
+    this.pgsizeBitmap = owner.pgsizeBitmap;
+    this.geometry = { apertureStart: 0, apertureEnd: 2 ** ias - 1, forceAperture: true };
+    const self = this;
+    this.#flush = {
+      tlbFlushAll(): void {
+        owner.flushAll(self);
+      },
+      tlbFlushWalk(iova: number, size: number, granule: number): void {
+        owner.invRange(self, iova, size, granule, false);
+      },
+      tlbAddPage(gather: IotlbGather, iova: number, granule: number): void {
+        gather.addPage(self, iova, granule);
+      },
+    };
+  }
+
+  /** arm_smmu_domain_finalise: ASID/VMID and page table (once). */
+  finalise(): void {
+    if (this.pgtable) return;
+    const info = this.owner.info;
+    const s1 = this.stage === "S1";
+    const id = this.owner.allocId(this.stage);
+    try {
+      this.pgtable = allocIoPgtable(s1 ? "ARM_64_LPAE_S1" : "ARM_64_LPAE_S2", {
+        quirks: 0,
+        pgsizeBitmap: this.pgsizeBitmap,
+        ias: s1 ? 48 : Math.min(info.oas, 48),
+        oas: info.oas,
+        coherentWalk: true,
+        tlb: this.#flush,
+      }, { mem: this.owner.m.mem, pages: this.owner.m.pages });
+    } catch (e) {
+      this.owner.freeId(this.stage, id);
+      throw e;
+    }
+    this.id = id;
+    this.pgsizeBitmap = this.pgtable.cfg.pgsizeBitmap;
+    this.granule = 2 ** ffs(this.pgsizeBitmap);
+  }
+
+  /** The CD of this stage-1 domain. */
+  makeCd(master: Master, t: Uint32Array): Uint32Array {
+    const s1 = this.pgtable!.s1!;
+    const httu = this.owner.info.httu;
+    return makeS1Cd(t, this.id, s1.tcr, s1.ttbr, s1.mair, {
+      ha: httu >= 1,
+      hd: false,
+      stall: master.stallEnabled,
+    });
+  }
+
+  /** `attach_dev`. */
+  attachDev(dev: PciDevice, _old: IommuDomain | null = null): void {
+    this.owner.attachRid(dev, this);
+  }
+
+  /** `set_dev_pasid`. */
+  setDevPasid(dev: PciDevice, pasid: number, _old: IommuDomain | null = null): void {
+    this.owner.setPasid(dev, pasid, this);
+  }
+
+  /** `map_pages`. */
+  mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
+    this.finalise();
+    return this.pgtable!.mapPages(iova, paddr, pgsize, pgcount, prot);
+  }
+
+  /** `unmap_pages`. */
+  unmapPages(iova: number, pgsize: number, pgcount: number, gather: IotlbGather): number {
+    if (!this.pgtable) return 0;
+    return this.pgtable.unmapPages(iova, pgsize, pgcount, gather);
+  }
+
+  /** `iotlb_sync`: invalidate the gathered range (leaf) and wait. */
+  iotlbSync(gather: IotlbGather): void {
+    if (gather.empty || !this.pgtable) return;
+    this.owner.invRange(this, gather.start, gather.size, gather.pgsize, true);
+  }
+
+  /** `flush_iotlb_all`. */
+  flushIotlbAll(): void {
+    if (this.pgtable) this.owner.flushAll(this);
+  }
+
+  /** `iova_to_phys`. */
+  iovaToPhys(iova: number): number {
+    return this.pgtable ? this.pgtable.iovaToPhys(iova) : 0;
+  }
+
+  /** `free`. */
+  free(): void {
+    if (this.masters.size > 0) {
+      throw new IommuError("EBUSY", "arm_smmu_domain_free", "domain is still attached");
+    }
+    if (this.pgtable) {
+      this.owner.flushAll(this);
+      this.pgtable.free();
+      this.owner.freeId(this.stage, this.id);
+      this.pgtable = null;
+    }
+  }
+}
