@@ -145,14 +145,15 @@ export class FlatIommuDriver implements IommuOpsWithHooks {
     }
   }
 
-  /** Write `dev`'s device table entry (V, MODE, TABLE) and invalidate the IOTLB. */
+  /**
+   * Write the device table entry (V, MODE, TABLE) of every requester ID
+   * `dev`'s DMA may carry (its own, its quirk aliases, the bridge aliases
+   * above it: what `pci_for_each_dma_alias` visits), then invalidate the IOTLB.
+   */
   writeDte(dev: PciDevice, mode: number, table: number): void {
-    const a = this.#dt + this.#m.pci.dmaRidOf(dev) * 8;
-    this.#m.mem.write64(
-      a,
-      ((table % TWO32) | (mode << 1) | PTE_V) >>> 0,
-      Math.floor(table / TWO32),
-    );
+    const lo = ((table % TWO32) | (mode << 1) | PTE_V) >>> 0;
+    const hi = Math.floor(table / TWO32);
+    for (const a of this.#m.pci.dmaAliases(dev)) this.#m.mem.write64(this.#dt + a.rid * 8, lo, hi);
     this.invalidateAll();
   }
 
@@ -195,8 +196,8 @@ export class FlatIommuDriver implements IommuOpsWithHooks {
   /** Forget `dev` and invalidate its device table entry. */
   releaseDevice(dev: PciDevice): void {
     if (!this.#probed.delete(dev)) return;
-    const a = this.#dt + this.#m.pci.dmaRidOf(dev) * 8;
-    this.#m.mem.write64(a, 0, 0);
+    // Only the device's own ID: bridge aliases may still serve its group siblings.
+    this.#m.mem.write64(this.#dt + dev.rid * 8, 0, 0);
     this.invalidateAll();
   }
 
