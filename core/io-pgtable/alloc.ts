@@ -5,7 +5,7 @@
  */
 
 import { IommuError } from "../errors.ts";
-import type { IoPgtableCfg, IoPgtableEnv, IoPgtableFormat } from "./api.ts";
+import type { IoPgtable, IoPgtableCfg, IoPgtableEnv, IoPgtableFormat } from "./api.ts";
 import { ArmLpaePgtable } from "./arm-lpae.ts";
 import type { RadixPgtable } from "./engine.ts";
 import { VtdSsPgtable } from "./vtd-ss.ts";
@@ -32,7 +32,7 @@ export function allocIoPgtable(
   fmt: IoPgtableFormat,
   cfg: IoPgtableCfg,
   env: IoPgtableEnv,
-): RadixPgtable {
+): IoPgtable & RadixPgtable {
   switch (fmt) {
     case "ARM_64_LPAE_S1":
     case "ARM_64_LPAE_S2":
