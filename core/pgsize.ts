@@ -7,6 +7,13 @@
 
 import { ffs, fls } from "./bits.ts";
 
+/** `2^i` for i in 0..63 (a table lookup is cheaper than `2 ** i` on hot paths). */
+const POW2: Float64Array = (() => {
+  const t = new Float64Array(64);
+  for (let i = 0; i < 64; i++) t[i] = 2 ** i;
+  return t;
+})();
+
 /** Bitmap from a list of page sizes (each a power of two). */
 export function pgsizeBitmapOf(sizes: readonly number[]): number {
   let m = 0;
@@ -26,9 +33,10 @@ export function pgsizesOf(bitmap: number): number[] {
   return out;
 }
 
-/** Smallest page size in the bitmap (the granule, `1 << __ffs(bitmap)`). */
+/** Smallest page size in the bitmap (the granule, `1 << __ffs(bitmap)`); 0 for an empty bitmap. */
 export function pgsizeMin(bitmap: number): number {
-  return 2 ** ffs(bitmap);
+  const i = ffs(bitmap);
+  return i < 0 ? 0 : POW2[i];
 }
 
 /** Largest page size in the bitmap. */
@@ -45,15 +53,15 @@ export function pgsizeMax(bitmap: number): number {
 export function iommuPgsizeOnly(bitmap: number, iova: number, paddr: number, size: number): number {
   if (size <= 0 || bitmap <= 0) return 0;
   // Sizes small enough for `size`: GENMASK(__fls(size), 0).
-  let limit = 2 ** fls(size);
+  let limit = POW2[fls(size)];
   // Constrain by the alignment of iova | paddr (the lowest set bit of either).
   if (iova !== 0 || paddr !== 0) {
     const a = iova === 0 ? ffs(paddr) : paddr === 0 ? ffs(iova) : Math.min(ffs(iova), ffs(paddr));
-    const align = 2 ** a;
+    const align = POW2[a];
     if (align < limit) limit = align;
   }
   const allowed = bitmap % (limit * 2);
-  return allowed === 0 ? 0 : 2 ** fls(allowed);
+  return allowed === 0 ? 0 : POW2[fls(allowed)];
 }
 
 /**
@@ -73,7 +81,7 @@ export function iommuPgcount(
   if (pgsize <= 0) return 0;
   const above = bitmap - (bitmap % (pgsize * 2)); // bitmap & ~GENMASK(pgsize_idx, 0)
   if (above > 0) {
-    const next = 2 ** ffs(above);
+    const next = POW2[ffs(above)];
     const off = iova % next;
     if (off === paddr % next) {
       const offset = next - off;
