@@ -54,6 +54,18 @@ export interface RadixGeometry {
   tableBytes: number;
 }
 
+/** One leaf of a table, as {@link RadixPgtable.leaves} reports it. */
+export interface LeafInfo {
+  /** First iova the leaf maps. */
+  iova: number;
+  /** Bytes it maps. */
+  size: number;
+  /** Output address of its first byte. */
+  paddr: number;
+  /** The raw 64-bit entry. */
+  entry: bigint;
+}
+
 /** Human-readable size: 4K, 2M, 1G, 4T. */
 export function sizeName(bytes: number): string {
   const units = ["", "K", "M", "G", "T", "P"];
@@ -630,6 +642,34 @@ export abstract class RadixPgtable implements IoPgtable {
       table = this.addrOf(lo, hi, l);
     }
     return null;
+  }
+
+  /**
+   * Every leaf in iova order: `{ iova, size, paddr, entry }` with the raw
+   * 64-bit entry (inspection and reports; walks the whole table).
+   */
+  leaves(): LeafInfo[] {
+    const out: LeafInfo[] = [];
+    if (!this.#freed) this.#collect(this.root, 0, 0, out);
+    return out;
+  }
+
+  #collect(table: number, level: number, base: number, out: LeafInfo[]): void {
+    const bs = this.#blockSize[level];
+    for (let i = 0; i < this.#entries[level]; i++) {
+      const lo = this.mem.read32(table + 8 * i);
+      const hi = this.mem.read32(table + 8 * i + 4);
+      if (!this.isPresent(lo, hi)) continue;
+      const iova = base + i * bs;
+      if (this.isLeaf(lo, hi, level)) {
+        out.push({
+          iova,
+          size: bs,
+          paddr: this.addrOf(lo, hi, level),
+          entry: (BigInt(hi) << 32n) | BigInt(lo),
+        });
+      } else this.#collect(this.addrOf(lo, hi, level), level + 1, iova, out);
+    }
   }
 
   /** Index bits used at `level` (tests, inspection). */

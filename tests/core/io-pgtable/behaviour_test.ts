@@ -205,3 +205,14 @@ for (const [name, fmt, over] of CONFIGS) {
     assert.equal(t.iovaToPhys(0), 0);
   });
 }
+
+Deno.test("leaves() lists every mapping in iova order with its raw entry", () => {
+  const { t } = makeTable("VTD_SS");
+  t.mapPages(SZ_2M, 0x4000_0000, SZ_2M, 1, IOMMU_READ);
+  t.mapPages(0x3000, 0x9000, SZ_4K, 2, RW);
+  assert.deepEqual(t.leaves(), [
+    { iova: 0x3000, size: SZ_4K, paddr: 0x9000, entry: 0x9003n },
+    { iova: 0x4000, size: SZ_4K, paddr: 0xa000, entry: 0xa003n },
+    { iova: SZ_2M, size: SZ_2M, paddr: 0x4000_0000, entry: 0x4000_0081n },
+  ]);
+});
