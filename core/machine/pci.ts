@@ -105,8 +105,7 @@ export class PciDevice {
   readonly pri: boolean;
   /** Untrusted (behind an external-facing port). */
   readonly untrusted: boolean;
-  /** DMA mask width in bits. */
-  dmaBits: number;
+  #dmaBits = 64;
   /** Can stall on faults. */
   readonly canStall: boolean;
   /** ACS isolation of this function from its siblings. */
@@ -210,6 +209,23 @@ export class PciDevice {
   get bdf(): string {
     const h = (n: number, w: number) => n.toString(16).padStart(w, "0");
     return `${h(this.segment, 4)}:${h(this.bus, 2)}:${h(this.device, 2)}.${this.fn}`;
+  }
+
+  /** DMA mask width in bits (the kernel's `dma_set_mask`); 12..64. */
+  get dmaBits(): number {
+    return this.#dmaBits;
+  }
+
+  /** Change the DMA mask width (EINVAL outside 12..64). */
+  set dmaBits(bits: number) {
+    if (!Number.isInteger(bits) || bits < 12 || bits > 64) {
+      throw new IommuError(
+        "EINVAL",
+        "dma_set_mask",
+        `${this.name}: DMA mask width ${bits} is outside 12..64`,
+      );
+    }
+    this.#dmaBits = bits;
   }
 
   /** Largest DMA address (mask) as a number, capped at 2^53 - 1. */
