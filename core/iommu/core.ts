@@ -25,6 +25,7 @@ import {
   IOMMU_NO_PASID,
   IOMMU_PASID_INVALID,
   type IommuDomain,
+  type IommuKernelHooks,
   type IommuOps,
   type IommuOpsWithHooks,
   type IommuPageResponse,
@@ -91,7 +92,7 @@ function setDomainType(d: IommuDomain, t: number): void {
 }
 
 /** The kernel iommu core for one machine. */
-export class IommuCore {
+export class IommuCore implements IommuKernelHooks {
   /** The machine the core runs on. */
   readonly machine: Machine;
   /** Policy in force. */
@@ -407,6 +408,29 @@ export class IommuCore {
       );
     }
     this.#setupDefaultDomain(g, req);
+  }
+
+  /**
+   * sysfs `iommu_group/type` as read: the default domain's type as
+   * `iommu_group_show_type` prints it ("blocked", "identity", "unmanaged",
+   * "DMA", "DMA-FQ", or "unknown").
+   */
+  groupDefaultDomainTypeName(group: IommuGroup): string {
+    const t = this.#groupState(group, "iommu_group_show_type").defaultDomain?.type;
+    switch (t) {
+      case DomainType.BLOCKED:
+        return "blocked";
+      case DomainType.IDENTITY:
+        return "identity";
+      case DomainType.UNMANAGED:
+        return "unmanaged";
+      case DomainType.DMA:
+        return "DMA";
+      case DomainType.DMA_FQ:
+        return "DMA-FQ";
+      default:
+        return "unknown";
+    }
   }
 
   // -------------------------------------------------------------------------

@@ -198,3 +198,13 @@ Deno.test("sysfs type: a failing attach of the new default domain restores the o
   assert.equal((old as FakeDomain).freed, false);
   assert.equal(logOf(drv, "free").length, 1, "the new domain was freed");
 });
+
+Deno.test("sysfs type reads back as iommu_group_show_type prints it", () => {
+  const { core, a } = setup(false, { caps: ["DEFERRED_FLUSH"] });
+  const g = core.groupOf(a);
+  assert.equal(core.groupDefaultDomainTypeName(g), "DMA");
+  core.setGroupDefaultDomainType(g, "DMA-FQ");
+  assert.equal(core.groupDefaultDomainTypeName(g), "DMA-FQ");
+  core.setGroupDefaultDomainType(g, DomainType.IDENTITY);
+  assert.equal(core.groupDefaultDomainTypeName(g), "identity");
+});

@@ -112,3 +112,12 @@ Deno.test("releasing a device of a user-owned group is EBUSY", () => {
   core.deviceClaimDmaOwner(a, {});
   assert.throws(() => core.releaseDevice(a), (e) => isIommuError(e, "EBUSY"));
 });
+
+Deno.test("releasing the last device of a group a kernel driver still uses is EBUSY", () => {
+  const { core, a, drv } = setup();
+  core.deviceUseDefaultDomain(a);
+  assert.throws(() => core.releaseDevice(a), (e) => isIommuError(e, "EBUSY"));
+  core.deviceUnuseDefaultDomain(a);
+  core.releaseDevice(a);
+  assert.deepEqual(drv.log.filter((l) => l.startsWith("release")), ["release a"]);
+});
