@@ -202,3 +202,12 @@ Deno.test("RESV_DIRECT regions are mapped 1:1 into a DMA default domain and bloc
   assert.throws(() => core.deviceClaimDmaOwner(a, {}), (e) => isIommuError(e, "EINVAL"));
   assert.equal(core.domainOf(a), def);
 });
+
+Deno.test("mapSg with a misaligned segment is EINVAL and leaves nothing mapped", () => {
+  const { core, d } = setup();
+  assert.throws(
+    () => core.mapSg!(d, 0, [{ paddr: 0x5000, length: K4 }, { paddr: 0x9800, length: K4 }], RW),
+    (e) => isIommuError(e, "EINVAL"),
+  );
+  assert.equal(d.leaves.size, 0);
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DomainType, IommuCore, isIommuError } from "../../../core/mod.ts";
+import { DomainType, IommuCore, IommuError, isIommuError } from "../../../core/mod.ts";
 import { dev, FakeDriver, logOf, machineWith } from "./fake-driver.ts";
 
 Deno.test("registerDriver probes the devices it accepts and skips the ENODEV ones", () => {
@@ -193,4 +193,33 @@ Deno.test("probe and attach are traced with the kernel's tracepoint names", () =
   assert.deepEqual(names, ["iommu:add_device_to_group", "iommu:attach_device_to_domain"]);
   assert.deepEqual(m.trace.events[0].fields, { groupID: 0, device: "a" });
   assert.equal(m.trace.snapshot()["iommu"].attaches, 1);
+});
+
+Deno.test("a probe error other than ENODEV aborts registration and releases what was probed", () => {
+  const m = machineWith([dev("a", 1), dev("b", 2)]);
+  const drv = new FakeDriver();
+  drv.probeDevice = (d) => {
+    if (d.name === "b") throw new IommuError("ENOMEM", "fake_probe", "out of memory");
+    drv.log.push(`probe ${d.name}`);
+  };
+  const core = new IommuCore(m);
+  assert.throws(() => core.registerDriver(drv), (e) => isIommuError(e, "ENOMEM"));
+  assert.deepEqual(logOf(drv, "release"), ["release a"]);
+  assert.equal(m.pci.byName("a")!.iommu, null);
+  assert.equal(m.pci.byName("b")!.iommu, null);
+  assert.equal(core.groups().length, 0);
+});
+
+Deno.test("a hot-plugged device whose attach fails is released again and the error surfaces", () => {
+  const m = machineWith([dev("a", 1)]);
+  const drv = new FakeDriver({ deviceGroup: () => "g" });
+  const core = new IommuCore(m);
+  core.registerDriver(drv);
+  const b = m.pci.add(dev("b", 2));
+  drv.failAttachDev = b;
+  drv.failAttachErrno = "ENOSPC";
+  assert.throws(() => core.probeDevice(b), (e) => isIommuError(e, "ENOSPC"));
+  assert.equal(b.iommu, null);
+  assert.deepEqual(core.groupOf(m.pci.byName("a")!).devices.map((d) => d.name), ["a"]);
+  assert.deepEqual(logOf(drv, "release"), ["release b"]);
 });
