@@ -32,6 +32,7 @@ export class PciTopology {
   readonly #byKey = new Map<number, PciDevice>();
   readonly #bridgeOfBus = new Map<number, PciDevice>(); // segment*256+bus -> bridge
   readonly #translator = new Map<PciDevice, DmaTranslator>();
+  readonly #segmentTranslator = new Map<number, DmaTranslator>();
   #groups: Map<PciDevice, number> | null = null;
   #members: Map<number, PciDevice[]> | null = null;
   #aliasCount = 0;
@@ -346,8 +347,18 @@ export class PciTopology {
     this.#translator.set(dev, translator);
   }
 
-  /** The translator of `dev` (direct access when none). */
+  /**
+   * Put `translator` in front of every function of `segment` that has no
+   * translator of its own, including functions added later (an IOMMU that
+   * covers a whole PCI segment, as a DRHD with INCLUDE_PCI_ALL does).
+   */
+  setSegmentTranslator(segment: number, translator: DmaTranslator): void {
+    this.#segmentTranslator.set(segment, translator);
+  }
+
+  /** The translator of `dev`: its own, else its segment's, else direct access. */
   translatorOf(dev: PciDevice): DmaTranslator {
-    return this.#translator.get(dev) ?? DIRECT_TRANSLATOR;
+    return this.#translator.get(dev) ?? this.#segmentTranslator.get(dev.segment) ??
+      DIRECT_TRANSLATOR;
   }
 }

@@ -26,8 +26,8 @@ function hardware(machine: Machine, o: BackendOptions): FlatIommuHw {
     apertureBits: Number(o.aperture_bits ?? 31),
     iotlbEntries: Number(o.iotlb_entries ?? 64),
   });
-  // The flat IOMMU sits in front of every segment-0 function present now.
-  for (const dev of machine.pci.devices) if (dev.segment === 0) machine.pci.setTranslator(dev, hw);
+  // The flat IOMMU sits in front of every segment-0 function, present or hot-added.
+  machine.pci.setSegmentTranslator(0, hw);
   return hw;
 }
 

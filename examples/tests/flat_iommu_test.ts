@@ -249,3 +249,12 @@ Deno.test("the hardware alone translates tables written from outside (image + re
   hw.translate(req, out);
   assert.equal(out.fault, "DT_OVERFLOW");
 });
+
+Deno.test("a device hot-added after the IOMMU is translated too", async () => {
+  const { m, drv } = await setup();
+  const late = m.pci.add({ name: "late", bus: 5, device: 0, fn: 0 });
+  assert.equal(m.master(late).read(0x1000, 4).fault, "DTE_INVALID", "not attached: no DMA");
+  drv.probeDevice(late);
+  drv.identityDomain!.attachDev(late, null);
+  assert.equal(m.master(late).read(0x1000, 4).ok, true);
+});

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { IommuError, Machine, PciTopology } from "@iommu-lab/core";
+import {
+  DIRECT_TRANSLATOR,
+  type DmaTranslator,
+  IommuError,
+  Machine,
+  PciTopology,
+} from "@iommu-lab/core";
 
 const isErr = (errno: string) => (e: unknown) => e instanceof IommuError && e.errno === errno;
 const names = (ds: { name: string }[]) => ds.map((d) => d.name);
@@ -254,4 +260,18 @@ Deno.test("describe prints the tree with DMA requester IDs and groups", () => {
     "    0000:02:03.0 old untrusted no-ACS dma-rid 0200 group 0100",
     "0000:00:02.0 nvme aliases 0011 group 0010",
   ]);
+});
+
+Deno.test("a segment translator covers functions added later; a device's own translator wins", () => {
+  const t = new PciTopology();
+  const seg: DmaTranslator = { translate() {} };
+  const own: DmaTranslator = { translate() {} };
+  const a = t.add({ name: "a", bus: 0, device: 1, fn: 0 });
+  t.setSegmentTranslator(0, seg);
+  const b = t.add({ name: "b", bus: 0, device: 2, fn: 0 });
+  const c = t.add({ name: "c", segment: 1, bus: 0, device: 2, fn: 0 });
+  t.setTranslator(b, own);
+  assert.equal(t.translatorOf(a), seg);
+  assert.equal(t.translatorOf(b), own);
+  assert.equal(t.translatorOf(c), DIRECT_TRANSLATOR);
 });
