@@ -30,7 +30,7 @@ export class IotlbGather {
     this.start = Number.MAX_SAFE_INTEGER;
     this.end = 0;
     this.pgsize = 0;
-    this.freelist.length = 0;
+    if (this.freelist.length !== 0) this.freelist.length = 0;
     this.queued = false;
     return this;
   }
