@@ -1319,13 +1319,16 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       // Nested entries are cached first-stage structures over this second stage.
       this.#invPsc(this.#pscFs, gran === 1 ? -1 : did, -1, false, 0, 0, 0);
     }
+    if (gran === 1) {
+      // Global: every entry, first-stage ones included.
+      for (const m of this.#iotlb.values()) m.clear();
+      this.#invPsc(this.#pscFs, -1, -1, false, 0, 0, 0);
+    }
     for (const [tag, m] of this.#iotlb) {
-      if (gran !== 1 && Math.floor(tag / TWO20) !== did) continue;
-      for (const [k, e] of m) {
-        if (sm && e.kind === KIND_FS) continue;
-        if (gran === 3 && !overlaps(e, addr, am)) continue;
-        m.delete(k);
-      }
+      if (gran === 1 || Math.floor(tag / TWO20) !== did) continue;
+      const skip = sm ? KIND_FS : -1;
+      if (gran === 3) dropRange(m, addr, am, skip);
+      else for (const [k, e] of m) if (e.kind !== skip) m.delete(k);
     }
     if (this.#m.trace.observed) {
       this.#m.trace.emit(this.name, "vtd_inv_desc_iotlb", { gran, did, addr, am });
@@ -1336,11 +1339,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.#invPsc(this.#pscFs, did, pasid, gran === 3, addr, am, ih);
     const m = this.#iotlb.get(did * TWO20 + pasid);
     if (m === undefined) return;
-    for (const [k, e] of m) {
-      if (e.kind === KIND_SS) continue;
-      if (gran === 3 && !overlaps(e, addr, am)) continue;
-      m.delete(k);
-    }
+    if (gran === 3) dropRange(m, addr, am, KIND_SS);
+    else for (const [k, e] of m) if (e.kind !== KIND_SS) m.delete(k);
   }
 
   /** Drop paging-structure entries of `did` (-1 all) / `pasid` (-1 all) that cover the range (IH=1 keeps them). */
@@ -1544,8 +1544,26 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   }
 }
 
-function overlaps(e: TlbEntry, addr: number, am: number): boolean {
+/**
+ * Delete the entries of `m` (except kind `skip`) that overlap the 2^am pages
+ * at `addr`: direct key probes for small ranges, a scan for large ones.
+ */
+function dropRange(m: Map<number, TlbEntry>, addr: number, am: number, skip: number): void {
   const size = 4096 * 2 ** am;
   const start = addr - (addr % size);
-  return e.iova < start + size && start < e.iova + e.size;
+  if (am <= 6) {
+    for (let s = 0; s < 3; s++) {
+      const sz = SIZES[s];
+      const last = Math.floor((start + size - 1) / sz);
+      for (let p = Math.floor(start / sz); p <= last; p++) {
+        const k = p * 4 + s;
+        const e = m.get(k);
+        if (e !== undefined && e.kind !== skip) m.delete(k);
+      }
+    }
+    return;
+  }
+  for (const [k, e] of m) {
+    if (e.kind !== skip && e.iova < start + size && start < e.iova + e.size) m.delete(k);
+  }
 }
