@@ -120,6 +120,21 @@ export class MmioBus {
     );
   }
 
+  /**
+   * How `[addr, addr+len)` meets the windows: 0 touches none, 1 lies inside
+   * one window, 2 touches a window without lying inside it (straddles).
+   * For a bus master deciding between memory and registers.
+   */
+  claims(addr: number, len: number): 0 | 1 | 2 {
+    const end = addr + len;
+    for (let i = 0; i < this.#windows.length; i++) {
+      const w = this.#windows[i];
+      const wEnd = w.base + w.region.size;
+      if (addr < wEnd && w.base < end) return addr >= w.base && end <= wEnd ? 1 : 2;
+    }
+    return 0;
+  }
+
   /** The base address of `region`, or -1 when not mapped. */
   baseOf(region: MmioRegion): number {
     return this.#windows.find((w) => w.region === region)?.base ?? -1;

@@ -8,8 +8,12 @@
  *
  * A transfer is translated chunk by chunk, reusing each translation over the
  * span it covers. Every chunk is translated before any byte moves, so a
- * transfer that faults anywhere transfers nothing. After each transaction
- * the machine's pending interrupts are delivered.
+ * transfer that faults anywhere transfers nothing. A chunk whose physical
+ * address lies in an MMIO window (an MSI doorbell, a peer device's
+ * registers) is delivered to the registers as 32-bit accesses; it must be
+ * 4-byte aligned and lie inside one window, else the transfer is a bus
+ * error. After each transaction the machine's pending interrupts are
+ * delivered.
  */
 
 import { IommuError } from "../errors.ts";
@@ -96,6 +100,9 @@ export class DmaMaster {
   readonly #res = newTranslateResult();
   /** Translated chunks of the current transfer: pa, length pairs. */
   #chunks = new Float64Array(32);
+  /** Per chunk: 1 when it targets MMIO registers. */
+  #mmio = new Uint8Array(16);
+  #anyMmio = false;
   #nChunks = 0;
   #fault = "";
   #faultCode = 0;
@@ -127,12 +134,13 @@ export class DmaMaster {
     if (!this.#translateAll(addr, len)) return this.#failed(op, addr, len);
     const data = new Uint8Array(len);
     const mem = this.machine.mem;
-    if (this.#nChunks === 1) mem.readBytes(this.#chunks[0], len, data);
+    if (this.#nChunks === 1 && !this.#anyMmio) mem.readBytes(this.#chunks[0], len, data);
     else {
       let off = 0;
       for (let i = 0; i < this.#nChunks; i++) {
         const pa = this.#chunks[2 * i], n = this.#chunks[2 * i + 1];
-        mem.readBytes(pa, n, data.subarray(off, off + n));
+        if (this.#mmio[i]) this.#mmioRead(pa, n, data, off);
+        else mem.readBytes(pa, n, data.subarray(off, off + n));
         off += n;
       }
     }
@@ -157,12 +165,13 @@ export class DmaMaster {
     this.counters.writes++;
     if (!this.#translateAll(addr, len)) return this.#failed(op, addr, len);
     const mem = this.machine.mem;
-    if (this.#nChunks === 1) mem.writeBytes(this.#chunks[0], data);
+    if (this.#nChunks === 1 && !this.#anyMmio) mem.writeBytes(this.#chunks[0], data);
     else {
       let off = 0;
       for (let i = 0; i < this.#nChunks; i++) {
         const pa = this.#chunks[2 * i], n = this.#chunks[2 * i + 1];
-        mem.writeBytes(pa, data.subarray(off, off + n));
+        if (this.#mmio[i]) this.#mmioWrite(pa, n, data, off);
+        else mem.writeBytes(pa, data.subarray(off, off + n));
         off += n;
       }
     }
@@ -219,6 +228,12 @@ export class DmaMaster {
     this.#prepare(name, ACCESS_ATOMIC, opts);
     this.counters.atomics++;
     if (!this.#translateAll(addr, width)) return this.#failed(name, addr, width);
+    if (this.#anyMmio) {
+      this.#fault = DMA_FAULT_BUS;
+      this.#faultCode = 0;
+      this.#faultAddr = addr;
+      return this.#failed(name, addr, width);
+    }
     const pa = this.#chunks[0];
     const mem = this.machine.mem;
     const bits = width * 8;
@@ -235,6 +250,25 @@ export class DmaMaster {
     if (this.machine.trace.observed) this.#emit("dma_atomic", addr, width);
     if (this.machine.irq.pending) this.machine.irq.deliver();
     return { ok: true, bytes: width, data, fault: "", faultCode: 0, faultAddr: 0, pending: false };
+  }
+
+  #mmioRead(pa: number, n: number, data: Uint8Array, off: number): void {
+    const bus = this.machine.bus;
+    for (let k = 0; k < n; k += 4) {
+      const v = bus.read32(pa + k);
+      data[off + k] = v & 0xff;
+      data[off + k + 1] = (v >>> 8) & 0xff;
+      data[off + k + 2] = (v >>> 16) & 0xff;
+      data[off + k + 3] = v >>> 24;
+    }
+  }
+
+  #mmioWrite(pa: number, n: number, data: Uint8Array, off: number): void {
+    const bus = this.machine.bus;
+    for (let k = 0; k < n; k += 4) {
+      const o = off + k;
+      bus.write32(pa + k, data[o] | (data[o + 1] << 8) | (data[o + 2] << 16) | (data[o + 3] << 24));
+    }
   }
 
   #checkRange(op: string, addr: number, len: number): void {
@@ -290,6 +324,7 @@ export class DmaMaster {
   /** Translate `[addr, addr+len)` into chunks; false (with fault fields set) on the first failure. */
   #translateAll(addr: number, len: number): boolean {
     this.#nChunks = 0;
+    this.#anyMmio = false;
     this.#pending = false;
     const end = addr + len;
     const mask = this.dev.dmaMask;
@@ -302,6 +337,7 @@ export class DmaMaster {
     const tr = this.machine.pci.translatorOf(this.dev);
     const req = this.#req, res = this.#res;
     const limit = this.machine.mem.limit;
+    const bus = this.machine.bus;
     for (let a = addr; a < end;) {
       req.addr = a;
       this.counters.translations++;
@@ -322,18 +358,34 @@ export class DmaMaster {
         this.#faultAddr = a;
         return false;
       }
+      const claim = bus.claims(res.pa, n);
+      if (claim !== 0 && (claim === 2 || res.pa % 4 !== 0 || n % 4 !== 0)) {
+        // Straddles a register window, or a register access that is not 32-bit aligned.
+        this.#fault = DMA_FAULT_BUS;
+        this.#faultCode = 0;
+        this.#faultAddr = a;
+        return false;
+      }
       const k = this.#nChunks;
       if (2 * k + 2 > this.#chunks.length) {
         const bigger = new Float64Array(this.#chunks.length * 2);
         bigger.set(this.#chunks);
         this.#chunks = bigger;
+        const kinds = new Uint8Array(this.#mmio.length * 2);
+        kinds.set(this.#mmio);
+        this.#mmio = kinds;
       }
-      // Merge with the previous chunk when physically contiguous.
-      if (k > 0 && this.#chunks[2 * k - 2] + this.#chunks[2 * k - 1] === res.pa) {
+      if (claim === 1) this.#anyMmio = true;
+      // Merge with the previous chunk when physically contiguous and of the same kind.
+      if (
+        k > 0 && this.#mmio[k - 1] === claim &&
+        this.#chunks[2 * k - 2] + this.#chunks[2 * k - 1] === res.pa
+      ) {
         this.#chunks[2 * k - 1] += n;
       } else {
         this.#chunks[2 * k] = res.pa;
         this.#chunks[2 * k + 1] = n;
+        this.#mmio[k] = claim;
         this.#nChunks = k + 1;
       }
       a += n;

@@ -293,3 +293,47 @@ Deno.test("random transfers through random mappings agree with a byte-level refe
     { numRuns: 60, seed: 11 },
   );
 });
+
+class Doorbell {
+  readonly name: string = "doorbell";
+  constructor(readonly size = 0x1000) {}
+  readonly writes: [number, number][] = [];
+  read32(off: number): number {
+    return 0xd0000000 | off;
+  }
+  write32(off: number, v: number): void {
+    this.writes.push([off, v]);
+  }
+}
+
+Deno.test("DMA that reaches an MMIO window becomes 32-bit register accesses", () => {
+  const m = new Machine();
+  const bell = new Doorbell();
+  m.bus.map(0xfee0_0000, bell);
+  const dev = m.pci.add({ name: "d", bus: 0, device: 1, fn: 0 });
+  const dma = m.master(dev);
+  const r = dma.write(0xfee0_0040, new Uint8Array([0x21, 0x43, 0x65, 0x87, 1, 0, 0, 0]));
+  assert.equal(r.ok, true);
+  assert.deepEqual(bell.writes, [[0x40, 0x87654321], [0x44, 1]]);
+  assert.equal(m.mem.stats.pagesBacked, 0, "nothing reached RAM");
+  assert.deepEqual([...dma.read(0xfee0_0010, 4).data!], [0x10, 0, 0, 0xd0]);
+  // A transfer from RAM into the window is split by kind.
+  m.mem.write32(0xfedf_fffc, 0xaabbccdd);
+  const mixed = dma.read(0xfedf_fffc, 8);
+  assert.deepEqual([...mixed.data!], [0xdd, 0xcc, 0xbb, 0xaa, 0, 0, 0, 0xd0]);
+  assert.equal(
+    dma.write(0xfee0_0042, new Uint8Array(4)).fault,
+    "BUS_ERROR",
+    "unaligned register access",
+  );
+  const small = new Doorbell(0x100);
+  m.bus.map(0xfee0_2000, small);
+  assert.equal(
+    dma.write(0xfee0_20fc, new Uint8Array(8)).fault,
+    "BUS_ERROR",
+    "straddles the window end",
+  );
+  assert.equal(small.writes.length, 0);
+  assert.equal(dma.atomic("add", 0xfee0_0000, 4, 1n).fault, "BUS_ERROR", "no atomics to registers");
+  assert.equal(bell.writes.length, 2, "failed transfers wrote no register");
+});
