@@ -57,10 +57,13 @@ for (const flts of [true, false]) {
       do_not_optimize(out.pa);
     });
     bench(`vtd ${stage}: 3 QI invalidations alone (baseline for the line above)`, () => gtlb());
-    bench(`vtd ${stage}: 1 page-selective QI invalidation alone (baseline for the line below)`, () => {
-      if (flts) drv.submitRaw(0x20036, 0, 0x40, 0);
-      else drv.submitRaw(0x20032, 0, 0x40, 0);
-    });
+    bench(
+      `vtd ${stage}: 1 page-selective QI invalidation alone (baseline for the line below)`,
+      () => {
+        if (flts) drv.submitRaw(0x20036, 0, 0x40, 0);
+        else drv.submitRaw(0x20032, 0, 0x40, 0);
+      },
+    );
     let j = 0;
     bench(`vtd ${stage}: IOTLB miss, walk-cache hit (page-selective inv. IH=1 first)`, () => {
       req.addr = (j = (j + 1) % 1024) * 4096;

@@ -19,12 +19,20 @@ import { VtdHardware } from "./hw/model.ts";
 import { resolveVtdOptions, VTD_OPTION_SPECS } from "./hw/options.ts";
 import { VtdDriver } from "./driver/driver.ts";
 
+export type * from "@iommu-lab/core";
 export * from "./hw/structures.ts";
 export * from "./hw/registers.ts";
 export * from "./hw/faults.ts";
 export * from "./hw/options.ts";
 export { type VtdFault, VtdHardware, type VtdStaleReport } from "./hw/model.ts";
-export { FLPT_DEFAULT_DID, IDA_START_DID, VtdDomain, VtdDriver, type VtdDriverOptions } from "./driver/driver.ts";
+export {
+  type Attachment,
+  FLPT_DEFAULT_DID,
+  IDA_START_DID,
+  VtdDomain,
+  VtdDriver,
+  type VtdDriverOptions,
+} from "./driver/driver.ts";
 export {
   defaultPgtableFactory,
   type PgtableFactory,

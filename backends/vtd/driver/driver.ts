@@ -10,6 +10,12 @@
 import {
   DomainType,
   type DomainType as DomainTypeT,
+  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+  IOMMU_FAULT_PERM_EXEC,
+  IOMMU_FAULT_PERM_PRIV,
+  IOMMU_FAULT_PERM_READ,
+  IOMMU_FAULT_PERM_WRITE,
   type IommuCap,
   type IommuDomain,
   IommuError,
@@ -17,12 +23,6 @@ import {
   type IommuOpsWithHooks,
   type IommuPageResponse,
   type IopfFault,
-  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
-  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
-  IOMMU_FAULT_PERM_EXEC,
-  IOMMU_FAULT_PERM_PRIV,
-  IOMMU_FAULT_PERM_READ,
-  IOMMU_FAULT_PERM_WRITE,
   type IotlbGather,
   type Machine,
   type PciDevice,
@@ -65,8 +65,11 @@ interface DevInfo {
   domains: Map<number, VtdDomain>;
 }
 
-interface Attachment {
+/** Where a domain is attached: a device and a PASID (0 = RID_PASID). */
+export interface Attachment {
+  /** The device. */
   dev: PciDevice;
+  /** The PASID. */
   pasid: number;
 }
 
@@ -107,7 +110,9 @@ export class VtdDomain implements IommuDomain {
     this.pgtable = pgtable;
     this.pgsizeBitmap = pgtable?.pgsizeBitmap ?? 0;
     this.geometry = { apertureStart: 0, apertureEnd: 2 ** width - 1, forceAperture: true };
-    this.label = `vtd-${type === DomainType.IDENTITY ? "identity" : type === DomainType.BLOCKED ? "blocked" : "paging"}-${did}`;
+    this.label = `vtd-${
+      type === DomainType.IDENTITY ? "identity" : type === DomainType.BLOCKED ? "blocked" : "paging"
+    }-${did}`;
   }
 
   /** `attach_dev`: route requests without PASID (RID_PASID) here. */
@@ -117,15 +122,23 @@ export class VtdDomain implements IommuDomain {
 
   /** `set_dev_pasid`. */
   setDevPasid(dev: PciDevice, pasid: number, _old: IommuDomain | null): void {
-    if (pasid === 0) throw new IommuError("EINVAL", "set_dev_pasid", "PASID 0 is the RID_PASID; use attach_dev");
+    if (pasid === 0) {
+      throw new IommuError("EINVAL", "set_dev_pasid", "PASID 0 is the RID_PASID; use attach_dev");
+    }
     this.owner.setPasidDomain(this, dev, pasid);
   }
 
   /** `map_pages`. */
   mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
-    if (!this.pgtable) throw new IommuError("EOPNOTSUPP", "map_pages", `${this.label} has no page table`);
+    if (!this.pgtable) {
+      throw new IommuError("EOPNOTSUPP", "map_pages", `${this.label} has no page table`);
+    }
     if (iova + pgsize * pgcount - 1 > this.geometry.apertureEnd) {
-      throw new IommuError("EINVAL", "map_pages", `iova range ends beyond the aperture 0x${this.geometry.apertureEnd.toString(16)}`);
+      throw new IommuError(
+        "EINVAL",
+        "map_pages",
+        `iova range ends beyond the aperture 0x${this.geometry.apertureEnd.toString(16)}`,
+      );
     }
     return this.pgtable.mapPages(iova, paddr, pgsize, pgcount, prot);
   }
@@ -146,7 +159,9 @@ export class VtdDomain implements IommuDomain {
   /** `iotlb_sync`. */
   iotlbSync(gather: IotlbGather): void {
     // IH=1 (leaf only) when no page-table page was freed, as intel_iommu_tlb_sync does.
-    if (!gather.empty) this.owner.flushRange(this, gather.start, gather.end, gather.freelist.length === 0 ? 1 : 0);
+    if (!gather.empty) {
+      this.owner.flushRange(this, gather.start, gather.end, gather.freelist.length === 0 ? 1 : 0);
+    }
   }
 
   /** `flush_iotlb_all`. */
@@ -156,13 +171,21 @@ export class VtdDomain implements IommuDomain {
 
   /** `iova_to_phys`. */
   iovaToPhys(iova: number): number {
-    return this.pgtable ? this.pgtable.iovaToPhys(iova) : this.type === DomainType.IDENTITY ? iova : 0;
+    return this.pgtable
+      ? this.pgtable.iovaToPhys(iova)
+      : this.type === DomainType.IDENTITY
+      ? iova
+      : 0;
   }
 
   /** `free`. */
   free(): void {
     if (this.attachments.length > 0) {
-      throw new IommuError("EBUSY", "domain_free", `${this.label} is still attached to ${this.attachments.length} device/PASID(s)`);
+      throw new IommuError(
+        "EBUSY",
+        "domain_free",
+        `${this.label} is still attached to ${this.attachments.length} device/PASID(s)`,
+      );
     }
     this.pgtable?.free();
     this.owner.releaseDid(this.did);
@@ -250,14 +273,29 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.pasidSupported = smts && this.#ecapBit(40) === 1;
     this.cachingMode = this.#capBit(7) === 1;
     if (!this.#ecapBit(1)) {
-      throw new IommuError("ENODEV", "intel_iommu_init", "ECAP.QI is clear; this driver model needs queued invalidation");
+      throw new IommuError(
+        "ENODEV",
+        "intel_iommu_init",
+        "ECAP.QI is clear; this driver model needs queued invalidation",
+      );
     }
     this.#ndoms = 2 ** (4 + 2 * (this.#capLo & 7));
     const sagaw = (this.#capLo >>> 8) & 0x1f;
     const mgaw = ((this.#capLo >>> 16) & 0x3f) + 1;
     this.#ssAgaw = 0;
-    for (let a = 3; a >= 1; a--) if ((sagaw >> a) & 1 && 30 + 9 * a <= mgaw) { this.#ssAgaw = a; break; }
-    if (this.#ssAgaw === 0) throw new IommuError("ENODEV", "intel_iommu_init", `no usable AGAW in SAGAW 0x${sagaw.toString(16)}`);
+    for (let a = 3; a >= 1; a--) {
+      if ((sagaw >> a) & 1 && 30 + 9 * a <= mgaw) {
+        this.#ssAgaw = a;
+        break;
+      }
+    }
+    if (this.#ssAgaw === 0) {
+      throw new IommuError(
+        "ENODEV",
+        "intel_iommu_init",
+        `no usable AGAW in SAGAW 0x${sagaw.toString(16)}`,
+      );
+    }
     const useFs = this.sm && this.#ecapBit(47) === 1;
     const sllps = (this.#capHi >>> 2) & 0xf;
     this.pgsizeBitmap = 4096 + (useFs || (sllps & 1) ? 2097152 : 0) +
@@ -268,7 +306,9 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#root = pages.allocPage();
     this.#w64(REG.RTADDR, this.#root + (this.sm ? RTADDR_TTM_SCALABLE << 10 : 0));
     this.#w32(REG.GCMD, this.#gcmd | GCMD.SRTP);
-    if (!(this.#r32(REG.GSTS) & GCMD.SRTP)) throw new IommuError("EIO", "iommu_set_root_entry", "GSTS.RTPS did not set");
+    if (!(this.#r32(REG.GSTS) & GCMD.SRTP)) {
+      throw new IommuError("EIO", "iommu_set_root_entry", "GSTS.RTPS did not set");
+    }
     // Queued invalidation.
     this.#qShift = 4 + (smts ? 1 : 0);
     const qPages = (QI_LENGTH << this.#qShift) / 4096;
@@ -278,7 +318,9 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#w64(REG.IQA, this.#qBase + (smts ? IQA_DW : 0) + Math.log2(qPages));
     this.#gcmd |= GCMD.QIE;
     this.#w32(REG.GCMD, this.#gcmd);
-    if (!(this.#r32(REG.GSTS) & GCMD.QIE)) throw new IommuError("EIO", "dmar_enable_qi", "GSTS.QIES did not set");
+    if (!(this.#r32(REG.GSTS) & GCMD.QIE)) {
+      throw new IommuError("EIO", "dmar_enable_qi", "GSTS.QIES did not set");
+    }
     // Fault interrupts.
     this.#m.irq.register(`${this.#opts.hwName}:fault`, () => this.#faultIrq());
     this.#w32(REG.FECTL, 0);
@@ -298,10 +340,19 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#qiSync();
     this.#gcmd |= GCMD.TE;
     this.#w32(REG.GCMD, this.#gcmd);
-    if (!(this.#r32(REG.GSTS) & GCMD.TE)) throw new IommuError("EIO", "iommu_enable_translation", "GSTS.TES did not set");
+    if (!(this.#r32(REG.GSTS) & GCMD.TE)) {
+      throw new IommuError("EIO", "iommu_enable_translation", "GSTS.TES did not set");
+    }
     this.#dids.add(0);
     this.#dids.add(FLPT_DEFAULT_DID);
-    this.identityDomain = new VtdDomain(this, DomainType.IDENTITY, FLPT_DEFAULT_DID, false, null, 52);
+    this.identityDomain = new VtdDomain(
+      this,
+      DomainType.IDENTITY,
+      FLPT_DEFAULT_DID,
+      false,
+      null,
+      52,
+    );
     this.blockedDomain = new VtdDomain(this, DomainType.BLOCKED, 0, false, null, 0);
   }
 
@@ -333,7 +384,12 @@ export class VtdDriver implements IommuOpsWithHooks {
   /** Append a wait descriptor, submit, and check for queue errors (`qi_submit_sync`). */
   #qiSync(): void {
     const seq = (++this.#qSeq) >>> 0;
-    this.#qiDesc(QI_TYPE.IWD | (1 << 5) | (1 << 6), seq, this.#qStatus % TWO32, Math.floor(this.#qStatus / TWO32));
+    this.#qiDesc(
+      QI_TYPE.IWD | (1 << 5) | (1 << 6),
+      seq,
+      this.#qStatus % TWO32,
+      Math.floor(this.#qStatus / TWO32),
+    );
     this.#w64(REG.IQT, this.#qTail);
     const fsts = this.#r32(REG.FSTS);
     if (fsts & FSTS.IQE) {
@@ -346,11 +402,19 @@ export class VtdDriver implements IommuOpsWithHooks {
       const mem = this.#m.mem;
       for (let i = 0; i < dsz; i += 4) mem.write32(bad + i, mem.read32(wait + i));
       this.#w32(REG.FSTS, FSTS.IQE);
-      throw new IommuError("EINVAL", "qi_submit_sync", "invalidation queue error (IQE): a descriptor was malformed");
+      throw new IommuError(
+        "EINVAL",
+        "qi_submit_sync",
+        "invalidation queue error (IQE): a descriptor was malformed",
+      );
     }
     if (fsts & FSTS.ITE) {
       this.#w32(REG.FSTS, FSTS.ITE);
-      throw new IommuError("ETIMEDOUT", "qi_submit_sync", "device-TLB invalidation timed out (ITE)");
+      throw new IommuError(
+        "ETIMEDOUT",
+        "qi_submit_sync",
+        "device-TLB invalidation timed out (ITE)",
+      );
     }
     if (this.#m.mem.read32(this.#qStatus) !== seq) {
       throw new IommuError("EIO", "qi_submit_sync", "wait descriptor status was not written");
@@ -365,12 +429,26 @@ export class VtdDriver implements IommuOpsWithHooks {
 
   /** `probe_device`: claim every PCI function on segment 0; write its SM context entry. */
   probeDevice(dev: PciDevice): void {
-    if (dev.segment !== 0) throw new IommuError("ENODEV", "probe_device", `${dev.bdf} is not behind this IOMMU (segment 0 only)`);
+    if (dev.segment !== 0) {
+      throw new IommuError(
+        "ENODEV",
+        "probe_device",
+        `${dev.bdf} is not behind this IOMMU (segment 0 only)`,
+      );
+    }
     if (this.#devs.has(dev)) return;
     const ats = dev.ats && this.#ecapBit(2) === 1;
     const pri = dev.pri && ats && this.#ecapBit(29) === 1 && this.sm;
     const maxPasids = this.maxPasidsFor(dev);
-    const info: DevInfo = { dev, pasidDir: 0, pdts: 0, dirEntries: 0, ats, pri, domains: new Map() };
+    const info: DevInfo = {
+      dev,
+      pasidDir: 0,
+      pdts: 0,
+      dirEntries: 0,
+      ats,
+      pri,
+      domains: new Map(),
+    };
     const ctxTable = this.#contextTable(dev.bus, dev.devfn);
     if (this.sm) {
       const entries = Math.max(512, maxPasids / 64);
@@ -431,7 +509,9 @@ export class VtdDriver implements IommuOpsWithHooks {
   releaseDevice(dev: PciDevice): void {
     const info = this.#devs.get(dev);
     if (!info) return;
-    for (const pasid of [...info.domains.keys()]) this.setPasidDomain(this.blockedDomain, dev, pasid);
+    for (const pasid of [...info.domains.keys()]) {
+      this.setPasidDomain(this.blockedDomain, dev, pasid);
+    }
     if (this.sm) {
       const ce = this.#contextTable(dev.bus, dev.devfn) + (dev.devfn & 0x7f) * 32;
       this.#m.mem.write32(ce, 0);
@@ -454,15 +534,36 @@ export class VtdDriver implements IommuOpsWithHooks {
 
   /** `domain_alloc_paging_flags`: first stage when FLTS (else second stage). */
   domainAllocPaging(_dev: PciDevice | null, flags: number): VtdDomain {
-    if (flags & ~0xf) throw new IommuError("EOPNOTSUPP", "domain_alloc_paging_flags", `unknown flags 0x${flags.toString(16)}`);
+    if (flags & ~0xf) {
+      throw new IommuError(
+        "EOPNOTSUPP",
+        "domain_alloc_paging_flags",
+        `unknown flags 0x${flags.toString(16)}`,
+      );
+    }
     const nestParent = (flags & 1) !== 0;
     const useFs = this.sm && this.#ecapBit(47) === 1 && !nestParent;
     if (!useFs && !(this.#ecapBit(46) === 1 || !this.sm)) {
-      throw new IommuError("EOPNOTSUPP", "domain_alloc_paging_flags", "neither first- nor second-stage translation is supported");
+      throw new IommuError(
+        "EOPNOTSUPP",
+        "domain_alloc_paging_flags",
+        "neither first- nor second-stage translation is supported",
+      );
     }
     let did = -1;
-    for (let d = IDA_START_DID; d < this.#ndoms; d++) if (!this.#dids.has(d)) { did = d; break; }
-    if (did < 0) throw new IommuError("ENOSPC", "domain_alloc_paging_flags", `all ${this.#ndoms} domain IDs are in use`);
+    for (let d = IDA_START_DID; d < this.#ndoms; d++) {
+      if (!this.#dids.has(d)) {
+        did = d;
+        break;
+      }
+    }
+    if (did < 0) {
+      throw new IommuError(
+        "ENOSPC",
+        "domain_alloc_paging_flags",
+        `all ${this.#ndoms} domain IDs are in use`,
+      );
+    }
     const levels = useFs ? this.#fsLevels : this.#ssAgaw + 2;
     const bitmap = useFs
       ? 4096 + 2097152 + (this.#capBit(56) ? 1073741824 : 0)
@@ -470,11 +571,22 @@ export class VtdDriver implements IommuOpsWithHooks {
     let domain: VtdDomain | null = null;
     const tlb = {
       tlbFlushAll: () => domain && this.flushRange(domain, 0, Number.MAX_SAFE_INTEGER),
-      tlbFlushWalk: (iova: number, size: number) => domain && this.flushRange(domain, iova, iova + size - 1, 0),
+      tlbFlushWalk: (iova: number, size: number) =>
+        domain && this.flushRange(domain, iova, iova + size - 1, 0),
     };
-    const pt = this.#factory(useFs ? "FS" : "SS", levels, bitmap, { mem: this.#m.mem, pages: this.#m.pages }, tlb);
+    const pt = this.#factory(useFs ? "FS" : "SS", levels, bitmap, {
+      mem: this.#m.mem,
+      pages: this.#m.pages,
+    }, tlb);
     this.#dids.add(did);
-    domain = new VtdDomain(this, DomainType.UNMANAGED, did, useFs, pt, Math.min(12 + 9 * levels, 52));
+    domain = new VtdDomain(
+      this,
+      DomainType.UNMANAGED,
+      did,
+      useFs,
+      pt,
+      Math.min(12 + 9 * levels, 52),
+    );
     return domain;
   }
 
@@ -501,10 +613,22 @@ export class VtdDriver implements IommuOpsWithHooks {
    */
   setPasidDomain(domain: VtdDomain, dev: PciDevice, pasid: number): void {
     const info = this.#devs.get(dev);
-    if (!info) throw new IommuError("ENODEV", "attach_dev", `${dev.bdf} was not probed by ${this.name}`);
-    if (!this.sm) throw new IommuError("EOPNOTSUPP", "attach_dev", "legacy mode attach is not modelled by this driver");
+    if (!info) {
+      throw new IommuError("ENODEV", "attach_dev", `${dev.bdf} was not probed by ${this.name}`);
+    }
+    if (!this.sm) {
+      throw new IommuError(
+        "EOPNOTSUPP",
+        "attach_dev",
+        "legacy mode attach is not modelled by this driver",
+      );
+    }
     if (pasid !== 0 && pasid >= this.maxPasidsFor(dev)) {
-      throw new IommuError("EINVAL", "set_dev_pasid", `PASID ${pasid} is beyond ${dev.bdf}'s max_pasids ${this.maxPasidsFor(dev)}`);
+      throw new IommuError(
+        "EINVAL",
+        "set_dev_pasid",
+        `PASID ${pasid} is beyond ${dev.bdf}'s max_pasids ${this.maxPasidsFor(dev)}`,
+      );
     }
     if (domain.type === DomainType.IDENTITY && !this.#ecapBit(6)) {
       throw new IommuError("EINVAL", "attach_dev", "ECAP.PT is clear: no pass-through");
@@ -514,8 +638,9 @@ export class VtdDriver implements IommuOpsWithHooks {
     const mem = this.#m.mem;
     const de = info.pasidDir + dirIdx * 8;
     let table: number;
-    if (mem.read32(de) & 1) table = (mem.read32(de + 4) & 0xfffff) * TWO32 + ((mem.read32(de) & 0xfffff000) >>> 0);
-    else {
+    if (mem.read32(de) & 1) {
+      table = (mem.read32(de + 4) & 0xfffff) * TWO32 + ((mem.read32(de) & 0xfffff000) >>> 0);
+    } else {
       if (domain.type === DomainType.BLOCKED) table = -1;
       else {
         table = this.#m.pages.allocPage();
@@ -532,8 +657,9 @@ export class VtdDriver implements IommuOpsWithHooks {
       const pgtt = (w0 >>> 6) & 7;
       mem.write32(pe, w0 & ~1);
       this.#qiDesc(QI_TYPE.PC | (1 << 4) | (old.did << 16), pasid, 0, 0);
-      if (pgtt === PGTT_PT || pgtt === PGTT_FL_ONLY) this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (old.did << 16), pasid, 0, 0);
-      else this.#qiDesc(QI_TYPE.IOTLB | (2 << 4) | (old.did << 16), 0, 0, 0);
+      if (pgtt === PGTT_PT || pgtt === PGTT_FL_ONLY) {
+        this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (old.did << 16), pasid, 0, 0);
+      } else this.#qiDesc(QI_TYPE.IOTLB | (2 << 4) | (old.did << 16), 0, 0, 0);
       if (info.ats) this.#devtlbAll(info, pasid);
       this.#qiSync();
       for (let i = 0; i < 16; i++) mem.write32(pe + 4 * i, 0);
@@ -576,8 +702,14 @@ export class VtdDriver implements IommuOpsWithHooks {
   #devtlbAll(info: DevInfo, pasid: number): void {
     const sid = info.dev.rid;
     // Whole address space: S=1 with every address bit below 63 set.
-    if (pasid === 0) this.#qiDesc(QI_TYPE.DIOTLB | ((sid & 0xf) << 12), sid, 0xfffff001, 0x7fffffff);
-    else this.#qiDesc(QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16), pasid, 0xfffff800, 0x7fffffff);
+    if (pasid === 0) {
+      this.#qiDesc(QI_TYPE.DIOTLB | ((sid & 0xf) << 12), sid, 0xfffff001, 0x7fffffff);
+    } else {this.#qiDesc(
+        QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16),
+        pasid,
+        0xfffff800,
+        0x7fffffff,
+      );}
   }
 
   /**
@@ -614,15 +746,26 @@ export class VtdDriver implements IommuOpsWithHooks {
       if (!seen.has(key)) {
         seen.add(key);
         if (domain.firstStage) {
-          if (all || mask > mamv) this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (domain.did << 16), a.pasid, 0, 0);
-          else {
-            this.#qiDesc(QI_TYPE.EIOTLB | (3 << 4) | (domain.did << 16), a.pasid, ((addr % TWO32) | (ih << 6) | mask) >>> 0, Math.floor(addr / TWO32));
+          if (all || mask > mamv) {
+            this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (domain.did << 16), a.pasid, 0, 0);
+          } else {
+            this.#qiDesc(
+              QI_TYPE.EIOTLB | (3 << 4) | (domain.did << 16),
+              a.pasid,
+              ((addr % TWO32) | (ih << 6) | mask) >>> 0,
+              Math.floor(addr / TWO32),
+            );
           }
         } else if (!seen.has(-1)) {
           seen.add(-1);
           const base = QI_TYPE.IOTLB | (dw << 6) | (dr << 7) | (domain.did << 16);
           if (all || !psi || mask > mamv) this.#qiDesc(base | (2 << 4), 0, 0, 0);
-          else this.#qiDesc(base | (3 << 4), 0, ((addr % TWO32) | (ih << 6) | mask) >>> 0, Math.floor(addr / TWO32));
+          else {this.#qiDesc(
+              base | (3 << 4),
+              0,
+              ((addr % TWO32) | (ih << 6) | mask) >>> 0,
+              Math.floor(addr / TWO32),
+            );}
         }
       }
       const info = this.#devs.get(a.dev);
@@ -637,9 +780,19 @@ export class VtdDriver implements IommuOpsWithHooks {
             s = 1;
           }
           if (a.pasid === 0) {
-            this.#qiDesc(QI_TYPE.DIOTLB | ((sid & 0xf) << 12), sid, ((da % TWO32) | s) >>> 0, Math.floor(da / TWO32));
+            this.#qiDesc(
+              QI_TYPE.DIOTLB | ((sid & 0xf) << 12),
+              sid,
+              ((da % TWO32) | s) >>> 0,
+              Math.floor(da / TWO32),
+            );
           } else {
-            this.#qiDesc(QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16), a.pasid, ((da % TWO32) | (s << 11)) >>> 0, Math.floor(da / TWO32));
+            this.#qiDesc(
+              QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16),
+              a.pasid,
+              ((da % TWO32) | (s << 11)) >>> 0,
+              Math.floor(da / TWO32),
+            );
           }
         }
       }
@@ -664,7 +817,12 @@ export class VtdDriver implements IommuOpsWithHooks {
         const reason = w3 & 0xff;
         const write = ((w3 >>> 30) & 1) === 0;
         this.#w32(off + 12, 0x80000000);
-        this.#hooks?.reportIommuFault(this.#m.pci.byRid(sid) ?? null, addr, write, `0x${reason.toString(16)}`);
+        this.#hooks?.reportIommuFault(
+          this.#m.pci.byRid(sid) ?? null,
+          addr,
+          write,
+          `0x${reason.toString(16)}`,
+        );
       }
     }
     if (fsts & FSTS.PFO) this.#w32(REG.FSTS, FSTS.PFO);
@@ -678,7 +836,10 @@ export class VtdDriver implements IommuOpsWithHooks {
     const mem = this.#m.mem;
     while (head !== tail) {
       const a = this.#prq + head;
-      const w0 = mem.read32(a), w1 = mem.read32(a + 4), w2 = mem.read32(a + 8), w3 = mem.read32(a + 12);
+      const w0 = mem.read32(a),
+        w1 = mem.read32(a + 4),
+        w2 = mem.read32(a + 8),
+        w3 = mem.read32(a + 12);
       this.pageRequestsSeen++;
       const rid = w0 >>> 16;
       const pasidP = (w0 >>> 8) & 1;
@@ -690,7 +851,8 @@ export class VtdDriver implements IommuOpsWithHooks {
           pasid: pasidP ? w1 & 0xfffff : 0,
           grpid: (w2 >>> 3) & 0x1ff,
           perm: (w2 & 1 ? IOMMU_FAULT_PERM_READ : 0) | (w2 & 2 ? IOMMU_FAULT_PERM_WRITE : 0) |
-            ((w1 >>> 20) & 1 ? IOMMU_FAULT_PERM_EXEC : 0) | ((w1 >>> 21) & 1 ? IOMMU_FAULT_PERM_PRIV : 0),
+            ((w1 >>> 20) & 1 ? IOMMU_FAULT_PERM_EXEC : 0) |
+            ((w1 >>> 21) & 1 ? IOMMU_FAULT_PERM_PRIV : 0),
           addr: w3 * TWO32 + ((w2 & 0xfffff000) >>> 0),
           privateData: [0, 0],
         },
@@ -699,7 +861,9 @@ export class VtdDriver implements IommuOpsWithHooks {
       this.#w64(REG.PQH, head);
       const dev = this.#m.pci.byRid(rid);
       if (dev && this.#hooks) this.#hooks.reportDeviceFault(dev, evt);
-      else if (dev) this.pageResponse(dev, evt, { pasid: evt.prm.pasid, grpid: evt.prm.grpid, code: 1 });
+      else if (dev) {
+        this.pageResponse(dev, evt, { pasid: evt.prm.pasid, grpid: evt.prm.grpid, code: 1 });
+      }
     }
     if (this.#r32(REG.PRS) & PRS_PRO) this.#w32(REG.PRS, PRS_PRO);
   }
@@ -724,4 +888,3 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#qiSync();
   }
 }
-

@@ -8,12 +8,12 @@
  */
 
 import {
+  type FlushOps,
   IOMMU_NOEXEC,
   IOMMU_WRITE,
   IommuError,
-  type FlushOps,
-  type IotlbGather,
   type IoPgtableOps,
+  type IotlbGather,
   type PageAllocator,
   type PhysMem,
 } from "@iommu-lab/core";
@@ -40,8 +40,13 @@ export type PgtableFactory = (
 ) => VtdPgtable;
 
 /** The built-in factory. */
-export const defaultPgtableFactory: PgtableFactory = (fmt, levels, pgsizeBitmap, env, tlb) =>
-  new VtdPageTable(fmt, levels, pgsizeBitmap, env.mem, env.pages, tlb);
+export const defaultPgtableFactory: PgtableFactory = (
+  fmt: "FS" | "SS",
+  levels: number,
+  pgsizeBitmap: number,
+  env: { mem: PhysMem; pages: PageAllocator },
+  tlb: FlushOps | null,
+): VtdPgtable => new VtdPageTable(fmt, levels, pgsizeBitmap, env.mem, env.pages, tlb);
 
 /** A VT-d first- or second-stage table in physical memory. */
 export class VtdPageTable implements VtdPgtable {
@@ -88,7 +93,11 @@ export class VtdPageTable implements VtdPgtable {
       throw new IommuError("EINVAL", "map_pages", `iova/paddr not aligned to ${pgsize}`);
     }
     if (iova + pgsize * pgcount > 2 ** (12 + 9 * this.levels)) {
-      throw new IommuError("EINVAL", "map_pages", `iova beyond the ${12 + 9 * this.levels}-bit table`);
+      throw new IommuError(
+        "EINVAL",
+        "map_pages",
+        `iova beyond the ${12 + 9 * this.levels}-bit table`,
+      );
     }
     let mapped = 0;
     for (let i = 0; i < pgcount; i++) {
@@ -120,7 +129,13 @@ export class VtdPageTable implements VtdPgtable {
         table = t;
         continue;
       }
-      if (lo & 0x80) throw new IommuError("EEXIST", "map_pages", `a larger page is mapped at 0x${iova.toString(16)}`);
+      if (lo & 0x80) {
+        throw new IommuError(
+          "EEXIST",
+          "map_pages",
+          `a larger page is mapped at 0x${iova.toString(16)}`,
+        );
+      }
       table = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
     }
     const ea = table + (Math.floor(iova / 2 ** (12 + 9 * (lvl - 1))) % 512) * 8;
@@ -210,7 +225,10 @@ export class VtdPageTable implements VtdPgtable {
       for (let i = 0; i < 512; i++) {
         const lo = this.#mem.read32(t + i * 8);
         if ((lo & 3) && !(lo & 0x80)) {
-          this.#freeTree((this.#mem.read32(t + i * 8 + 4) & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0), l - 1);
+          this.#freeTree(
+            (this.#mem.read32(t + i * 8 + 4) & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0),
+            l - 1,
+          );
         }
       }
     }

@@ -36,7 +36,6 @@ import {
   PRS_PRO,
   REG,
   RTADDR_TTM_ABORT,
-  RTADDR_TTM_LEGACY,
   RTADDR_TTM_SCALABLE,
   VTD_MMIO_SIZE,
   vtdRegisterSpecs,
@@ -468,7 +467,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return;
     }
     const rid = req.rid;
-    const write = (req.access & ACCESS_WRITE) !== 0;
     // Device TLB (ATS-translated requests): consulted first.
     const dt = this.#devtlb.get(rid);
     if (dt !== undefined) {
@@ -652,7 +650,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.#fault(out, req, code, pe.fpd || ctx.fpd, false);
       return;
     }
-    if (this.#pscUsed && this.checking) this.#checkPsc(req, ctx.rid, pe.did, pgtt === PGTT_SL_ONLY ? -1 : pasid);
+    if (this.#pscUsed && this.checking) {
+      this.#checkPsc(req, ctx.rid, pe.did, pgtt === PGTT_SL_ONLY ? -1 : pasid);
+    }
     this.#fill(tag, pe.did, pasid, req.addr, kind, out, ctx.dte ? ctx.rid : -1, req.pasid);
   }
 
@@ -667,7 +667,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         `DID ${did}${pasid >= 0 ? ` PASID ${pasid}` : ""} region 0x${region.toString(16)}`,
         pasid < 0
           ? `IOTLB invalidation with IH=0 (DID ${did} covering 0x${region.toString(16)})`
-          : `PASID-based IOTLB invalidation with IH=0 (DID ${did} PASID ${pasid} covering 0x${region.toString(16)})`,
+          : `PASID-based IOTLB invalidation with IH=0 (DID ${did} PASID ${pasid} covering 0x${
+            region.toString(16)
+          })`,
       );
     }
     this.#wPa = pa;
@@ -862,7 +864,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const devfn = rid & 0xff;
     const ra = this.#rta + bus * 16;
     this.counters.walkReads++;
-    const r0 = mem.read32(ra), r1 = mem.read32(ra + 4), r2 = mem.read32(ra + 8),
+    const r0 = mem.read32(ra),
+      r1 = mem.read32(ra + 4),
+      r2 = mem.read32(ra + 8),
       r3 = mem.read32(ra + 12);
     let ctp: number;
     if (!sm) {
@@ -996,7 +1000,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const bad = e.pgtt === 0 || e.pgtt > 4 ||
       (e.pgtt === PGTT_FL_ONLY && !o.flts) || (e.pgtt === PGTT_SL_ONLY && !o.slts) ||
       (e.pgtt === PGTT_NESTED && !(o.nest && o.flts && o.slts)) || (e.pgtt === PGTT_PT && !o.pt) ||
-      (usesSs && !((o.sagaw >> e.aw) & 1)) || (usesFs && (e.flpm > 1 || (e.flpm === 1 && !o.fl5lp))) ||
+      (usesSs && !((o.sagaw >> e.aw) & 1)) ||
+      (usesFs && (e.flpm > 1 || (e.flpm === 1 && !o.fl5lp))) ||
       (e.ssade && !o.slads);
     if (bad) return this.#fault(out, req, 0x5b, fpd, true);
     if (e.sre && !o.srs) return this.#fault(out, req, 0x5b, fpd, true);
@@ -1193,7 +1198,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     if ((w[0] >>> 9) & 7) return 1; // type bits 11:9 must be 0 here
     if (wide && (w[4] | w[5] | w[6] | w[7])) return 1;
     if (this.#m.trace.observed) {
-      this.#m.trace.emit(this.name, "vtd_inv_desc", { type, lo: w[0], hi: w[1], w2: w[2], w3: w[3] });
+      this.#m.trace.emit(this.name, "vtd_inv_desc", {
+        type,
+        lo: w[0],
+        hi: w[1],
+        w2: w[2],
+        w3: w[3],
+      });
     }
     const sm = this.#ttm === RTADDR_TTM_SCALABLE;
     switch (type) {
@@ -1259,7 +1270,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         const sid = w[0] >>> 16;
         if (this.#atsTimeout.delete(sid)) return -1;
         const global = (w[2] & 1) !== 0;
-        this.#invDevtlb(sid, global ? -2 : w[1] & 0xfffff, w[2] & ~0x7ff | ((w[2] >>> 11) & 1), w[3]);
+        this.#invDevtlb(
+          sid,
+          global ? -2 : w[1] & 0xfffff,
+          w[2] & ~0x7ff | ((w[2] >>> 11) & 1),
+          w[3],
+        );
         return 0;
       }
       case QI_TYPE.PGRP_RESP: {
@@ -1372,7 +1388,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   #invPasidCache(gran: number, did: number, pasid: number): void {
     for (const [k, e] of this.#pasidCache) {
-      if (gran === 3 || (gran === 0 && e.did === did) || (gran === 1 && e.did === did && e.pasid === pasid)) {
+      if (
+        gran === 3 || (gran === 0 && e.did === did) ||
+        (gran === 1 && e.did === did && e.pasid === pasid)
+      ) {
         this.#pasidCache.delete(k);
       }
     }
@@ -1404,14 +1423,25 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   // -------------------------------------------------------------------------
   // Checking mode
 
-  #checkRaw(cache: string, addr: number, raw: Uint32Array, rid: number, pasid: number, did: number) {
+  #checkRaw(
+    cache: string,
+    addr: number,
+    raw: Uint32Array,
+    rid: number,
+    pasid: number,
+    did: number,
+  ) {
     const mem = this.#mem;
     for (let i = 0; i < raw.length; i++) {
       if (mem.read32(addr + 4 * i) !== raw[i]) {
         const missing = cache === "context-cache"
           ? `context-cache invalidation (device-selective SID 0x${rid.toString(16)})`
           : `PASID-cache invalidation (PASID-selective DID ${did} PASID ${pasid})`;
-        this.#stale(cache, `rid 0x${rid.toString(16)}${pasid >= 0 ? ` pasid ${pasid}` : ""}`, missing);
+        this.#stale(
+          cache,
+          `rid 0x${rid.toString(16)}${pasid >= 0 ? ` pasid ${pasid}` : ""}`,
+          missing,
+        );
         return;
       }
     }
@@ -1519,7 +1549,14 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     for (const m of this.#iotlb.values()) iotlb += m.size;
     let devtlb = 0;
     for (const d of this.#devtlb.values()) for (const m of d.values()) devtlb += m.size;
-    return { context: this.#ctxCache.size, pasid: this.#pasidCache.size, iotlb, devtlb, pscFs, pscSs };
+    return {
+      context: this.#ctxCache.size,
+      pasid: this.#pasidCache.size,
+      iotlb,
+      devtlb,
+      pscFs,
+      pscSs,
+    };
   }
 
   /** True when the IOTLB holds a translation of `addr` for (did, pasid). */

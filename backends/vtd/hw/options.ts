@@ -121,7 +121,7 @@ export const VTD_OPTION_SPECS: readonly BackendOptionSpec[] = [
 /** Resolve `raw` options against the specs (defaults filled; EINVAL naming a bad one). */
 export function resolveVtdOptions(raw: BackendOptions = {}): VtdOptions {
   const out: Record<string, boolean | number | string> = {};
-  for (const [k, v] of Object.entries(raw)) {
+  for (const k of Object.keys(raw)) {
     if (!VTD_OPTION_SPECS.some((s) => s.name === k)) {
       throw new IommuError(
         "EINVAL",
@@ -132,11 +132,19 @@ export function resolveVtdOptions(raw: BackendOptions = {}): VtdOptions {
   }
   for (const s of VTD_OPTION_SPECS) {
     const v = raw[s.name] ?? s.default;
-    if (typeof v !== s.type) {
+    const typed = s.type === "number"
+      ? typeof v === "number"
+      : s.type === "boolean"
+      ? typeof v === "boolean"
+      : typeof v === "string";
+    if (!typed) {
       throw new IommuError("EINVAL", "vtd_options", `option ${s.name} must be a ${s.type}`);
     }
     if (typeof v === "number") {
-      if (!Number.isInteger(v) || (s.min !== undefined && v < s.min) || (s.max !== undefined && v > s.max)) {
+      if (
+        !Number.isInteger(v) || (s.min !== undefined && v < s.min) ||
+        (s.max !== undefined && v > s.max)
+      ) {
         throw new IommuError(
           "EINVAL",
           "vtd_options",
@@ -151,7 +159,11 @@ export function resolveVtdOptions(raw: BackendOptions = {}): VtdOptions {
     mmioBase: out.mmio_base,
   } as unknown as VtdOptions;
   if ((o.sagaw & 0b1110) === 0) {
-    throw new IommuError("EINVAL", "vtd_options", `sagaw=${o.sagaw} supports no AW (need bit 1, 2 or 3)`);
+    throw new IommuError(
+      "EINVAL",
+      "vtd_options",
+      `sagaw=${o.sagaw} supports no AW (need bit 1, 2 or 3)`,
+    );
   }
   return o;
 }

@@ -86,7 +86,7 @@ Deno.test("setDevPasid routes a PASID to its own domain while RID2PASID keeps an
 });
 
 Deno.test("unmap of a 16-page range sends one page-selective PASID-IOTLB invalidation with AM 4", () => {
-  const { hw, nic, drv, m } = setup();
+  const { nic, drv, m } = setup();
   const d = drv.domainAllocPaging(nic, 0);
   d.attachDev(nic, null);
   d.mapPages(0x100000, 0x8000_0000, 4096, 16, IOMMU_READ);
@@ -115,7 +115,10 @@ Deno.test("a skipped invalidation is caught in checking mode", () => {
   assert.equal(r.ok, true, "the stale entry is still used, as on silicon");
   assert.equal(hw.staleReports.length, 1);
   assert.equal(hw.staleReports[0].cache, "iotlb");
-  assert.match(hw.staleReports[0].missing, /PASID-based IOTLB invalidation \(DID 2 PASID 0 addr 0x1000\)/);
+  assert.match(
+    hw.staleReports[0].missing,
+    /PASID-based IOTLB invalidation \(DID 2 PASID 0 addr 0x1000\)/,
+  );
 });
 
 Deno.test("page request from a PRI device is reported to the kernel hook and answered by a page group response", () => {

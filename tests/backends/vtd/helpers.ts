@@ -4,9 +4,9 @@ import {
   ACCESS_WRITE,
   IotlbGather,
   Machine,
-  NO_PASID,
   newDmaRequest,
   newTranslateResult,
+  NO_PASID,
   type PciDevice,
   type TranslateResult,
 } from "@iommu-lab/core";
@@ -16,7 +16,15 @@ import vtd, { type VtdDriver, type VtdHardware } from "../../../backends/vtd/mod
 export function setup(opts: Record<string, boolean | number | string> = {}) {
   const m = new Machine({ paBits: 48 });
   const nic = m.pci.add({ name: "nic", bus: 0, device: 2, fn: 0 });
-  const acc = m.pci.add({ name: "acc", bus: 3, device: 0, fn: 1, pasidBits: 20, ats: true, pri: true });
+  const acc = m.pci.add({
+    name: "acc",
+    bus: 3,
+    device: 0,
+    fn: 1,
+    pasidBits: 20,
+    ats: true,
+    pri: true,
+  });
   const inst = vtd.create(m, opts);
   const hw = inst.hw as VtdHardware;
   const drv = inst.driver as VtdDriver;
@@ -47,7 +55,15 @@ export function xlate(
 }
 
 /** Unmap and sync. */
-export function unmapSync(d: { unmapPages(a: number, s: number, c: number, g: IotlbGather): number; iotlbSync(g: IotlbGather): void }, iova: number, size: number, count = 1): number {
+export function unmapSync(
+  d: {
+    unmapPages(a: number, s: number, c: number, g: IotlbGather): number;
+    iotlbSync(g: IotlbGather): void;
+  },
+  iova: number,
+  size: number,
+  count = 1,
+): number {
   const g = new IotlbGather();
   const n = d.unmapPages(iova, size, count, g);
   d.iotlbSync(g);

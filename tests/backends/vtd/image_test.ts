@@ -4,7 +4,14 @@
  * translate — the path the CLI `translate` command takes.
  */
 import assert from "node:assert/strict";
-import { ACCESS_READ, ACCESS_WRITE, Machine, NO_PASID, newDmaRequest, newTranslateResult } from "@iommu-lab/core";
+import {
+  ACCESS_READ,
+  ACCESS_WRITE,
+  Machine,
+  newDmaRequest,
+  newTranslateResult,
+  NO_PASID,
+} from "@iommu-lab/core";
 import vtd, { type VtdHardware } from "../../../backends/vtd/mod.ts";
 
 const RID = 0x0310; // 03:02.0
@@ -19,7 +26,9 @@ function machine(opts: Record<string, boolean | number | string> = {}) {
   };
   const read = (name: string) => {
     const spec = hw.registers.find((r) => r.name === name)!;
-    return spec.width === 64 ? Number(m.bus.read64(hw.mmioBase + spec.offset)) : m.bus.read32(hw.mmioBase + spec.offset);
+    return spec.width === 64
+      ? Number(m.bus.read64(hw.mmioBase + spec.offset))
+      : m.bus.read32(hw.mmioBase + spec.offset);
   };
   // Values built with `|` above 2^31 come out negative: take them as unsigned 32-bit.
   const q64 = (a: number, v: number) => m.mem.write64n(a, BigInt(v < 0 ? v + 2 ** 32 : v));
@@ -37,7 +46,13 @@ function machine(opts: Record<string, boolean | number | string> = {}) {
 }
 
 /** A 4-level second-stage table mapping iova -> pa (4 KiB) at tables from `base`. */
-function ssTable(q64: (a: number, v: number) => void, base: number, iova: number, pa: number, perm = 3) {
+function ssTable(
+  q64: (a: number, v: number) => void,
+  base: number,
+  iova: number,
+  pa: number,
+  perm = 3,
+) {
   const idx = (l: number) => Math.floor(iova / 2 ** (12 + 9 * (l - 1))) % 512;
   q64(base + idx(4) * 8, (base + 0x1000) | 3);
   q64(base + 0x1000 + idx(3) * 8, (base + 0x2000) | 3);
@@ -90,7 +105,8 @@ function smSetup(ctxHi = 0) {
   reg("RTADDR_REG", 0x100000 | (1 << 10));
   reg("GCMD_REG", 1 << 30);
   reg("GCMD_REG", 1 << 31);
-  const pasidEntry = (pasid: number, w: Uint32Array) => env.m.mem.writeWords(0x103000 + pasid * 64, w);
+  const pasidEntry = (pasid: number, w: Uint32Array) =>
+    env.m.mem.writeWords(0x103000 + pasid * 64, w);
   return { ...env, pasidEntry };
 }
 

@@ -1,10 +1,20 @@
 /** Each invalidation descriptor clears exactly what it should and no more. */
 import assert from "node:assert/strict";
 import { IOMMU_READ, IommuError } from "@iommu-lab/core";
-import { QI_CC_DESC, QI_DEIOTLB_DESC, QI_DIOTLB_DESC, QI_EIOTLB_DESC, QI_IOTLB_DESC, QI_PC_DESC } from "../../../backends/vtd/mod.ts";
+import {
+  QI_CC_DESC,
+  QI_DEIOTLB_DESC,
+  QI_DIOTLB_DESC,
+  QI_EIOTLB_DESC,
+  QI_IOTLB_DESC,
+  QI_PC_DESC,
+} from "../../../backends/vtd/mod.ts";
 import { setup, xlate } from "./helpers.ts";
 
-function send(drv: { submitRaw(a: number, b: number, c: number, d: number): void }, w: Uint32Array) {
+function send(
+  drv: { submitRaw(a: number, b: number, c: number, d: number): void },
+  w: Uint32Array,
+) {
   drv.submitRaw(w[0], w[1], w[2], w[3]);
 }
 
@@ -17,7 +27,9 @@ function ssFixture() {
   a.attachDev(nic, null);
   b.attachDev(acc, null);
   for (const d of [a, b]) d.mapPages(0x1000, 0x8000_0000, 4096, 2, IOMMU_READ);
-  for (const dev of [nic, acc]) for (const va of [0x1000, 0x2000]) assert.equal(xlate(hw, dev, va).ok, true);
+  for (const dev of [nic, acc]) {
+    for (const va of [0x1000, 0x2000]) assert.equal(xlate(hw, dev, va).ok, true);
+  }
   return { ...env, a, b };
 }
 
@@ -58,7 +70,9 @@ Deno.test("PASID-based IOTLB page invalidation removes one first-stage page of o
   d.attachDev(acc, null);
   d.setDevPasid(acc, 4, null);
   d.mapPages(0x1000, 0x8000_0000, 4096, 2, IOMMU_READ);
-  for (const p of [-1, 4]) for (const va of [0x1000, 0x2000]) assert.equal(xlate(hw, acc, va, false, p).ok, true);
+  for (const p of [-1, 4]) {
+    for (const va of [0x1000, 0x2000]) assert.equal(xlate(hw, acc, va, false, p).ok, true);
+  }
   send(drv, QI_EIOTLB_DESC.encode({ TYPE: 6, GRAN: 3, DID: 2, PASID: 4, ADDR: 0x2000, AM: 0 }));
   assert.equal(hw.iotlbHas(2, 4, 0x2000), false);
   assert.equal(hw.iotlbHas(2, 4, 0x1000), true);
@@ -115,7 +129,11 @@ Deno.test("device-TLB invalidation: size-encoded range of one SID, and PASID-bas
   }
   // S=1, address 0x0000 with bit 12 clear => 8 KiB at 0.
   send(drv, QI_DIOTLB_DESC.encode({ TYPE: 3, SID: acc.rid, S: 1, ADDR: 0x0 }));
-  assert.deepEqual([0x0, 0x1000, 0x2000].map((a) => hw.devtlbHas(acc.rid, -1, a)), [false, false, true]);
+  assert.deepEqual([0x0, 0x1000, 0x2000].map((a) => hw.devtlbHas(acc.rid, -1, a)), [
+    false,
+    false,
+    true,
+  ]);
   assert.equal(hw.devtlbHas(acc.rid, 9, 0x0), true, "PASID 9 entries untouched");
   send(drv, QI_DEIOTLB_DESC.encode({ TYPE: 8, SID: acc.rid, PASID: 9, ADDR: 0x3000 }));
   assert.equal(hw.devtlbHas(acc.rid, 9, 0x3000), false);
@@ -126,7 +144,10 @@ Deno.test("a descriptor with reserved bits set stops the queue with IQE; the dri
   const { drv, hw } = ssFixture();
   const w = QI_IOTLB_DESC.encode({ TYPE: 2, GRAN: 2, DID: 2 });
   w[0] |= 1 << 8; // reserved bit 8
-  assert.throws(() => send(drv, w), (e: unknown) => e instanceof IommuError && e.errno === "EINVAL");
+  assert.throws(
+    () => send(drv, w),
+    (e: unknown) => e instanceof IommuError && e.errno === "EINVAL",
+  );
   assert.equal(hw.counters.qiErrors, 1);
   assert.equal(hw.iotlbHas(2, 0, 0x1000), true, "the bad descriptor did nothing");
   // The queue runs again afterwards.

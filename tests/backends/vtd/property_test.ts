@@ -32,13 +32,27 @@ for (const flts of [true, false]) {
               let free = !big.has(blk);
               for (let i = 0; i < 512 && free; i++) if (ref.has(blk * 512 + i)) free = false;
               if (!free) continue;
-              d.mapPages(blk * 0x200000, 0x4000_0000 + blk * 0x200000, 0x200000, 1, IOMMU_READ | IOMMU_WRITE);
+              d.mapPages(
+                blk * 0x200000,
+                0x4000_0000 + blk * 0x200000,
+                0x200000,
+                1,
+                IOMMU_READ | IOMMU_WRITE,
+              );
               d.iotlbSyncMap(blk * 0x200000, 0x200000);
               big.add(blk);
-              for (let i = 0; i < 512; i++) ref.set(blk * 512 + i, 0x4000_0000 + (blk * 512 + i) * 4096);
+              for (let i = 0; i < 512; i++) {
+                ref.set(blk * 512 + i, 0x4000_0000 + (blk * 512 + i) * 4096);
+              }
             } else {
               if (ref.has(o.page)) continue;
-              d.mapPages(o.page * 4096, 0x1_0000_0000 + o.page * 4096, 4096, 1, IOMMU_READ | IOMMU_WRITE);
+              d.mapPages(
+                o.page * 4096,
+                0x1_0000_0000 + o.page * 4096,
+                4096,
+                1,
+                IOMMU_READ | IOMMU_WRITE,
+              );
               d.iotlbSyncMap(o.page * 4096, 4096);
               ref.set(o.page, 0x1_0000_0000 + o.page * 4096);
             }

@@ -24,7 +24,15 @@ Deno.test("a second page in the same 2 MiB region walks one level only (first-st
 Deno.test("PASID-IOTLB page invalidation with IH=1 keeps the PSC entry; IH=0 drops it", () => {
   const { hw, nic, drv } = fsFixture();
   xlate(hw, nic, 0x200000);
-  const w = QI_EIOTLB_DESC.encode({ TYPE: 6, GRAN: 3, DID: 2, PASID: 0, ADDR: 0x200000, AM: 0, IH: 1 });
+  const w = QI_EIOTLB_DESC.encode({
+    TYPE: 6,
+    GRAN: 3,
+    DID: 2,
+    PASID: 0,
+    ADDR: 0x200000,
+    AM: 0,
+    IH: 1,
+  });
   drv.submitRaw(w[0], w[1], w[2], w[3]);
   assert.equal(hw.cacheSizes().pscFs, 1);
   w[2] &= ~0x40;
@@ -60,7 +68,15 @@ Deno.test("checking mode names a stale paging-structure entry when a table is re
   m.mem.write64(newL1 + 1 * 8, (0x9000_1000 | 0x27) >>> 0, 0);
   const old = m.mem.read32(l2e);
   m.mem.write32(l2e, ((newL1 % 2 ** 32) | (old & 0xfff)) >>> 0);
-  const w = QI_EIOTLB_DESC.encode({ TYPE: 6, GRAN: 3, DID: 2, PASID: 0, ADDR: 0x200000, AM: 9, IH: 1 });
+  const w = QI_EIOTLB_DESC.encode({
+    TYPE: 6,
+    GRAN: 3,
+    DID: 2,
+    PASID: 0,
+    ADDR: 0x200000,
+    AM: 9,
+    IH: 1,
+  });
   drv.submitRaw(w[0], w[1], w[2], w[3]);
   assert.equal(xlate(hw, nic, 0x201000).pa, 0x8000_1000, "the stale table is still walked");
   assert.equal(hw.staleReports.length, 1);
