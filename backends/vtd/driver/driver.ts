@@ -30,7 +30,7 @@ import {
 } from "@iommu-lab/core";
 import { FSTS, GCMD, IQA_DW, PRS_PPR, PRS_PRO, REG, RTADDR_TTM_SCALABLE } from "../hw/registers.ts";
 import { PGTT_FL_ONLY, PGTT_PT, PGTT_SL_ONLY, QI_TYPE } from "../hw/structures.ts";
-import { defaultPgtableFactory, type PgtableFactory, type VtdPgtable } from "./pgtable.ts";
+import { coreIoPgtableFactory, type PgtableFactory, type VtdPgtable } from "./pgtable.ts";
 
 const TWO32 = 4294967296;
 /** `FLPT_DEFAULT_DID`: identity and SVA domains. */
@@ -93,6 +93,10 @@ export class VtdDomain implements IommuDomain {
   readonly attachments: Attachment[] = [];
   /** Label. */
   readonly label: string;
+  /** Inside unmapPages with a gather: walk flushes wait for iotlbSync (freed tables sit on the freelist). */
+  deferWalkFlush = false;
+  /** A walk flush was deferred: the next sync uses IH=0. */
+  walkFlushPending = false;
 
   /** Built by the driver. */
   constructor(
@@ -146,7 +150,13 @@ export class VtdDomain implements IommuDomain {
   /** `unmap_pages`: clears leaves and gathers the range. */
   unmapPages(iova: number, pgsize: number, pgcount: number, gather: IotlbGather): number {
     if (!this.pgtable) return 0;
-    const n = this.pgtable.unmapPages(iova, pgsize, pgcount, gather);
+    this.deferWalkFlush = true;
+    let n: number;
+    try {
+      n = this.pgtable.unmapPages(iova, pgsize, pgcount, gather);
+    } finally {
+      this.deferWalkFlush = false;
+    }
     if (n > 0) gather.addPage(this, iova, n);
     return n;
   }
@@ -159,9 +169,9 @@ export class VtdDomain implements IommuDomain {
   /** `iotlb_sync`. */
   iotlbSync(gather: IotlbGather): void {
     // IH=1 (leaf only) when no page-table page was freed, as intel_iommu_tlb_sync does.
-    if (!gather.empty) {
-      this.owner.flushRange(this, gather.start, gather.end, gather.freelist.length === 0 ? 1 : 0);
-    }
+    const ih = gather.freelist.length === 0 && !this.walkFlushPending ? 1 : 0;
+    this.walkFlushPending = false;
+    if (!gather.empty) this.owner.flushRange(this, gather.start, gather.end, ih);
   }
 
   /** `flush_iotlb_all`. */
@@ -241,7 +251,7 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#m = machine;
     this.#base = opts.mmioBase;
     this.#opts = opts;
-    this.#factory = opts.pgtableFactory ?? defaultPgtableFactory;
+    this.#factory = opts.pgtableFactory ?? coreIoPgtableFactory;
     this.#init();
   }
 
@@ -571,8 +581,11 @@ export class VtdDriver implements IommuOpsWithHooks {
     let domain: VtdDomain | null = null;
     const tlb = {
       tlbFlushAll: () => domain && this.flushRange(domain, 0, Number.MAX_SAFE_INTEGER),
-      tlbFlushWalk: (iova: number, size: number) =>
-        domain && this.flushRange(domain, iova, iova + size - 1, 0),
+      tlbFlushWalk: (iova: number, size: number) => {
+        if (!domain) return;
+        if (domain.deferWalkFlush) domain.walkFlushPending = true;
+        else this.flushRange(domain, iova, iova + size - 1, 0);
+      },
     };
     const pt = this.#factory(useFs ? "FS" : "SS", levels, bitmap, {
       mem: this.#m.mem,

@@ -8,6 +8,7 @@
  */
 
 import {
+  allocIoPgtable,
   type FlushOps,
   IOMMU_NOEXEC,
   IOMMU_WRITE,
@@ -47,6 +48,39 @@ export const defaultPgtableFactory: PgtableFactory = (
   env: { mem: PhysMem; pages: PageAllocator },
   tlb: FlushOps | null,
 ): VtdPgtable => new VtdPageTable(fmt, levels, pgsizeBitmap, env.mem, env.pages, tlb);
+
+/**
+ * The core's io-pgtable formats: `allocIoPgtable("X86_64")` for the first
+ * stage (ias 48 or 57) and `allocIoPgtable("VTD_SS")` for the second stage
+ * (ias 39/48/57), with the driver's flush callbacks.
+ */
+export const coreIoPgtableFactory: PgtableFactory = (
+  fmt: "FS" | "SS",
+  levels: number,
+  pgsizeBitmap: number,
+  env: { mem: PhysMem; pages: PageAllocator },
+  tlb: FlushOps | null,
+): VtdPgtable => {
+  const ias = 12 + 9 * levels;
+  const pt = allocIoPgtable(fmt === "FS" ? "X86_64" : "VTD_SS", {
+    quirks: 0,
+    pgsizeBitmap,
+    ias,
+    oas: Math.min(52, env.mem.sizeBits),
+    coherentWalk: true,
+    tlb,
+  }, env);
+  return {
+    root: pt.root,
+    levels: pt.levels,
+    pgsizeBitmap: pt.cfg.pgsizeBitmap,
+    mapPages: (iova, paddr, pgsize, pgcount, prot) =>
+      pt.mapPages(iova, paddr, pgsize, pgcount, prot),
+    unmapPages: (iova, pgsize, pgcount, gather) => pt.unmapPages(iova, pgsize, pgcount, gather),
+    iovaToPhys: (iova) => pt.iovaToPhys(iova),
+    free: () => pt.free(),
+  };
+};
 
 /** A VT-d first- or second-stage table in physical memory. */
 export class VtdPageTable implements VtdPgtable {
