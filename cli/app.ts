@@ -28,7 +28,18 @@ export interface CliIo {
 }
 
 /** Colors as the commands use them (identity functions when color is off). */
-export type Colors = ReturnType<typeof pc.createColors>;
+export interface Colors {
+  /** Bold. */
+  bold(s: string): string;
+  /** Dim. */
+  dim(s: string): string;
+  /** Green. */
+  green(s: string): string;
+  /** Red. */
+  red(s: string): string;
+  /** Yellow. */
+  yellow(s: string): string;
+}
 
 /** The default IO: Deno's stdout/stderr, NO_COLOR honoured. */
 export function denoIo(): CliIo {
@@ -62,7 +73,7 @@ function int(name: string) {
 
 /** Run the CLI with `argv` (without the program name); resolves to the exit code. */
 export async function runCli(argv: string[], io: CliIo = denoIo()): Promise<number> {
-  const c = pc.createColors(io.color);
+  const c: Colors = pc.createColors(io.color);
   let code = 0;
   const program = new Command("iommu-lab")
     .description("Model IOMMU hardware and the Linux IOMMU stack, bit-exactly.")

@@ -13,3 +13,5 @@ export * from "./backends.ts";
 export * from "./cost.ts";
 export { demoTable } from "./commands/demo.ts";
 export { structures } from "./commands/decode.ts";
+/** The core types this package's API refers to. */
+export type * from "@iommu-lab/core";
