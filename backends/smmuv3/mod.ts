@@ -21,12 +21,36 @@ import { CD, COMMANDS, EVENT, EVENTS, L1_CD, L1_STD, PRI_RECORD, STE } from "./h
 import { REGISTER_FIELDS } from "./hw/regs.ts";
 import { SmmuV3Driver } from "./driver/driver.ts";
 
+export type * from "@iommu-lab/core";
 export { resolveFeatures, SMMU_OPTIONS, type SmmuFeatures } from "./hw/features.ts";
 export { type CdConfig, type MissedInvalidation, SmmuV3, type SteConfig } from "./hw/smmu.ts";
 export * from "./hw/structs.ts";
 export * from "./hw/regs.ts";
-export { type DriverStats, SmmuDomain, type SmmuHwInfo, SmmuV3Driver } from "./driver/driver.ts";
-export { cdUsed, type EntryWriter, steUsed, writeEntry } from "./driver/entry.ts";
+export {
+  type CdTable,
+  type DriverStats,
+  type Master,
+  SmmuDomain,
+  type SmmuHwInfo,
+  SmmuV3Driver,
+  type StageKind,
+  StaticDomain,
+} from "./driver/driver.ts";
+export {
+  cdUsed,
+  type EntryWriter,
+  makeAbortSte,
+  makeBypassSte,
+  makeCdtableSte,
+  makeS1Cd,
+  makeS2Ste,
+  steUsed,
+  type UsedFn,
+  writeEntry,
+} from "./driver/entry.ts";
+export { type CmdqStats, DriverCmdq } from "./driver/cmdq.ts";
+export * from "./driver/cmds.ts";
+export * from "./hw/walk.ts";
 
 /** Every SMMUv3 structure by name, for `inspect decode`: STE, CD, L1 descriptors, commands, events, PRI record, registers. */
 export const SMMUV3_STRUCTURES: Record<string, FieldTable> = {

@@ -30,7 +30,7 @@ import {
   IommuPageResponseCode,
   type IopfFault,
   type IoPgtable,
-  IotlbGather,
+  type IotlbGather,
   type Machine,
   type PciDevice,
   type ResvRegion,
@@ -120,7 +120,7 @@ export interface SmmuHwInfo {
 }
 
 /** A CD table of one master. */
-interface CdTable {
+export interface CdTable {
   /** Linear table or L1 table address. */
   base: number;
   /** S1FMT. */
@@ -135,14 +135,21 @@ interface CdTable {
   used: Set<number>;
 }
 
-/** `struct arm_smmu_master`. */
-interface Master {
+/** `struct arm_smmu_master`: the driver's per-device state. */
+export interface Master {
+  /** The device. */
   dev: PciDevice;
+  /** StreamID (the requester ID). */
   sid: number;
+  /** SubstreamID bits in use. */
   ssidBits: number;
+  /** ATS enabled. */
   ats: boolean;
+  /** PRI enabled. */
   pri: boolean;
+  /** Stalls enabled (CD.S). */
   stallEnabled: boolean;
+  /** The CD table, once a stage-1 domain or a PASID is attached. */
   cdTable: CdTable | null;
   /** Domain of the RID (null before the first attach). */
   domain: SmmuDomain | StaticDomain | null;
@@ -166,7 +173,8 @@ export interface DriverStats extends CmdqStats {
   atcInv: number;
 }
 
-type StageKind = "S1" | "S2";
+/** Translation stage of a paging domain. */
+export type StageKind = "S1" | "S2";
 
 /** The SMMUv3 driver (an IommuOps). */
 export class SmmuV3Driver implements IommuOpsWithHooks {
@@ -187,6 +195,7 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   /** Unhandled event records (when no hook consumed them). */
   readonly eventLog: { id: number; name: string; sid: number; ssid: number; addr: number }[] = [];
 
+  /** The machine. */
   readonly m: Machine;
   readonly #regs: number;
   readonly #hwName: string;
@@ -956,23 +965,31 @@ function ffs(x: number): number {
 }
 
 /** Identity and blocked domains. */
-class StaticDomain implements IommuDomain {
+export class StaticDomain implements IommuDomain {
+  /** IDENTITY or BLOCKED. */
   readonly type: DomainType;
+  /** Its driver. */
   readonly owner: SmmuV3Driver;
+  /** No page sizes. */
   pgsizeBitmap = 0;
+  /** No aperture. */
   geometry: DomainGeometry = { apertureStart: 0, apertureEnd: 0, forceAperture: false };
+  /** "identity" or "blocked". */
   readonly label: string;
 
+  /** A static domain of `type`. */
   constructor(owner: SmmuV3Driver, type: DomainType) {
     this.owner = owner;
     this.type = type;
     this.label = type === DomainType.IDENTITY ? "identity" : "blocked";
   }
 
+  /** Attach the RID: bypass or abort STE. */
   attachDev(dev: PciDevice, _old: IommuDomain | null = null): void {
     this.owner.attachRid(dev, this);
   }
 
+  /** Blocked only: clear the PASID's CD. */
   setDevPasid(dev: PciDevice, pasid: number, _old: IommuDomain | null = null): void {
     if (this.type !== DomainType.BLOCKED) {
       throw new IommuError(
@@ -984,6 +1001,7 @@ class StaticDomain implements IommuDomain {
     this.owner.setPasid(dev, pasid, null);
   }
 
+  /** Static: nothing to free. */
   free(): void {}
 }
 
@@ -1009,23 +1027,19 @@ export class SmmuDomain implements IommuDomain {
   granule = 4096;
   readonly #flush: FlushOps;
 
+  /** A domain of `stage` (page table allocated at first use). */
   constructor(owner: SmmuV3Driver, stage: StageKind) {
     this.owner = owner;
     this.stage = stage;
     const ias = stage === "S1" ? 48 : Math.min(owner.info.oas, 48);
     this.pgsizeBitmap = owner.pgsizeBitmap;
     this.geometry = { apertureStart: 0, apertureEnd: 2 ** ias - 1, forceAperture: true };
-    const self = this;
     this.#flush = {
-      tlbFlushAll(): void {
-        owner.flushAll(self);
-      },
-      tlbFlushWalk(iova: number, size: number, granule: number): void {
-        owner.invRange(self, iova, size, granule, false);
-      },
-      tlbAddPage(gather: IotlbGather, iova: number, granule: number): void {
-        gather.addPage(self, iova, granule);
-      },
+      tlbFlushAll: (): void => owner.flushAll(this),
+      tlbFlushWalk: (iova: number, size: number, granule: number): void =>
+        owner.invRange(this, iova, size, granule, false),
+      tlbAddPage: (gather: IotlbGather, iova: number, granule: number): void =>
+        gather.addPage(this, iova, granule),
     };
   }
 

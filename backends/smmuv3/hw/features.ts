@@ -141,7 +141,8 @@ export function resolveFeatures(opts: BackendOptions = {}): SmmuFeatures {
         `unknown option "${k}"; options: ${SMMU_OPTIONS.map((s) => s.name).join(", ")}`,
       );
     }
-    if (typeof val !== spec.type) {
+    const kind: string = typeof val;
+    if (kind !== spec.type) {
       throw new IommuError("EINVAL", "smmuv3_options", `option ${k} must be a ${spec.type}`);
     }
     if (spec.values && !spec.values.includes(val as string | number)) {

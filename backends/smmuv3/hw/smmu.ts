@@ -249,18 +249,17 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     this.mmioBase = features.base;
     this.counters = machine.trace.counters(features.name, newCounters());
     this.#initIdr();
-    const self = this;
     this.#s2fetch = {
-      tableAddr(ipa: number, out: WalkOut): number {
-        const ste = self.#ste!;
-        walk(self.#mem, ste.s2cfg, ipa, false, false, true, null, true, self.#wt);
-        self.counters.walkReads += self.#wt.reads;
-        if (self.#wt.fault !== WALK_OK) {
-          out.fault = self.#wt.fault;
+      tableAddr: (ipa: number, out: WalkOut): number => {
+        const ste = this.#ste!;
+        walk(this.#mem, ste.s2cfg, ipa, false, false, true, null, true, this.#wt);
+        this.counters.walkReads += this.#wt.reads;
+        if (this.#wt.fault !== WALK_OK) {
+          out.fault = this.#wt.fault;
           out.ipa = ipa;
           return -1;
         }
-        return self.#wt.oa;
+        return this.#wt.oa;
       },
     };
   }

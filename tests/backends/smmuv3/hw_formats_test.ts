@@ -36,7 +36,7 @@ function cdRig(fmt: number, cdMax: number, s1dss = 2) {
   const root7 = r.newTable();
   r.mapPage(root0, 0x1000, 0xa000);
   r.mapPage(root7, 0x1000, 0xb000);
-  let ctx: number;
+  let ctx = 0;
   const cdOf = (ssid: number): number => {
     if (fmt === 0) return ctx + ssid * 64;
     const leaf = fmt === 1 ? 64 : 1024;
