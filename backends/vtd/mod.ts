@@ -4,8 +4,8 @@
  * intel-iommu driver model (`driver/`), meeting only at MMIO registers and
  * structures in physical memory. The default export is the `"vtd"`
  * {@link BackendPlugin}. `createHardware` puts the model in front of every
- * PCI function present on the machine at that time; `create` also does so for
- * each device the driver probes later.
+ * PCI function of segment 0 (as a DRHD with INCLUDE_PCI_ALL), including
+ * functions added later; `create` also sets it per device at probe.
  */
 
 import {
@@ -40,10 +40,11 @@ export {
   type VtdPgtable,
 } from "./driver/pgtable.ts";
 
-/** Build the hardware model alone and put it in front of every current PCI function. */
+/** Build the hardware model alone and put it in front of every PCI function of segment 0. */
 export function createVtdHardware(machine: Machine, options: BackendOptions = {}): VtdHardware {
   const hw = new VtdHardware(machine, resolveVtdOptions(options));
-  for (const dev of machine.pci.devices) if (dev.segment === 0) machine.pci.setTranslator(dev, hw);
+  // A DRHD with INCLUDE_PCI_ALL: every function of segment 0, also those added later.
+  machine.pci.setSegmentTranslator(0, hw);
   return hw;
 }
 

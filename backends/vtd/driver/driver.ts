@@ -29,6 +29,7 @@ import {
   type ResvRegion,
 } from "@iommu-lab/core";
 import { FSTS, GCMD, IQA_DW, PRS_PPR, PRS_PRO, REG, RTADDR_TTM_SCALABLE } from "../hw/registers.ts";
+import { faultName } from "../hw/faults.ts";
 import { PGTT_FL_ONLY, PGTT_PT, PGTT_SL_ONLY, QI_TYPE } from "../hw/structures.ts";
 import { coreIoPgtableFactory, type PgtableFactory, type VtdPgtable } from "./pgtable.ts";
 
@@ -834,7 +835,7 @@ export class VtdDriver implements IommuOpsWithHooks {
           this.#m.pci.byRid(sid) ?? null,
           addr,
           write,
-          `0x${reason.toString(16)}`,
+          faultName(reason),
         );
       }
     }

@@ -184,6 +184,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   readonly pageResponses: Map<string, number> = new Map();
   /** Outstanding page request groups (`rid:prgi`). */
   readonly outstandingPageRequests: Set<string> = new Set();
+  /** Page request groups answered with a failure: `rid:prgi` -> `rid:pasid:page`. */
+  readonly #prgPage = new Map<string, string>();
+  /** Pages whose page request was refused: the device's retry fails instead of asking again. */
+  readonly #denied = new Set<string>();
 
   readonly #m: Machine;
   readonly #mem: PhysMem;
@@ -642,6 +646,18 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         code === 0x71;
       if (recoverable && ctx.pre && this.opts.prs) {
         const dev = this.#m.pci.byRid(ctx.rid);
+        const pageKey = `${ctx.rid}:${req.pasid}:${req.addr - (req.addr % 4096)}`;
+        if (dev?.pri && this.#denied.delete(pageKey)) {
+          // The device got Invalid Request / Response Failure for this page.
+          out.ok = false;
+          out.pa = 0;
+          out.perm = 0;
+          out.span = 0;
+          out.pending = false;
+          out.fault = "PAGE_RESPONSE_INVALID";
+          out.faultCode = code;
+          return;
+        }
         if (dev?.pri) {
           this.#pageRequest(req, out, pasid);
           return;
@@ -1126,6 +1142,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.#mem.writeWords(base + tail, d);
     this.#regs[REG.PQT >> 2] = (tail + 32) % size;
     this.outstandingPageRequests.add(`${req.rid}:${prgi}`);
+    this.#prgPage.set(`${req.rid}:${prgi}`, `${req.rid}:${req.pasid}:${page}`);
     this.counters.pageRequests++;
     if (this.#m.trace.observed) {
       this.#m.trace.emit(this.name, "vtd_prq", {
@@ -1286,7 +1303,11 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         const prgi = (w[2] >>> 3) & 0x1ff;
         const key = `${rid}:${prgi}`;
         this.outstandingPageRequests.delete(key);
-        this.pageResponses.set(key, (w[0] >>> 12) & 0xf);
+        const respCode = (w[0] >>> 12) & 0xf;
+        this.pageResponses.set(key, respCode);
+        const page = this.#prgPage.get(key);
+        this.#prgPage.delete(key);
+        if (page !== undefined && respCode !== 0) this.#denied.add(page);
         if (this.#m.trace.observed) {
           this.#m.trace.emit(this.name, "vtd_prq_response", {
             sid: rid,

@@ -158,5 +158,5 @@ Deno.test("an unrecoverable fault is recorded and reported through the fault int
   });
   assert.equal(xlate(hw, nic, 0x3000, true).faultCode, 0x61);
   m.irq.deliver();
-  assert.deepEqual(faults, ["nic 0x3000 true 0x61"]);
+  assert.deepEqual(faults, ["nic 0x3000 true SM_FL_NOT_PRESENT"]);
 });
