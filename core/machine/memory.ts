@@ -111,6 +111,21 @@ export class PhysMem {
     return p;
   }
 
+  /**
+   * The live 32-bit words of page `pfn` (address / 4096), or null if the
+   * page was never written (nothing is allocated). Once a page is backed its
+   * array is its storage for the memory's lifetime, so a hot path (a table
+   * walk) may keep it. Accesses through it are not counted in `stats`.
+   */
+  pageWords(pfn: number): Uint32Array | null {
+    return this.#peek(pfn);
+  }
+
+  /** As {@link pageWords}, backing the page (zeroed) first when it was never written. */
+  backPageWords(pfn: number): Uint32Array {
+    return this.#back(pfn);
+  }
+
   /** Read an aligned or unaligned 32-bit little-endian value. */
   read32(addr: number): number {
     this.stats.reads++;
