@@ -73,6 +73,26 @@ function parseHexAddr(v: unknown, what: string): number {
   return parseNum(v, what);
 }
 
+/** An access kind: "read", "write", "exec", "atomic" / "rw", letters r, w, x, or ACCESS_* bits. */
+function parseAccess(v: string | number, what: string): number {
+  if (typeof v === "number" && Number.isInteger(v) && v > 0 && v < 8) return v;
+  const t = String(v).toLowerCase().trim();
+  const named: Record<string, number> = {
+    read: ACCESS_READ,
+    write: ACCESS_WRITE,
+    exec: ACCESS_READ | ACCESS_EXEC,
+    atomic: ACCESS_READ | ACCESS_WRITE,
+  };
+  if (t in named) return named[t];
+  if (/^[rwx]+$/.test(t)) {
+    return (t.includes("r") ? ACCESS_READ : 0) | (t.includes("w") ? ACCESS_WRITE : 0) |
+      (t.includes("x") ? ACCESS_EXEC : 0);
+  }
+  throw new UserError(
+    `${what} ${JSON.stringify(v)}: use read, write, exec, atomic or r/w/x letters`,
+  );
+}
+
 const perm = (p: number) =>
   (p & ACCESS_READ ? "r" : "") + (p & ACCESS_WRITE ? "w" : "") + (p & ACCESS_EXEC ? "x" : "");
 
@@ -140,6 +160,7 @@ export async function translateCommand(o: TranslateOptions): Promise<string> {
     pasid?: number;
     ssid?: number;
     iova: string | number;
+    access?: string | number;
     write?: boolean;
     exec?: boolean;
     priv?: boolean;
@@ -198,7 +219,13 @@ export async function translateCommand(o: TranslateOptions): Promise<string> {
     req.rid = rid;
     req.pasid = pasid === undefined ? NO_PASID : parseNum(pasid, "pasid");
     req.addr = parseHexAddr(r.iova, `${where} --iova`.trim());
-    req.access = r.write ? ACCESS_WRITE : r.exec ? ACCESS_READ | ACCESS_EXEC : ACCESS_READ;
+    req.access = r.access !== undefined
+      ? parseAccess(r.access, `${where} access`.trim())
+      : r.write
+      ? ACCESS_WRITE
+      : r.exec
+      ? ACCESS_READ | ACCESS_EXEC
+      : ACCESS_READ;
     req.priv = !!r.priv;
     hw.translate(req, out);
     return out.ok ? { pa: "0x" + out.pa.toString(16), perm: perm(out.perm) } : {

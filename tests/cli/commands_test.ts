@@ -95,16 +95,18 @@ Deno.test("translate drives a backend's hardware from a memory image and registe
   );
   assert.equal(JSON.parse(w.out).fault, true);
   const reqs = await tmpFile(
-    JSON.stringify([{ rid: "00:03.0", iova: "0x" + dma.toString(16) }, {
-      rid: "00:03.0",
-      iova: "0x1000",
-    }]),
+    JSON.stringify([
+      { rid: "00:03.0", iova: "0x" + dma.toString(16), access: "read" },
+      { rid: "00:03.0", iova: "0x1000" },
+      { rid: "00:03.0", iova: "0x" + dma.toString(16), access: "write" },
+    ]),
     ".json",
   );
   const many = await cli(...args, "--requests", reqs);
   assert.equal(many.code, 0, many.err);
   const arr = JSON.parse(many.out);
-  assert.equal(arr.length, 2);
+  assert.equal(arr.length, 3);
+  assert.equal(arr[2].fault, true, "a TO_DEVICE mapping refuses writes");
   assert.equal(arr[0].pa, "0x" + buf.toString(16));
   assert.equal(arr[1].fault, true);
   assert.equal(typeof arr[1].reason, "string");
