@@ -631,11 +631,15 @@ export class VtdDriver implements IommuOpsWithHooks {
       throw new IommuError("ENODEV", "attach_dev", `${dev.bdf} was not probed by ${this.name}`);
     }
     if (!this.sm) {
-      throw new IommuError(
-        "EOPNOTSUPP",
-        "attach_dev",
-        "legacy mode attach is not modelled by this driver",
-      );
+      if (pasid !== 0) {
+        throw new IommuError(
+          "EOPNOTSUPP",
+          "set_dev_pasid",
+          "PASIDs need scalable mode (ECAP.SMTS)",
+        );
+      }
+      this.#legacyAttach(domain, info);
+      return;
     }
     if (pasid !== 0 && pasid >= this.maxPasidsFor(dev)) {
       throw new IommuError(
@@ -711,6 +715,67 @@ export class VtdDriver implements IommuOpsWithHooks {
     }
     info.domains.set(pasid, domain);
     domain.attachments.push({ dev, pasid });
+  }
+
+  /**
+   * Legacy mode (`domain_context_mapping_one` after `device_block_translation`):
+   * a present entry is cleared and flushed (context cache device-selective,
+   * IOTLB domain-selective for the old DID, device TLB), then the new entry
+   * is written with P last: TT pass-through for identity, else multi-level
+   * (device-IOTLB for ATS devices), SLPTPTR, AW and DID.
+   */
+  #legacyAttach(domain: VtdDomain, info: DevInfo): void {
+    const dev = info.dev;
+    if (
+      domain.type !== DomainType.BLOCKED && domain.type !== DomainType.IDENTITY && domain.firstStage
+    ) {
+      throw new IommuError(
+        "EINVAL",
+        "attach_dev",
+        "a first-stage domain cannot be used in legacy mode",
+      );
+    }
+    if (domain.type === DomainType.IDENTITY && !this.#ecapBit(6)) {
+      throw new IommuError("EINVAL", "attach_dev", "ECAP.PT is clear: no pass-through");
+    }
+    const old = info.domains.get(0);
+    if (old === domain) return;
+    const mem = this.#m.mem;
+    const ce = this.#contextTable(dev.bus, dev.devfn) + dev.devfn * 16;
+    if (old) {
+      mem.write32(ce, 0);
+      this.#qiCc(3, old.did, dev.rid, 0);
+      this.#qiDesc(QI_TYPE.IOTLB | (2 << 4) | (old.did << 16), 0, 0, 0);
+      if (info.ats) this.#devtlbAll(info, 0);
+      this.#qiSync();
+      for (let i = 1; i < 4; i++) mem.write32(ce + 4 * i, 0);
+      const k = old.attachments.findIndex((a) => a.dev === dev);
+      if (k >= 0) old.attachments.splice(k, 1);
+      info.domains.delete(0);
+    }
+    if (domain.type === DomainType.BLOCKED) return;
+    let lo: number;
+    let hi = 0;
+    let aw = this.#ssAgaw;
+    if (domain.type === DomainType.IDENTITY) {
+      lo = 2 << 2; // TT = pass-through
+    } else {
+      const root = domain.pgtable!.root;
+      lo = ((root % TWO32) | ((info.ats ? 1 : 0) << 2)) >>> 0;
+      hi = Math.floor(root / TWO32);
+      aw = domain.pgtable!.levels - 2;
+    }
+    mem.write32(ce + 12, 0);
+    mem.write32(ce + 8, (aw | (domain.did << 8)) >>> 0);
+    mem.write32(ce + 4, hi);
+    mem.write32(ce, (lo | 1) >>> 0);
+    if (this.cachingMode) {
+      this.#qiCc(3, 0, dev.rid, 0);
+      this.#qiDesc(QI_TYPE.IOTLB | (2 << 4) | (domain.did << 16), 0, 0, 0);
+      this.#qiSync();
+    }
+    info.domains.set(0, domain);
+    domain.attachments.push({ dev, pasid: 0 });
   }
 
   #devtlbAll(info: DevInfo, pasid: number): void {
