@@ -252,13 +252,19 @@ export class DmaLayer {
     });
   }
 
+  #lastDomain: IommuDomain | null = null;
+  #lastCookie: DmaCookie | null = null;
+
   /** The cookie of `domain`, created (iommu_dma_init_domain) on first use by `dev`. */
   cookieOf(domain: IommuDomain, dev: PciDevice): DmaCookie {
+    if (domain === this.#lastDomain) return this.#lastCookie!;
     let c = this.#cookies.get(domain);
     if (!c) {
       c = new DmaCookie(this, domain, dev);
       this.#cookies.set(domain, c);
     }
+    this.#lastDomain = domain;
+    this.#lastCookie = c;
     return c;
   }
 
@@ -362,9 +368,13 @@ export class DmaApi {
     this.dev.dmaBits = bits;
   }
 
+  /** True when trace events would be seen (test before building an event). */
+  get #traced(): boolean {
+    return this.#core.machine.trace.observed;
+  }
+
   #trace(name: string, fields: Record<string, number | string | boolean>): void {
-    const t = this.#core.machine.trace;
-    if (t.observed) t.emit("dma-api", name, { dev: this.dev.name, ...fields });
+    this.#core.machine.trace.emit("dma-api", name, { dev: this.dev.name, ...fields });
   }
 
   #mapError(op: string, why: string): never {
@@ -384,7 +394,7 @@ export class DmaApi {
       if (pfn) return pfn * shift;
       this.pci32bitWorkaround = false;
       this.layer.counters.dac++;
-      this.#trace("dma:using_dac", { bits: Math.ceil(Math.log2(limit + 1)) });
+      if (this.#traced) this.#trace("dma:using_dac", { bits: Math.ceil(Math.log2(limit + 1)) });
     }
     const pfn = iovad.allocIovaFast(len, Math.floor(limit / shift), true, this.cpu);
     return pfn * shift;
@@ -440,7 +450,9 @@ export class DmaApi {
     this.layer.counters.unmaps++;
     if (cookie.fq) {
       this.layer.counters.fqQueued++;
-      this.#trace("dma:fq_queue", { iova, size: len, pending: cookie.fq.pending + 1 });
+      if (this.#traced) {
+        this.#trace("dma:fq_queue", { iova, size: len, pending: cookie.fq.pending + 1 });
+      }
       cookie.fq.queueIova(iova / g, len / g, gather.freelist, this.cpu);
     } else {
       if (!this.inject.skipIotlbSync) {
@@ -481,7 +493,7 @@ export class DmaApi {
       }
       bounced = true;
       this.layer.counters.bounces++;
-      this.#trace("swiotlb_bounced", { phys, size });
+      if (this.#traced) this.#trace("swiotlb_bounced", { phys, size });
       // Untrusted devices must not see leftovers around the buffer: zero the padding.
       const mem = this.#core.machine.mem;
       const pre = p - Math.floor(p / g) * g;
@@ -493,7 +505,7 @@ export class DmaApi {
     try {
       const prot = dmaInfoToProt(dir, this.layer.coherent, attrs);
       const dma = this.#iommuMap(op, domain, p, size, prot, this.dmaMask);
-      this.#trace("dma:dma_map_page", { phys, dma, size, dir, bounced });
+      if (this.#traced) this.#trace("dma:dma_map_page", { phys, dma, size, dir, bounced });
       return dma;
     } catch (e) {
       if (bounced) this.layer.swiotlb.unmapSingle(p, size, DmaDirection.TO_DEVICE);
@@ -517,7 +529,9 @@ export class DmaApi {
     }
     this.layer.counters.directMaps++;
     this.layer.counters.maps++;
-    this.#trace("dma:dma_map_page", { phys, dma: phys, size, dir, bounced: false });
+    if (this.#traced) {
+      this.#trace("dma:dma_map_page", { phys, dma: phys, size, dir, bounced: false });
+    }
     return phys;
   }
 
@@ -526,15 +540,18 @@ export class DmaApi {
     const domain = this.domain();
     if (!domain) {
       this.layer.counters.unmaps++;
-      this.#trace("dma:dma_unmap_page", { dma: dmaAddr, size, dir });
+      if (this.#traced) this.#trace("dma:dma_unmap_page", { dma: dmaAddr, size, dir });
       return;
     }
-    const phys = this.#core.iovaToPhys(domain, dmaAddr);
+    // Only an untrusted device's mapping can be a bounce buffer (iova_to_phys first, as the kernel).
+    const phys = this.dev.untrusted ? this.#core.iovaToPhys(domain, dmaAddr) : 0;
     this.#iommuUnmap(domain, dmaAddr, size);
-    this.#trace("dma:dma_unmap_page", { dma: dmaAddr, size, dir });
+    if (this.#traced) this.#trace("dma:dma_unmap_page", { dma: dmaAddr, size, dir });
     void attrs;
-    const pool = this.layer.swiotlb;
-    if (this.dev.untrusted && pool.contains(phys)) pool.unmapSingle(phys, size, dir);
+    if (this.dev.untrusted) {
+      const pool = this.layer.swiotlb;
+      if (pool.contains(phys)) pool.unmapSingle(phys, size, dir);
+    }
   }
 
   /** `dma_unmap_page`. */
@@ -634,12 +651,14 @@ export class DmaApi {
       } else segments.push({ dmaAddress: s.dmaAddress!, length: s.length });
     }
     this.layer.counters.maps++;
-    this.#trace("dma:dma_map_sg", {
-      iova,
-      size: total,
-      nents: sg.length,
-      dma_nents: segments.length,
-    });
+    if (this.#traced) {
+      this.#trace("dma:dma_map_sg", {
+        iova,
+        size: total,
+        nents: sg.length,
+        dma_nents: segments.length,
+      });
+    }
     return { nents: segments.length, segments, iova, iovaLen: total };
   }
 
@@ -673,7 +692,7 @@ export class DmaApi {
         const prot = dmaInfoToProt(DmaDirection.BIDIRECTIONAL, true, attrs);
         dmaAddr = this.#iommuMap("dma_alloc_coherent", domain, cpuAddr, size, prot, this.dmaMask);
       }
-      this.#trace("dma:dma_alloc", { phys: cpuAddr, dma: dmaAddr, size });
+      if (this.#traced) this.#trace("dma:dma_alloc", { phys: cpuAddr, dma: dmaAddr, size });
       return { cpuAddr, dmaAddr, size };
     } catch (e) {
       this.#core.machine.pages.free(cpuAddr);
@@ -687,7 +706,9 @@ export class DmaApi {
     if (domain) this.#iommuUnmap(domain, c.dmaAddr, c.size);
     else this.layer.counters.unmaps++;
     this.#core.machine.pages.free(c.cpuAddr);
-    this.#trace("dma:dma_free", { phys: c.cpuAddr, dma: c.dmaAddr, size: c.size });
+    if (this.#traced) {
+      this.#trace("dma:dma_free", { phys: c.cpuAddr, dma: c.dmaAddr, size: c.size });
+    }
   }
 
   /** Flush the lazy queue now (e.g. before checking a device can no longer reach an unmapped page). */
@@ -729,7 +750,7 @@ export class DmaApi {
     }
     this.pasid = pasid;
     this.#pasidDomain = domain;
-    this.#trace("dma:pasid_enable", { pasid });
+    if (this.#traced) this.#trace("dma:pasid_enable", { pasid });
     return pasid;
   }
 

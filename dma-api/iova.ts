@@ -27,7 +27,9 @@ export const IOVA_DEPOT_DELAY_NS = 100_000_000;
 
 /** `order_base_2(n)`: ceil(log2(n)), 0 for 1. */
 export function orderBase2(n: number): number {
-  let o = 0;
+  if (n <= 1) return 0;
+  if (n <= 0x80000000) return 32 - Math.clz32(n - 1);
+  let o = 31;
   while (2 ** o < n) o++;
   return o;
 }
