@@ -7,20 +7,24 @@
  * assumptions (the literature gives no page-walk or CMD_SYNC figures; see
  * kernel-facts.md §3.3), chosen to be of the right order on a server:
  *
- * | category       | counter names (regex, case-insensitive)        | ns   |
- * |----------------|------------------------------------------------|------|
- * | staleHits      | `stale`, `missed`                              | 0    |
- * | cacheHits      | `hit`                                          | 1    |
- * | cacheMisses    | `miss`                                         | 5    |
- * | walkReads      | `walk`, `_reads$`, `Reads$`, `fetch`           | 80   |
- * | syncs          | `sync`, `wait`, `drain`                        | 500  |
- * | invalidations  | `inv`, `tlbi`, `flush`                         | 100  |
- * | commands       | `cmd`, `command`, `desc`                       | 20   |
- * | faults         | `fault`, `event`                               | 1000 |
- * | pageRequests   | `page_?req`, `pri`, `prq`                      | 2000 |
- * | translations   | `translat`                                     | 2    |
- * | bounceBytes    | `dma-api` swiotlb copies (bytes)               | 0.1  |
- * | dmaBytes       | `dma.bytes`                                    | 0.05 |
+ * | category      | hardware counter names (first match wins)              | ns   |
+ * |---------------|--------------------------------------------------------|------|
+ * | staleHits     | `stale`, `missed` (checking-mode reports)              | 0    |
+ * | cacheHits     | `hit` (every cache: IOTLB, context, PASID, STE, CD...) | 1    |
+ * | cacheMisses   | `miss`                                                 | 5    |
+ * | pageRequests  | `page_req`, `pri`, `prq`                               | 2000 |
+ * | syncs         | `syncs`, `qiWait`, `waits`                             | 500  |
+ * | invalidations | `cmd_TLBI*`, `cmd_CFGI*`, `cmd_ATC_INV`, `qi*`, `inv*` | 100  |
+ * | commands      | `commands`, `qiDescriptors`, `cmds`                    | 20   |
+ * | walkReads     | `walk`, `*_reads`, `*Reads`, `fetch`                   | 80   |
+ * | faults        | `faults`                                               | 1000 |
+ * | translations  | `translations`                                         | 2    |
+ * | dmaBytes      | the DMA masters' `dma.bytes`                           | 0.05 |
+ *
+ * Every other counter (per-opcode breakdowns already counted by an
+ * aggregate, such as `cmd_CMD_SYNC`, `events`, `faultsRecorded`) costs
+ * nothing, so nothing is counted twice: a command costs `commands`, and a
+ * sync or an invalidation adds its own latency on top.
  *
  * A scenario's `cost:` map overrides a category's latency by name.
  */
@@ -43,12 +47,16 @@ export const DEFAULT_COST_MODEL: readonly CostCategory[] = [
   { key: "cacheHits", match: /hit/i, ns: 1 },
   { key: "cacheMisses", match: /miss/i, ns: 5 },
   { key: "pageRequests", match: /page_?req|\bpri|prq/i, ns: 2000 },
-  { key: "syncs", match: /sync|wait|drain/i, ns: 500 },
+  { key: "syncs", match: /^(syncs?|qiWait|waits?)$/i, ns: 500 },
+  {
+    key: "invalidations",
+    match: /^(cmd_(TLBI|CFGI|ATC_INV)|qi(?!Descriptors$|Wait$)[A-Z]|inv)/,
+    ns: 100,
+  },
+  { key: "commands", match: /^(commands|qiDescriptors|cmds)$/, ns: 20 },
   { key: "walkReads", match: /walk|_reads$|Reads$|fetch/, ns: 80 },
-  { key: "invalidations", match: /inv|tlbi|flush/i, ns: 100 },
-  { key: "commands", match: /cmd|command|desc/i, ns: 20 },
-  { key: "faults", match: /fault|event/i, ns: 1000 },
-  { key: "translations", match: /translat/i, ns: 2 },
+  { key: "faults", match: /^faults$/, ns: 1000 },
+  { key: "translations", match: /^translations$/, ns: 2 },
 ];
 
 /** A cost model with overrides applied. */
