@@ -118,6 +118,8 @@ interface TlbEntry {
   size: number;
   perm: number;
   kind: number;
+  /** Caching mode only: a cached not-present result (its fault reason), else 0. */
+  fault: number;
 }
 
 const SIZES = [1073741824, 2097152, 4096];
@@ -222,6 +224,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #wPa = 0;
   #wPerm = 0;
   #wSize = 0;
+  /** The last walk failed on a not-present entry. */
+  #wNotPresent = false;
 
   /** Build the model; it maps itself on `machine.bus` at `opts.mmioBase`. */
   constructor(machine: Machine, opts: VtdOptions) {
@@ -542,12 +546,17 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return;
     }
     const tag = ctx.did * TWO20;
-    if (this.#iotlbTry(tag, req, out, ctx.rid)) return;
+    if (this.#iotlbTry(tag, req, out, ctx.rid, ctx.fpd)) return;
+    this.#wNotPresent = false;
     this.#pscTag = tag;
     this.#pscUsed = false;
     const code = this.#ssWalk(ctx.slptr, ctx.aw + 2, req.addr, req.access, false, false);
-    if (code === 0 && this.#pscUsed && this.checking) this.#checkPsc(req, ctx.rid, ctx.did, -1);
+    if (code === 0 && this.#pscUsed && this.checking) this.#checkPsc(req, ctx.rid, ctx.did, -1, 0);
     if (code !== 0) {
+      if (this.#pscUsed && this.checking) this.#checkPsc(req, ctx.rid, ctx.did, -1, code);
+      if (this.#wNotPresent && this.opts.cm) {
+        this.#fillNegative(tag, ctx.did, 0, req.addr, KIND_SS, code);
+      }
       this.#fault(out, req, code, ctx.fpd, false);
       return;
     }
@@ -563,8 +572,29 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     out.faultCode = 0;
   }
 
-  #iotlbTry(tag: number, req: DmaRequest, out: TranslateResult, rid: number): boolean {
+  #iotlbTry(
+    tag: number,
+    req: DmaRequest,
+    out: TranslateResult,
+    rid: number,
+    fpd: boolean,
+  ): boolean {
     const e = this.#tlbLookup(this.#iotlb.get(tag), req.addr);
+    if (e !== null && e.fault !== 0) {
+      // Caching mode: a not-present result cached until invalidated.
+      this.counters.iotlbHits++;
+      if (this.checking && this.#freshWalk(req, rid) >= 0) {
+        this.#stale(
+          "iotlb",
+          `not-present DID ${e.did} PASID ${e.pasid} iova 0x${e.iova.toString(16)}`,
+          `invalidation after map in caching mode (iotlb_sync_map: DID ${e.did} addr 0x${
+            e.iova.toString(16)
+          })`,
+        );
+      }
+      this.#fault(out, req, e.fault, fpd, false);
+      return true;
+    }
     if (e !== null && (e.perm & req.access) === req.access) {
       this.counters.iotlbHits++;
       if (this.checking) this.#checkTlbHit("iotlb", e, req, rid);
@@ -573,6 +603,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
     this.counters.iotlbMisses++;
     return false;
+  }
+
+  #fillNegative(tag: number, did: number, pasid: number, addr: number, kind: number, code: number) {
+    const iova = addr - (addr % 4096);
+    let m = this.#iotlb.get(tag);
+    if (m === undefined) this.#iotlb.set(tag, m = new Map());
+    this.#tlbInsert(m, { did, pasid, iova, pa: 0, size: 4096, perm: 0, kind, fault: code });
   }
 
   #fill(
@@ -588,7 +625,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const size = this.#wSize;
     const iova = addr - (addr % size);
     const pa = this.#wPa - (addr - iova);
-    const e: TlbEntry = { did, pasid, iova, pa, size, perm: this.#wPerm, kind };
+    const e: TlbEntry = { did, pasid, iova, pa, size, perm: this.#wPerm, kind, fault: 0 };
     let m = this.#iotlb.get(tag);
     if (m === undefined) this.#iotlb.set(tag, m = new Map());
     this.#tlbInsert(m, e);
@@ -629,7 +666,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return;
     }
     const tag = pe.did * TWO20 + pasid;
-    if (this.#iotlbTry(tag, req, out, ctx.rid)) return;
+    if (this.#iotlbTry(tag, req, out, ctx.rid, pe.fpd || ctx.fpd)) return;
+    this.#wNotPresent = false;
     let code: number;
     let kind: number;
     this.#pscTag = tag;
@@ -663,20 +701,26 @@ export class VtdHardware implements IommuHardware, MmioRegion {
           return;
         }
       }
+      if (this.#pscUsed && this.checking) {
+        this.#checkPsc(req, ctx.rid, pe.did, pgtt === PGTT_SL_ONLY ? -1 : pasid, code);
+      }
+      if (this.#wNotPresent && this.opts.cm) {
+        this.#fillNegative(tag, pe.did, pasid, req.addr, kind, code);
+      }
       this.#fault(out, req, code, pe.fpd || ctx.fpd, false);
       return;
     }
     if (this.#pscUsed && this.checking) {
-      this.#checkPsc(req, ctx.rid, pe.did, pgtt === PGTT_SL_ONLY ? -1 : pasid);
+      this.#checkPsc(req, ctx.rid, pe.did, pgtt === PGTT_SL_ONLY ? -1 : pasid, 0);
     }
     this.#fill(tag, pe.did, pasid, req.addr, kind, out, ctx.dte ? ctx.rid : -1, req.pasid);
   }
 
   /** Checking mode after a walk that used a paging-structure cache entry. */
-  #checkPsc(req: DmaRequest, rid: number, did: number, pasid: number): void {
-    const pa = this.#wPa, perm = this.#wPerm, size = this.#wSize;
+  #checkPsc(req: DmaRequest, rid: number, did: number, pasid: number, code: number): void {
+    const pa = code === 0 ? this.#wPa : -1, perm = this.#wPerm, size = this.#wSize;
     const fresh = this.#freshWalk(req, rid);
-    if (fresh !== pa || this.#wPerm !== perm) {
+    if (fresh !== pa || (code === 0 && this.#wPerm !== perm)) {
       const region = req.addr - (req.addr % 2097152);
       this.#stale(
         pasid < 0 ? "second-stage paging-structure cache" : "first-stage paging-structure cache",
@@ -732,7 +776,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.counters.walkReads++;
       let lo = mem.read32(ea);
       const hi = mem.read32(ea + 4);
-      if ((lo & 3) === 0) return sm ? 0x69 : ((access & ACCESS_WRITE) ? 0x5 : 0x6);
+      if ((lo & 3) === 0) {
+        this.#wNotPresent = true;
+        return sm ? 0x69 : ((access & ACCESS_WRITE) ? 0x5 : 0x6);
+      }
       const ps = (lo >>> 7) & 1;
       if ((hi & 0x3ff00000) !== 0) return sm ? 0x6a : 0xc;
       if (ps && (l > 3 || l === 1 || !((this.opts.sllps >> (l - 2)) & 1))) {
@@ -812,7 +859,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.counters.walkReads++;
       let lo = mem.read32(ea);
       const hi = mem.read32(ea + 4);
-      if ((lo & 1) === 0) return 0x61;
+      if ((lo & 1) === 0) {
+        this.#wNotPresent = true;
+        return 0x61;
+      }
       const ps = (lo >>> 7) & 1;
       if (ps && (l > 3 || l === 1 || (l === 3 && !this.opts.fl1gp))) return 0x62;
       if ((hi & 0x7ff00000) !== 0) return 0x62;
