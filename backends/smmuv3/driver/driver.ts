@@ -1100,10 +1100,17 @@ export class SmmuDomain implements IommuDomain {
     return this.pgtable.unmapPages(iova, pgsize, pgcount, gather);
   }
 
-  /** `iotlb_sync`: invalidate the gathered range (leaf) and wait. */
+  /**
+   * `iotlb_sync`: invalidate the gathered range (leaf) and wait, then free
+   * the table pages the unmap put on the gather's freelist (they may be
+   * reused only once the SMMU can no longer walk them).
+   */
   iotlbSync(gather: IotlbGather): void {
-    if (gather.empty || !this.pgtable) return;
-    this.owner.invRange(this, gather.start, gather.size, gather.pgsize, true);
+    if (!this.pgtable) return;
+    if (!gather.empty) this.owner.invRange(this, gather.start, gather.size, gather.pgsize, true);
+    const pages = this.owner.m.pages;
+    for (let i = 0; i < gather.freelist.length; i++) pages.free(gather.freelist[i]);
+    gather.freelist.length = 0;
   }
 
   /** `flush_iotlb_all`. */

@@ -80,7 +80,6 @@ for (
             g.init();
             assert.equal(dom.unmapPages(slot * SLOT, size, 1, g), size);
             dom.iotlbSync(g);
-            for (const p of g.freelist) m.pages.free(p);
             ref.delete(slot);
             smmu.translate(req, out);
             assert.equal(out.ok, false, `slot ${slot} still translates after unmap + sync`);

@@ -183,3 +183,17 @@ Deno.test("STE encode/decode: the kernel's S1 cdtable STE", () => {
   assert.equal(dec.S1ContextPtr, 0x1234_5000n);
   assert.equal(dec.CONFIG, 5n);
 });
+
+Deno.test("iotlb_sync frees the table pages an unmap emptied, after the invalidation", () => {
+  const { dev, d, m } = setup();
+  const dom = d.domainAllocPaging(dev, 0) as SmmuDomain;
+  dom.attachDev(dev, null);
+  dom.mapPages!(0x8000_0000, 0x9000_0000, 4096, 1, RW);
+  const g = new IotlbGather();
+  dom.unmapPages!(0x8000_0000, 4096, 1, g);
+  const freed = g.freelist.slice();
+  assert.ok(freed.length >= 1);
+  dom.iotlbSync!(g);
+  assert.equal(g.freelist.length, 0);
+  for (const p of freed) assert.equal(m.pages.isAllocated(p), false);
+});

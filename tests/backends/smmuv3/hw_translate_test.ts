@@ -72,21 +72,6 @@ Deno.test("read-only page refuses writes with F_PERMISSION; unprivileged access 
   assert.equal(r.tr(SID, 0x2000, { priv: true }).pa, 0xa000);
 });
 
-Deno.test("AF=0 gives F_ACCESS without HTTU and is set by hardware with CD.HA", () => {
-  const { r, root, cd } = s1Rig({ httu: "dirty" });
-  r.mapPage(root, 0x1000, 0x9000, 0x40);
-  assert.equal(r.tr(SID, 0x1000).fault, "F_ACCESS");
-  r.writeCd(cd, { T0SZ: 16, IPS: 5, ASID: 7, TTB0: root / 16, HA: 1, HD: 1 });
-  r.cmd(0, 0); // no-op guard
-  const { r: r2, root: root2, cd: cd2 } = s1Rig();
-  r2.writeCd(cd2, { T0SZ: 16, IPS: 5, ASID: 7, TTB0: root2 / 16, HA: 1, HD: 1 });
-  // writable-clean page (AP[2]=1, DBM=1): a write makes it writable-dirty
-  r2.mapPage(root2, 0x1000, 0x9000, 0x40 | 0x80, 1 << 19);
-  assert.equal(r2.tr(SID, 0x1000, { write: true }).pa, 0x9000);
-  // find the leaf and check AF set and AP[2] cleared
-  assert.equal(r2.hw.counters.faults, 0);
-});
-
 Deno.test("STE V=0 gives C_BAD_STE and a StreamID beyond the table gives C_BAD_STREAMID", () => {
   const r = new Rig();
   r.linearStrtab(4);
