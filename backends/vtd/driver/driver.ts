@@ -10,6 +10,7 @@
 import {
   DomainType,
   type DomainType as DomainTypeT,
+  type HwInfo,
   IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
   IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
   IOMMU_FAULT_PERM_EXEC,
@@ -25,6 +26,7 @@ import {
   type IopfFault,
   type IotlbGather,
   type Machine,
+  type MmHandle,
   type PciDevice,
   type ResvRegion,
 } from "@iommu-lab/core";
@@ -90,6 +92,8 @@ export class VtdDomain implements IommuDomain {
   readonly firstStage: boolean;
   /** The page table (paging domains). */
   readonly pgtable: VtdPgtable | null;
+  /** SVA domains: the CPU mm whose page table is the first stage. */
+  mm?: MmHandle;
   /** Where it is attached (the kernel's cache tags). */
   readonly attachments: Attachment[] = [];
   /** Label. */
@@ -122,6 +126,9 @@ export class VtdDomain implements IommuDomain {
 
   /** `attach_dev`: route requests without PASID (RID_PASID) here. */
   attachDev(dev: PciDevice, _old: IommuDomain | null): void {
+    if (this.type === DomainType.SVA) {
+      throw new IommuError("EINVAL", "attach_dev", "an SVA domain attaches to PASIDs only");
+    }
     this.owner.setPasidDomain(this, dev, 0);
   }
 
@@ -537,6 +544,45 @@ export class VtdDriver implements IommuOpsWithHooks {
   // --- domains
 
   /** `capable`. */
+  /** `hw_info`: `struct iommu_hw_info_vtd` {flags, __reserved, cap_reg, ecap_reg}. */
+  hwInfo(_dev: PciDevice): HwInfo {
+    return {
+      type: "INTEL_VTD",
+      data: Uint32Array.from([0, 0, this.#capLo, this.#capHi, this.#ecapLo, this.#ecapHi]),
+    };
+  }
+
+  /**
+   * `domain_alloc_sva`: a first-stage domain over the mm's CPU page table,
+   * with DID `FLPT_DEFAULT_DID` (as intel/svm.c); attached per PASID only.
+   */
+  domainAllocSva(dev: PciDevice, mm: MmHandle): VtdDomain {
+    if (!this.sm || !this.#ecapBit(47) || this.maxPasidsFor(dev) === 0) {
+      throw new IommuError(
+        "EOPNOTSUPP",
+        "domain_alloc_sva",
+        `${dev.bdf}: SVA needs scalable mode, first-stage translation and a PASID-capable device`,
+      );
+    }
+    if (mm.levels !== 4 && !(mm.levels === 5 && this.#capBit(60))) {
+      throw new IommuError(
+        "EINVAL",
+        "domain_alloc_sva",
+        `mm has ${mm.levels} levels; 4 (or 5 with FL5LP) allowed`,
+      );
+    }
+    const d = new VtdDomain(
+      this,
+      DomainType.SVA,
+      FLPT_DEFAULT_DID,
+      true,
+      null,
+      mm.levels === 5 ? 52 : 47,
+    );
+    d.mm = mm;
+    return d;
+  }
+
   capable(_dev: PciDevice, cap: IommuCap): boolean {
     if (cap === "CACHE_COHERENCY" || cap === "DEFERRED_FLUSH") return true;
     if (cap === "ENFORCE_CACHE_COHERENCY") return this.#ecapBit(7) === 1;
@@ -692,8 +738,9 @@ export class VtdDriver implements IommuOpsWithHooks {
       w[0] = (this.#ssAgaw << 2) | (PGTT_PT << 6);
       w[2] = FLPT_DEFAULT_DID;
     } else if (domain.firstStage) {
-      const root = domain.pgtable!.root;
-      w[4] = ((root % TWO32) >>> 0) | (domain.pgtable!.levels === 5 ? 1 << 2 : 0);
+      const root = domain.mm ? domain.mm.pgdPhys : domain.pgtable!.root;
+      const levels = domain.mm ? domain.mm.levels : domain.pgtable!.levels;
+      w[4] = ((root % TWO32) >>> 0) | (levels === 5 ? 1 << 2 : 0);
       w[5] = Math.floor(root / TWO32);
       w[0] = (this.#ssAgaw << 2) | (PGTT_FL_ONLY << 6);
       w[2] = domain.did | (1 << 23); // DID, PWSNP
