@@ -1,8 +1,8 @@
 /**
  * @module
  * The built-in scenarios (YAML), runnable on every built-in backend:
- * `tour`, `strict-vs-lazy`, `dma-isolation`, `missed-invalidation` and
- * `pasid-dma`. `deno task cli scenario list` shows them.
+ * `tour`, `strict-vs-lazy`, `dma-isolation`, `missed-invalidation`,
+ * `untrusted-bounce` and `pasid-dma`. `deno task cli scenario list` shows them.
  */
 
 /** A built-in scenario: its name, one-line summary and YAML text. */
@@ -167,6 +167,30 @@ steps:
   - expect: { counters: { dma-api.strictSyncs: 1, dma.faults: 2 } }
 `;
 
+const BOUNCE = `# swiotlb bouncing for an untrusted device (behind an external-facing
+# port): a 4-byte buffer in the middle of a page full of other data is not
+# granule-aligned, so the DMA API copies it into a bounce slot and maps
+# that, with the rest of the slot's page zeroed. The device sees the buffer
+# and zeros - never the neighbouring bytes - and its write comes back to the
+# original buffer at unmap.
+name: untrusted-bounce
+description: an untrusted device's unaligned buffer is bounced; the padding is zeroed
+policy: { strict: true }
+devices:
+  - { name: tb0, bdf: "05:00.0", untrusted: true }
+steps:
+  - alloc: { name: page, size: 4096, fill: 0xee }
+  - cpu_write: { addr: $page+0x200, data: "01 02 03 04" }
+  - map: { device: tb0, buffer: page, offset: 0x200, size: 4, dir: bidirectional, as: d }
+  - read: { device: tb0, addr: $d, length: 8, expect: { data: "01 02 03 04 00 00 00 00" } }
+  - read: { device: tb0, addr: $d+0x800, length: 4, expect: { data: "00 00 00 00" } }
+  - write: { device: tb0, addr: $d, data: "0a 0b", expect: { ok: true } }
+  - cpu_check: { addr: $page+0x200, data: "01 02 03 04" }
+  - unmap: { device: tb0, handle: d }
+  - cpu_check: { addr: $page+0x1fe, data: "ee ee 0a 0b 03 04 ee ee" }
+  - expect: { counters: { dma-api.bounces: 1 } }
+`;
+
 /** The built-in scenarios. */
 export const BUILTIN_SCENARIOS: readonly BuiltinScenario[] = [
   { name: "tour", summary: "quickstart tour: map, device DMA, faults, strict unmap", yaml: TOUR },
@@ -184,6 +208,11 @@ export const BUILTIN_SCENARIOS: readonly BuiltinScenario[] = [
     name: "missed-invalidation",
     summary: "a skipped IOTLB sync caught by checking mode",
     yaml: MISSED,
+  },
+  {
+    name: "untrusted-bounce",
+    summary: "swiotlb bouncing for an untrusted device, padding zeroed",
+    yaml: BOUNCE,
   },
   {
     name: "pasid-dma",

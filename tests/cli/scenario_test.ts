@@ -157,3 +157,15 @@ Deno.test("JSON scenario files are accepted", async () => {
   const r = await cli("scenario", "run", f, "--backend", backends[0].name);
   assert.equal(r.code, 0, r.err + r.out);
 });
+
+Deno.test("scenario run loads a backend plugin by path", async () => {
+  const r = await cli("scenario", "run", "tour", "--backend", "./examples/flat-iommu/mod.ts");
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /scenario tour on flat-iommu/);
+  const bad = await cli("scenario", "run", "tour", "--backend", "./no/such/plugin.ts");
+  assert.equal(bad.code, 2);
+  assert.match(
+    bad.err,
+    /^iommu-lab: backend "\.\/no\/such\/plugin\.ts": .*cannot load plugin module/,
+  );
+});
