@@ -14,7 +14,11 @@
  *   the page goes to the gather's freelist (or straight back to the
  *   allocator when no gather is given);
  * - the hot paths (map, unmap, iovaToPhys) allocate no objects: all walk
- *   state lives in preallocated typed arrays.
+ *   state lives in preallocated typed arrays. They read and write entries
+ *   through the live word arrays of the table pages (`PhysMem.pageWords`),
+ *   one cached page per level, and take each level's index from the 32-bit
+ *   halves of the iova; `mem.stats` still counts two reads or writes per
+ *   64-bit entry access.
  *
  * Where this knowingly differs from io-pgtable-arm.c: the kernel keeps
  * empty tables until the table is freed, and a block mapped over a table
@@ -78,6 +82,13 @@ export function sizeName(bytes: number): string {
   return `${v}${units[u]}`;
 }
 
+const TWO32 = 4294967296;
+/** 64-bit entries per 4 KiB memory page. */
+const ENTRIES_PER_PAGE_SHIFT = 9;
+const ENTRIES_PER_PAGE_MASK = 511;
+/** Stands in for a never-written (all-zero) page on reads; never written. */
+const ZERO_PAGE = new Uint32Array(PAGE_SIZE >>> 2);
+
 /** `0x…` for error messages. */
 function hx(x: number): string {
   return "0x" + x.toString(16);
@@ -128,6 +139,12 @@ export abstract class RadixPgtable implements IoPgtable {
   protected outHi = 0;
 
   readonly #shift: Int32Array;
+  readonly #mask: Int32Array;
+  /** Per level: the memory page (pfn) last accessed there and its live words. */
+  readonly #cachePfn: Float64Array;
+  readonly #cacheWords: Uint32Array[];
+  /** Word offset of the entry the last #words/#wordsW call located. */
+  #off = 0;
   readonly #blockSize: Float64Array;
   readonly #entries: Float64Array;
   readonly #leafOk: Uint8Array;
@@ -162,6 +179,9 @@ export abstract class RadixPgtable implements IoPgtable {
     this.#shift = Int32Array.from(geo.shifts);
     this.#blockSize = Float64Array.from(geo.shifts, (s) => 2 ** s);
     this.#entries = Float64Array.from(geo.idxBits, (b) => 2 ** b);
+    this.#mask = Int32Array.from(geo.idxBits, (b) => 2 ** b - 1);
+    this.#cachePfn = new Float64Array(n).fill(-1);
+    this.#cacheWords = Array.from({ length: n }, () => ZERO_PAGE);
     this.#leafOk = Uint8Array.from(geo.shifts, (s) => pgsizeIn(cfg.pgsizeBitmap, 2 ** s) ? 1 : 0);
     this.#tableOrder = orderOf(geo.tableBytes);
     this.#iasLimit = 2 ** cfg.ias;
@@ -211,6 +231,39 @@ export abstract class RadixPgtable implements IoPgtable {
 
   #index(iova: number, level: number): number {
     return Math.floor(iova / this.#blockSize[level]) % this.#entries[level];
+  }
+
+  /** Index of the entry for the iova with halves (`ilo`, `ihi`) at `level`. */
+  #idx(ilo: number, ihi: number, level: number): number {
+    const s = this.#shift[level];
+    return (s >= 32 ? ihi >>> (s - 32) : (ilo >>> s) | (ihi << (32 - s))) & this.#mask[level];
+  }
+
+  /**
+   * Live words of the memory page holding entry `idx` of `table` (a table
+   * may span pages), cached per `level`; sets #off to the entry's low word.
+   * A never-written page reads as {@link ZERO_PAGE} (not cached, not backed).
+   */
+  #words(table: number, idx: number, level: number): Uint32Array {
+    const pfn = table / PAGE_SIZE + (idx >>> ENTRIES_PER_PAGE_SHIFT);
+    this.#off = (idx & ENTRIES_PER_PAGE_MASK) << 1;
+    if (pfn === this.#cachePfn[level]) return this.#cacheWords[level];
+    const w = this.mem.pageWords(pfn);
+    if (w === null) return ZERO_PAGE;
+    this.#cachePfn[level] = pfn;
+    this.#cacheWords[level] = w;
+    return w;
+  }
+
+  /** As {@link #words}, for writing: backs the page when it was never written. */
+  #wordsW(table: number, idx: number, level: number): Uint32Array {
+    const pfn = table / PAGE_SIZE + (idx >>> ENTRIES_PER_PAGE_SHIFT);
+    this.#off = (idx & ENTRIES_PER_PAGE_MASK) << 1;
+    if (pfn === this.#cachePfn[level]) return this.#cacheWords[level];
+    const w = this.mem.backPageWords(pfn);
+    this.#cachePfn[level] = pfn;
+    this.#cacheWords[level] = w;
+    return w;
   }
 
   #countAdd(table: number, delta: number): number {
@@ -347,13 +400,18 @@ export abstract class RadixPgtable implements IoPgtable {
     remaining: number,
     mappedBefore: number,
   ): number {
-    const mem = this.mem;
+    const stats = this.mem.stats;
+    const ilo = iova >>> 0;
+    const ihi = (iova - ilo) / TWO32;
     let table = this.root;
     this.#nNew = 0;
     for (let l = 0; l < target; l++) {
-      const slot = table + 8 * this.#index(iova, l);
-      const lo = mem.read32(slot);
-      const hi = mem.read32(slot + 4);
+      const idx = this.#idx(ilo, ihi, l);
+      const w = this.#words(table, idx, l);
+      const o = this.#off;
+      const lo = w[o];
+      const hi = w[o + 1];
+      stats.reads += 2;
       if (!this.isPresent(lo, hi)) {
         let child: number;
         try {
@@ -371,13 +429,16 @@ export abstract class RadixPgtable implements IoPgtable {
           );
         }
         this.encodeTable(child, l);
-        mem.write32(slot + 4, this.outHi);
-        mem.write32(slot, this.outLo);
+        const ww = this.#wordsW(table, idx, l);
+        const wo = this.#off;
+        ww[wo + 1] = this.outHi;
+        ww[wo] = this.outLo;
+        stats.writes += 2;
         this.#countAdd(table, 1);
         this.#count.set(child, 0);
         const j = this.#nNew++;
         this.#newTable[j] = child;
-        this.#newSlot[j] = slot;
+        this.#newSlot[j] = table + 8 * idx;
         this.#newParent[j] = table;
         table = child;
       } else if (this.isLeaf(lo, hi, l)) {
@@ -394,18 +455,22 @@ export abstract class RadixPgtable implements IoPgtable {
         table = this.addrOf(lo, hi, l);
       }
     }
-    const first = this.#index(iova, target);
+    const first = this.#idx(ilo, ihi, target);
     const n = Math.min(remaining, this.#entries[target] - first);
     // Check every slot before writing any.
+    let present = false;
     for (let i = 0; i < n; i++) {
-      const slot = table + 8 * (first + i);
-      const lo = mem.read32(slot);
-      const hi = mem.read32(slot + 4);
+      const w = this.#words(table, first + i, target);
+      const o = this.#off;
+      const lo = w[o];
+      const hi = w[o + 1];
       if (!this.isPresent(lo, hi)) continue;
+      present = true;
       if (
         this.isLeaf(lo, hi, target) ||
         (this.#count.get(this.addrOf(lo, hi, target)) ?? 1) !== 0
       ) {
+        stats.reads += 2 * (i + 1);
         this.#rollback();
         throw new IommuError(
           "EEXIST",
@@ -417,22 +482,33 @@ export abstract class RadixPgtable implements IoPgtable {
         );
       }
     }
+    stats.reads += 2 * n;
+    let added = 0;
     for (let i = 0; i < n; i++) {
-      const slot = table + 8 * (first + i);
-      const lo = mem.read32(slot);
-      const hi = mem.read32(slot + 4);
-      if (this.isPresent(lo, hi)) {
-        // An empty table is replaced by the leaf: drop it and its walk.
-        mem.write64(slot, 0, 0);
-        this.tlb?.tlbFlushWalk(iova + i * pgsize, pgsize, this.granule);
-        this.#releaseTree(this.addrOf(lo, hi, target), target + 1, null);
-      } else {
-        this.#countAdd(table, 1);
-      }
+      const idx = first + i;
+      if (present) {
+        const w = this.#words(table, idx, target);
+        const o = this.#off;
+        const lo = w[o];
+        const hi = w[o + 1];
+        stats.reads += 2;
+        if (this.isPresent(lo, hi)) {
+          // An empty table is replaced by the leaf: drop it and its walk.
+          w[o] = 0;
+          w[o + 1] = 0;
+          stats.writes += 2;
+          this.tlb?.tlbFlushWalk(iova + i * pgsize, pgsize, this.granule);
+          this.#releaseTree(this.addrOf(lo, hi, target), target + 1, null);
+        } else added++;
+      } else added++;
       this.encodeLeaf(paddr + i * pgsize, target);
-      mem.write32(slot + 4, this.outHi);
-      mem.write32(slot, this.outLo);
+      const w = this.#wordsW(table, idx, target);
+      const o = this.#off;
+      w[o + 1] = this.outHi;
+      w[o] = this.outLo;
+      stats.writes += 2;
     }
+    if (added !== 0) this.#countAdd(table, added);
     this.#nNew = 0;
     return n;
   }
@@ -472,29 +548,37 @@ export abstract class RadixPgtable implements IoPgtable {
     remaining: number,
     gather: IotlbGather | null,
   ): number {
-    const mem = this.mem;
+    const stats = this.mem.stats;
     const path = this.#pathTable;
+    const ilo = iova >>> 0;
+    const ihi = (iova - ilo) / TWO32;
     let table = this.root;
     for (let l = 0; l < target; l++) {
       path[l] = table;
-      const slot = table + 8 * this.#index(iova, l);
-      const lo = mem.read32(slot);
-      const hi = mem.read32(slot + 4);
+      const w = this.#words(table, this.#idx(ilo, ihi, l), l);
+      const o = this.#off;
+      const lo = w[o];
+      const hi = w[o + 1];
+      stats.reads += 2;
       if (!this.isPresent(lo, hi) || this.isLeaf(lo, hi, l)) return 0;
       table = this.addrOf(lo, hi, l);
     }
     path[target] = table;
-    const first = this.#index(iova, target);
+    const first = this.#idx(ilo, ihi, target);
     const n = Math.min(remaining, this.#entries[target] - first);
     const tlb = this.tlb;
     let i = 0;
     for (; i < n; i++) {
-      const slot = table + 8 * (first + i);
-      const lo = mem.read32(slot);
-      const hi = mem.read32(slot + 4);
+      const w = this.#words(table, first + i, target);
+      const o = this.#off;
+      const lo = w[o];
+      const hi = w[o + 1];
+      stats.reads += 2;
       if (!this.isPresent(lo, hi)) break;
-      mem.write32(slot, 0);
-      mem.write32(slot + 4, 0);
+      // Present, so the page is backed: w is its live storage.
+      w[o] = 0;
+      w[o + 1] = 0;
+      stats.writes += 2;
       const at = iova + i * pgsize;
       if (this.isLeaf(lo, hi, target)) {
         if (gather !== null && !gather.queued && tlb !== null && tlb.tlbAddPage !== undefined) {
@@ -512,9 +596,11 @@ export abstract class RadixPgtable implements IoPgtable {
     while (l > 0 && left === 0) {
       const t = path[l];
       const parent = path[l - 1];
-      const slot = parent + 8 * this.#index(iova, l - 1);
-      mem.write32(slot, 0);
-      mem.write32(slot + 4, 0);
+      const w = this.#words(parent, this.#idx(ilo, ihi, l - 1), l - 1);
+      const o = this.#off;
+      w[o] = 0;
+      w[o + 1] = 0;
+      stats.writes += 2;
       left = this.#countAdd(parent, -1);
       const span = this.#blockSize[l - 1];
       tlb?.tlbFlushWalk(iova - (iova % span), span, this.granule);
@@ -527,12 +613,16 @@ export abstract class RadixPgtable implements IoPgtable {
   /** `iova_to_phys`: the physical address `iova` translates to, or 0 when not mapped. */
   iovaToPhys(iova: number): number {
     if (!(iova >= 0 && iova < this.#iasLimit) || this.#freed) return 0;
-    const mem = this.mem;
+    const stats = this.mem.stats;
+    const ilo = iova >>> 0;
+    const ihi = (iova - ilo) / TWO32;
     let table = this.root;
     for (let l = 0; l < this.levels; l++) {
-      const slot = table + 8 * this.#index(iova, l);
-      const lo = mem.read32(slot);
-      const hi = mem.read32(slot + 4);
+      const w = this.#words(table, this.#idx(ilo, ihi, l), l);
+      const o = this.#off;
+      const lo = w[o];
+      const hi = w[o + 1];
+      stats.reads += 2;
       if (!this.isPresent(lo, hi)) return 0;
       if (this.isLeaf(lo, hi, l)) return this.addrOf(lo, hi, l) + (iova % this.#blockSize[l]);
       table = this.addrOf(lo, hi, l);
