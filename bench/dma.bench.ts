@@ -59,8 +59,8 @@ for (const p of plugins) {
         const { dma, buf, size } = dmaEnv(p, strict, pages);
         const mode = strict ? "strict" : dma.mode === "iommu-lazy" ? "lazy" : "lazy→strict";
         bench(`${p.name} ${mode} map+unmap ${pages}p`, () => {
-          const a = dma.mapSingle(buf, size, BIDIR);
-          dma.unmapSingle(a, size, BIDIR);
+          const a = dma.dmaMapSingle(buf, size, BIDIR);
+          dma.dmaUnmapSingle(a, size, BIDIR);
           do_not_optimize(a);
         });
       }
@@ -80,9 +80,9 @@ function measure(
   const mapT: number[] = [], unmapT: number[] = [];
   for (let b = 0; b < batches; b++) {
     const t0 = performance.now();
-    for (let i = 0; i < per; i++) addrs[i] = dma.mapSingle(buf, size, BIDIR);
+    for (let i = 0; i < per; i++) addrs[i] = dma.dmaMapSingle(buf, size, BIDIR);
     const t1 = performance.now();
-    for (let i = 0; i < per; i++) dma.unmapSingle(addrs[i], size, BIDIR);
+    for (let i = 0; i < per; i++) dma.dmaUnmapSingle(addrs[i], size, BIDIR);
     const t2 = performance.now();
     mapT.push(((t1 - t0) * 1000) / per);
     unmapT.push(((t2 - t1) * 1000) / per);

@@ -19,9 +19,9 @@ for (const p of await availableBackends()) {
     const iovas = new Float64Array(N);
     const pool = m.pages.allocPages(10); // 1024 pages
     for (let i = 0; i < N; i++) {
-      iovas[i] = dma.mapSingle(pool + i * 4096, 4096, DmaDirection.BIDIRECTIONAL);
+      iovas[i] = dma.dmaMapSingle(pool + i * 4096, 4096, DmaDirection.BIDIRECTIONAL);
     }
-    const hit = dma.mapSingle(buf, 4096, DmaDirection.BIDIRECTIONAL);
+    const hit = dma.dmaMapSingle(buf, 4096, DmaDirection.BIDIRECTIONAL);
     const domain = core.defaultDomainOf(dev)!;
     const req = newDmaRequest();
     const out = newTranslateResult();

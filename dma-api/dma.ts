@@ -321,7 +321,7 @@ export class DmaApi {
   pci32bitWorkaround = true;
   /** Fault injection. */
   readonly inject: DmaInjection = { skipIotlbSync: false };
-  /** PASID from {@link enablePasid}, or IOMMU_PASID_INVALID. */
+  /** PASID from {@link DmaApi.enablePasid}, or IOMMU_PASID_INVALID. */
   pasid: number = IOMMU_PASID_INVALID;
   #pasidDomain: IommuDomain | null = null;
   readonly #gather = new IotlbGather();
@@ -361,7 +361,7 @@ export class DmaApi {
   }
 
   /** `dma_set_mask`: `bits` 12..64. */
-  setMask(bits: number): void {
+  dmaSetMask(bits: number): void {
     if (!Number.isInteger(bits) || bits < 12 || bits > 64) {
       throw new IommuError("EIO", "dma_set_mask", `DMA mask width ${bits} is outside 12..64`);
     }
@@ -473,7 +473,7 @@ export class DmaApi {
    * `phys` for DMA in direction `dir`; returns the DMA address. Throws
    * ENOMEM (DMA_MAPPING_ERROR) when no IOVA or bounce slot is free.
    */
-  mapSingle(phys: number, size: number, dir: DmaDirection, attrs = 0): number {
+  dmaMapSingle(phys: number, size: number, dir: DmaDirection, attrs = 0): number {
     const op = "dma_map_page";
     if (!(size > 0) || !Number.isInteger(size) || !Number.isInteger(phys) || phys < 0) {
       throw new IommuError("EINVAL", op, `bad buffer 0x${phys.toString(16)}+${size}`);
@@ -513,9 +513,9 @@ export class DmaApi {
     }
   }
 
-  /** `dma_map_page`: same as {@link mapSingle} with a page address and offset. */
-  mapPage(page: number, offset: number, size: number, dir: DmaDirection, attrs = 0): number {
-    return this.mapSingle(page + offset, size, dir, attrs);
+  /** `dma_map_page`: same as {@link DmaApi.dmaMapSingle} with a page address and offset. */
+  dmaMapPage(page: number, offset: number, size: number, dir: DmaDirection, attrs = 0): number {
+    return this.dmaMapSingle(page + offset, size, dir, attrs);
   }
 
   #directMap(op: string, phys: number, size: number, dir: DmaDirection): number {
@@ -536,7 +536,7 @@ export class DmaApi {
   }
 
   /** `dma_unmap_page` / `dma_unmap_single`. */
-  unmapSingle(dmaAddr: number, size: number, dir: DmaDirection, attrs = 0): void {
+  dmaUnmapSingle(dmaAddr: number, size: number, dir: DmaDirection, attrs = 0): void {
     const domain = this.domain();
     if (!domain) {
       this.layer.counters.unmaps++;
@@ -555,12 +555,12 @@ export class DmaApi {
   }
 
   /** `dma_unmap_page`. */
-  unmapPage(dmaAddr: number, size: number, dir: DmaDirection, attrs = 0): void {
-    this.unmapSingle(dmaAddr, size, dir, attrs);
+  dmaUnmapPage(dmaAddr: number, size: number, dir: DmaDirection, attrs = 0): void {
+    this.dmaUnmapSingle(dmaAddr, size, dir, attrs);
   }
 
   /** `dma_sync_single_for_cpu`: bounce back FROM_DEVICE/BIDIRECTIONAL data. */
-  syncSingleForCpu(dmaAddr: number, size: number, dir: DmaDirection): void {
+  dmaSyncSingleForCpu(dmaAddr: number, size: number, dir: DmaDirection): void {
     this.layer.counters.syncs++;
     const domain = this.domain();
     if (!domain || !this.dev.untrusted) return;
@@ -569,7 +569,7 @@ export class DmaApi {
   }
 
   /** `dma_sync_single_for_device`: refresh the bounce copy for TO_DEVICE/BIDIRECTIONAL. */
-  syncSingleForDevice(dmaAddr: number, size: number, dir: DmaDirection): void {
+  dmaSyncSingleForDevice(dmaAddr: number, size: number, dir: DmaDirection): void {
     this.layer.counters.syncs++;
     const domain = this.domain();
     if (!domain || !this.dev.untrusted) return;
@@ -578,7 +578,7 @@ export class DmaApi {
   }
 
   /** `dma_map_resource`: map MMIO (no bouncing), adds IOMMU_MMIO. */
-  mapResource(phys: number, size: number, dir: DmaDirection, attrs = 0): number {
+  dmaMapResource(phys: number, size: number, dir: DmaDirection, attrs = 0): number {
     const domain = this.domain();
     if (!domain) return this.#directMap("dma_map_resource", phys, size, dir);
     const prot = dmaInfoToProt(dir, false, attrs) | IOMMU_MMIO;
@@ -586,7 +586,7 @@ export class DmaApi {
   }
 
   /** `dma_unmap_resource`. */
-  unmapResource(dmaAddr: number, size: number): void {
+  dmaUnmapResource(dmaAddr: number, size: number): void {
     const domain = this.domain();
     this.layer.counters.unmaps++;
     if (domain) {
@@ -601,12 +601,12 @@ export class DmaApi {
    * merge into one DMA segment up to `maxSegSize` (64 KiB default).
    * Untrusted devices map each segment separately (with bouncing).
    */
-  mapSg(sg: SgEntry[], dir: DmaDirection, attrs = 0, maxSegSize = 65536): SgMapping {
+  dmaMapSg(sg: SgEntry[], dir: DmaDirection, attrs = 0, maxSegSize = 65536): SgMapping {
     if (sg.length === 0) throw new IommuError("EINVAL", "dma_map_sg", "empty scatterlist");
     const domain = this.domain();
     if (!domain || this.dev.untrusted) {
       const segments = sg.map((s) => {
-        s.dmaAddress = this.mapSingle(s.paddr, s.length, dir, attrs);
+        s.dmaAddress = this.dmaMapSingle(s.paddr, s.length, dir, attrs);
         return { dmaAddress: s.dmaAddress, length: s.length };
       });
       return { nents: segments.length, segments, iova: segments[0].dmaAddress, iovaLen: 0 };
@@ -662,11 +662,11 @@ export class DmaApi {
     return { nents: segments.length, segments, iova, iovaLen: total };
   }
 
-  /** `dma_unmap_sg`: unmap what {@link mapSg} mapped. */
-  unmapSg(m: SgMapping, dir: DmaDirection): void {
+  /** `dma_unmap_sg`: unmap what {@link DmaApi.dmaMapSg} mapped. */
+  dmaUnmapSg(m: SgMapping, dir: DmaDirection): void {
     const domain = this.domain();
     if (!domain || m.iovaLen === 0) {
-      for (const s of m.segments) this.unmapSingle(s.dmaAddress, s.length, dir);
+      for (const s of m.segments) this.dmaUnmapSingle(s.dmaAddress, s.length, dir);
       return;
     }
     this.#iommuUnmap(domain, m.iova, m.iovaLen);
@@ -676,7 +676,7 @@ export class DmaApi {
    * `dma_alloc_coherent`: zeroed pages from the page allocator, mapped
    * BIDIRECTIONAL (coherent) below the DMA mask.
    */
-  allocCoherent(size: number, attrs = 0): DmaCoherent {
+  dmaAllocCoherent(size: number, attrs = 0): DmaCoherent {
     if (!(size > 0)) {
       throw new IommuError("EINVAL", "dma_alloc_coherent", `size ${size} must be > 0`);
     }
@@ -701,7 +701,7 @@ export class DmaApi {
   }
 
   /** `dma_free_coherent`. */
-  freeCoherent(c: DmaCoherent): void {
+  dmaFreeCoherent(c: DmaCoherent): void {
     const domain = this.domain();
     if (domain) this.#iommuUnmap(domain, c.dmaAddr, c.size);
     else this.layer.counters.unmaps++;
@@ -754,7 +754,7 @@ export class DmaApi {
     return pasid;
   }
 
-  /** Undo {@link enablePasid}. */
+  /** Undo {@link DmaApi.enablePasid}. */
   disablePasid(): void {
     if (this.pasid === IOMMU_PASID_INVALID || !this.#pasidDomain) return;
     this.#core.detachDevicePasid(this.#pasidDomain, this.dev, this.pasid);

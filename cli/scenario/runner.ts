@@ -361,7 +361,7 @@ export function runScenario(loaded: LoadedScenario, opts: RunOptions): RunReport
         const phys = value(s.buffer, "buffer") + ((s.offset as number) ?? 0);
         const exp = s.expect as { error?: string } | undefined;
         try {
-          const dma = dmaOf(d).mapSingle(phys, s.size as number, dir);
+          const dma = dmaOf(d).dmaMapSingle(phys, s.size as number, dir);
           if (exp) {
             throw new StepFail(`expected error ${exp.error ?? ""}, got DMA address ${hex(dma)}`);
           }
@@ -378,14 +378,14 @@ export function runScenario(loaded: LoadedScenario, opts: RunOptions): RunReport
         const h = handles.get(String(s.handle));
         if (!h) throw new StepFail(`unknown DMA handle "${s.handle}"`);
         if (h.dev !== dev(s.device)) throw new StepFail(`${s.handle} belongs to ${h.dev.name}`);
-        dmaOf(h.dev).unmapSingle(h.dma, h.size, h.dir);
+        dmaOf(h.dev).dmaUnmapSingle(h.dma, h.size, h.dir);
         handles.delete(String(s.handle));
         retired.set(String(s.handle), h.dma);
         return `unmapped ${hex(h.dma)}+${hex(h.size)}`;
       }
       case "alloc_coherent": {
         const d = dev(s.device);
-        const c = dmaOf(d).allocCoherent(s.size as number);
+        const c = dmaOf(d).dmaAllocCoherent(s.size as number);
         handles.set(String(s.as), { dev: d, dma: c.dmaAddr, size: c.size, dir: 0, coherent: c });
         buffers.set(String(s.as) + "_cpu", c.cpuAddr);
         return `${s.as} = ${hex(c.dmaAddr)} (cpu ${hex(c.cpuAddr)})`;
@@ -393,7 +393,7 @@ export function runScenario(loaded: LoadedScenario, opts: RunOptions): RunReport
       case "free_coherent": {
         const h = handles.get(String(s.handle));
         if (!h?.coherent) throw new StepFail(`"${s.handle}" is not a coherent allocation`);
-        dmaOf(dev(s.device)).freeCoherent(h.coherent);
+        dmaOf(dev(s.device)).dmaFreeCoherent(h.coherent);
         handles.delete(String(s.handle));
         return `freed ${hex(h.dma)}`;
       }

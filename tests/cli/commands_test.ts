@@ -65,7 +65,7 @@ async function flatImage() {
   const core = new IommuCore(m);
   core.registerDriver(driver);
   const buf = m.pages.allocPage();
-  const dma = dmaDevice(core, dev).mapSingle(buf, 4096, DmaDirection.TO_DEVICE);
+  const dma = dmaDevice(core, dev).dmaMapSingle(buf, 4096, DmaDirection.TO_DEVICE);
   const regs = hw.registers.filter((r) => r.name === "FLAT_DT_BASE" || r.name === "FLAT_CTRL")
     .sort((a) => a.name === "FLAT_CTRL" ? 1 : -1)
     .map((r) => {

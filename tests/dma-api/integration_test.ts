@@ -22,12 +22,12 @@ for (const p of plugins) {
     const { m, dev, dma } = setup(p.name, true);
     const buf = m.pages.allocPage();
     m.mem.fill(buf, 4096, 0x3c);
-    const d = dma.mapSingle(buf + 0x100, 64, BIDIR);
+    const d = dma.dmaMapSingle(buf + 0x100, 64, BIDIR);
     assert.equal(d % 4096, 0x100);
     const r = m.master(dev).read(d, 8);
     assert.equal(r.ok, true);
     assert.deepEqual([...r.data!], Array(8).fill(0x3c));
-    dma.unmapSingle(d, 64, BIDIR);
+    dma.dmaUnmapSingle(d, 64, BIDIR);
     assert.equal(m.master(dev).read(d, 8).ok, false);
   });
 }
@@ -38,7 +38,9 @@ for (const name of ["vtd", "smmuv3"]) {
     const run = (strict: boolean) => {
       const { m, dma, core } = setup(name, strict);
       const buf = m.pages.allocPage();
-      for (let i = 0; i < 1000; i++) dma.unmapSingle(dma.mapSingle(buf, 4096, BIDIR), 4096, BIDIR);
+      for (let i = 0; i < 1000; i++) {
+        dma.dmaUnmapSingle(dma.dmaMapSingle(buf, 4096, BIDIR), 4096, BIDIR);
+      }
       const fq = dma.layer.cookieOf(core.defaultDomainOf(dma.dev)!, dma.dev).fq;
       return {
         ...core.counters,
@@ -66,7 +68,7 @@ for (const name of ["vtd", "smmuv3"]) {
     const page = m.pages.allocPage();
     m.mem.fill(page, 4096, 0xee); // secrets around the buffer
     m.mem.writeBytes(page + 0x200, new Uint8Array([1, 2, 3, 4]));
-    const d = dma.mapSingle(page + 0x200, 4, BIDIR);
+    const d = dma.dmaMapSingle(page + 0x200, 4, BIDIR);
     assert.equal(dma.layer.counters.bounces, 1);
     const whole = m.master(dev).read(d - (d % 4096), 4096);
     assert.equal(whole.ok, true);
@@ -77,7 +79,7 @@ for (const name of ["vtd", "smmuv3"]) {
       0,
       "no byte of the neighbourhood is visible",
     );
-    dma.unmapSingle(d, 4, BIDIR);
+    dma.dmaUnmapSingle(d, 4, BIDIR);
   });
 }
 
@@ -89,10 +91,10 @@ if (plugins.some((p) => p.name === "vtd")) {
     assert.equal(core.getDomainForDevPasid(dev, pasid), core.defaultDomainOf(dev));
     const buf = m.pages.allocPage();
     m.mem.fill(buf, 16, 0x42);
-    const d = dma.mapSingle(buf, 4096, BIDIR);
+    const d = dma.dmaMapSingle(buf, 4096, BIDIR);
     assert.deepEqual([...m.master(dev).read(d, 2, { pasid }).data!], [0x42, 0x42]);
     assert.deepEqual([...m.master(dev).read(d, 2).data!], [0x42, 0x42]);
-    dma.unmapSingle(d, 4096, BIDIR);
+    dma.dmaUnmapSingle(d, 4096, BIDIR);
     assert.equal(m.master(dev).read(d, 2, { pasid }).ok, false);
     assert.equal(m.master(dev).read(d, 2).ok, false);
   });
