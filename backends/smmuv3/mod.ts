@@ -30,6 +30,7 @@ export {
   type CdTable,
   type DriverStats,
   type Master,
+  NestedDomain,
   SmmuDomain,
   type SmmuHwInfo,
   SmmuV3Driver,

@@ -14,6 +14,7 @@ import {
   type DomainGeometry,
   DomainType,
   type FlushOps,
+  type HwInfo,
   IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
   IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
   IOMMU_FAULT_PERM_EXEC,
@@ -152,7 +153,7 @@ export interface Master {
   /** The CD table, once a stage-1 domain or a PASID is attached. */
   cdTable: CdTable | null;
   /** Domain of the RID (null before the first attach). */
-  domain: SmmuDomain | StaticDomain | null;
+  domain: SmmuDomain | StaticDomain | NestedDomain | null;
   /** Domains attached at each PASID. */
   pasids: Map<number, SmmuDomain>;
 }
@@ -554,6 +555,113 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     master.cdTable = null;
   }
 
+  /** `hw_info`: `struct iommu_hw_info_arm_smmuv3` {flags, __reserved, idr[6], iidr, aidr}. */
+  hwInfo(_dev: PciDevice): HwInfo {
+    const data = new Uint32Array(10);
+    for (let i = 0; i < 6; i++) data[2 + i] = this.#r32(REG.IDR0 + 4 * i);
+    data[8] = this.#r32(REG.IIDR);
+    data[9] = this.#r32(REG.AIDR);
+    return { type: "ARM_SMMUV3", data };
+  }
+
+  /**
+   * `domain_alloc_nested` (IOMMU_HWPT_DATA_ARM_SMMUV3): a user stage-1
+   * configuration (the guest's STE words 0-1, `{ ste: [lo0, hi0, lo1, hi1] }`)
+   * over a stage-2 nest parent. The vSTE may only be abort, bypass or stage 1,
+   * with only the S1 fields the kernel allows; anything else is EIO.
+   */
+  domainAllocNested(
+    _dev: PciDevice,
+    parent: IommuDomain,
+    flags: number,
+    userData: unknown,
+  ): IommuDomain {
+    const op = "arm_smmu_domain_alloc_nesting";
+    if (flags !== 0) {
+      throw new IommuError("EOPNOTSUPP", op, `flags 0x${flags.toString(16)} not supported`);
+    }
+    if (!(parent instanceof SmmuDomain) || parent.stage !== "S2" || !parent.nestParent) {
+      throw new IommuError(
+        "EINVAL",
+        op,
+        "the parent must be a stage-2 NEST_PARENT domain of this SMMU",
+      );
+    }
+    const ste = (userData as { ste?: ArrayLike<number> } | null)?.ste;
+    if (!ste || ste.length !== 4) {
+      throw new IommuError(
+        "EINVAL",
+        op,
+        "user data must be { ste: [4 x u32] } (vSTE words 0 and 1)",
+      );
+    }
+    const v = Uint32Array.from(ste);
+    // Allowed: V, CONFIG, S1FMT, S1CTXPTR, S1CDMAX; S1DSS, S1CIR, S1COR, S1CSH, S1STALLD, EATS.
+    const allowed = [0xffffffff, 0xf80fffff, 0x3800_00ff, 0];
+    for (let i = 0; i < 4; i++) {
+      if ((v[i] & ~allowed[i]) !== 0) {
+        throw new IommuError(
+          "EIO",
+          op,
+          `vSTE word ${i} sets bits 0x${(v[i] & ~allowed[i]).toString(16)} a guest may not set`,
+        );
+      }
+    }
+    const cfg = (v[0] >>> 1) & 7;
+    if ((v[0] & 1) && cfg !== 0 && cfg !== 4 && cfg !== 5) {
+      throw new IommuError(
+        "EIO",
+        op,
+        `vSTE config ${cfg} is not ABORT(0), BYPASS(4) or S1_TRANS(5)`,
+      );
+    }
+    return new NestedDomain(this, parent, v);
+  }
+
+  /** Attach the RID to a nested domain: stage 1 from the vSTE, stage 2 from the parent. */
+  attachNested(dev: PciDevice, domain: NestedDomain): void {
+    const master = this.#master(dev, "arm_smmu_attach_dev_nested");
+    if (master.pasids.size > 0) {
+      throw new IommuError(
+        "EINVAL",
+        "arm_smmu_attach_dev_nested",
+        "PASIDs are attached; a nested domain takes the whole CD table",
+      );
+    }
+    const parent = domain.parent;
+    parent.finalise();
+    const t = this.#target;
+    const s2 = parent.pgtable!.s2!;
+    const v = domain.vste;
+    const cfg = (v[0] >>> 1) & 7;
+    if ((v[0] & 1) === 0 || cfg === 0) makeAbortSte(t);
+    else {
+      makeS2Ste(t, parent.id, s2.vtcr, s2.vttbr, master.ats);
+      if (cfg === 5) {
+        // NESTED: guest S1 words over the parent's stage 2.
+        t[0] = ((v[0] & ~0xe) | (7 << 1)) >>> 0;
+        t[1] = v[1];
+        t[2] = ((t[2] & (3 << 28)) | (v[2] & ~(3 << 28))) >>> 0;
+        t[3] = 0;
+      }
+    }
+    this.#writeSte(master, t);
+    this.#leaveOld(master, domain);
+    parent.masters.add(master);
+    master.domain = domain;
+  }
+
+  /** Forget `master` in its old RID domain (unless still used at a PASID). */
+  #leaveOld(master: Master, next: unknown): void {
+    const old = master.domain;
+    const oldPaging = old instanceof NestedDomain ? old.parent : old;
+    const nextPaging = next instanceof NestedDomain ? next.parent : next;
+    if (
+      oldPaging instanceof SmmuDomain && oldPaging !== nextPaging &&
+      ![...master.pasids.values()].includes(oldPaging)
+    ) oldPaging.masters.delete(master);
+  }
+
   /** `get_resv_regions`: the software MSI window. */
   getResvRegions(_dev: PciDevice): ResvRegion[] {
     return [{ start: MSI_IOVA_BASE, length: MSI_IOVA_LENGTH, prot: 1 | 2 | 16, type: "SW_MSI" }];
@@ -585,7 +693,9 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       }
       stage = "S2";
     }
-    return new SmmuDomain(this, stage);
+    const dom = new SmmuDomain(this, stage);
+    dom.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
+    return dom;
   }
 
   /** Allocate an ASID (1..) or VMID (1..). */
@@ -691,10 +801,7 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
         if (master.cdTable) this.#freeCdTable(master);
       }
     }
-    const old = master.domain;
-    if (old instanceof SmmuDomain && old !== domain && ![...master.pasids.values()].includes(old)) {
-      old.masters.delete(master);
-    }
+    this.#leaveOld(master, domain);
     master.domain = domain;
   }
 
@@ -800,6 +907,11 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     }
     this.stats.tlbi += cmds.length;
     this.cmdq.issue(cmds, true);
+    if (domain.nestParent) {
+      // Changing a nest parent's stage 2 invalidates every nested stage-1 entry of its VMID.
+      this.stats.tlbi++;
+      this.cmdq.issueOne(tlbiCtx(this.#cmd, OP.TLBI_NH_ALL, domain.id, 0), true);
+    }
     this.#atcInvDomain(domain, iova, size);
   }
 
@@ -816,7 +928,10 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   #atcInvDomain(domain: SmmuDomain, iova: number, size: number): void {
     for (const master of domain.masters) {
       if (!master.ats) continue;
-      if (master.domain === domain) this.#atcInvMaster(master, 0, iova, size === 0, size);
+      const rid = master.domain;
+      if (rid === domain || (rid instanceof NestedDomain && rid.parent === domain)) {
+        this.#atcInvMaster(master, 0, iova, size === 0, size);
+      }
       for (const [pasid, d] of master.pasids) {
         if (d === domain) this.#atcInvMaster(master, pasid, iova, size === 0, size);
       }
@@ -1025,6 +1140,8 @@ export class SmmuDomain implements IommuDomain {
   readonly masters: Set<Master> = new Set();
   /** Smallest page size (the TLBI granule). */
   granule = 4096;
+  /** Allocated with IOMMU_HWPT_ALLOC_NEST_PARENT. */
+  nestParent = false;
   readonly #flush: FlushOps;
 
   /** A domain of `stage` (page table allocated at first use). */
@@ -1135,4 +1252,36 @@ export class SmmuDomain implements IommuDomain {
       this.pgtable = null;
     }
   }
+}
+
+/** A nested domain: a guest's stage-1 configuration over a stage-2 parent. */
+export class NestedDomain implements IommuDomain {
+  /** NESTED. */
+  readonly type: DomainType = DomainType.NESTED;
+  /** Its driver. */
+  readonly owner: SmmuV3Driver;
+  /** The stage-2 parent. */
+  readonly parent: SmmuDomain;
+  /** The guest's STE words 0-1 (as four 32-bit halves). */
+  readonly vste: Uint32Array;
+  /** No mappings of its own. */
+  pgsizeBitmap = 0;
+  /** The parent's aperture. */
+  geometry: DomainGeometry;
+
+  /** A nested domain over `parent` with the vSTE `vste`. */
+  constructor(owner: SmmuV3Driver, parent: SmmuDomain, vste: Uint32Array) {
+    this.owner = owner;
+    this.parent = parent;
+    this.vste = vste;
+    this.geometry = parent.geometry;
+  }
+
+  /** Attach the RID: a NESTED (or abort / stage-2 bypass) STE. */
+  attachDev(dev: PciDevice, _old: IommuDomain | null = null): void {
+    this.owner.attachNested(dev, this);
+  }
+
+  /** Nothing of its own to free. */
+  free(): void {}
 }
