@@ -13,6 +13,7 @@ import {
   ACCESS_WRITE,
   type Counters,
   type DmaRequest,
+  IommuError,
   type IommuHardware,
   type Machine,
   type MmioRegion,
@@ -463,6 +464,21 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   /** Translate a DMA request (never throws for bad tables: those are faults). */
   translate(req: DmaRequest, out: TranslateResult): void {
+    try {
+      this.#translate(req, out);
+    } catch (e) {
+      // A structure pointer beyond physical memory: the access fault of
+      // whatever was being fetched, never an exception.
+      if (!(e instanceof IommuError) || e.errno !== "EFAULT") throw e;
+      this.#pscTag = -1;
+      this.#fault(out, req, this.#accessCode, false, true);
+    }
+  }
+
+  /** Fault reason for a failed memory access by the structure fetch in progress. */
+  #accessCode = 0x38;
+
+  #translate(req: DmaRequest, out: TranslateResult): void {
     this.counters.translations++;
     out.pending = false;
     if (!this.#te) {
@@ -751,6 +767,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const mem = this.#mem;
     const tag = this.#pscTag;
     this.#pscTag = -1; // nested walks inside this one do not use it
+    this.#accessCode = sm ? 0x68 : 0x7;
     if (addr >= 2 ** (12 + 9 * levels)) return sm ? 0x73 : 0x4;
     let table = root;
     let perm = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
@@ -826,6 +843,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const mem = this.#mem;
     const tag = nested ? -1 : this.#pscTag;
     this.#pscTag = -1;
+    this.#accessCode = 0x60;
     const levels = pe.flpm === 1 ? 5 : 4;
     if (levels === 4 && addr >= 2 ** 47) return 0x70;
     let table = pe.flptr;
@@ -855,6 +873,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         const c = this.#ssWalk(pe.slptr, pe.aw + 2, ea, ACCESS_READ | ACCESS_WRITE, pe.ssade, true);
         if (c !== 0) return c;
         ea = this.#wPa;
+        this.#accessCode = 0x60;
       }
       this.counters.walkReads++;
       let lo = mem.read32(ea);
@@ -929,6 +948,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const bus = rid >>> 8;
     const devfn = rid & 0xff;
     const ra = this.#rta + bus * 16;
+    this.#accessCode = sm ? 0x38 : 0x8;
     this.counters.walkReads++;
     const r0 = mem.read32(ra),
       r1 = mem.read32(ra + 4),
@@ -950,6 +970,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const n = sm ? 8 : 4;
     const raw = new Uint32Array(n);
     this.counters.walkReads++;
+    this.#accessCode = sm ? 0x40 : 0x9;
     mem.readWords(ctp, raw, n);
     const w0 = raw[0];
     const fpd = (w0 & 2) !== 0;
@@ -1024,6 +1045,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return this.#fault(out, req, 0x46, ctx.fpd, true);
     }
     const da = ctx.pasidDir + Math.floor(pasid / 64) * 8;
+    this.#accessCode = 0x50;
     this.counters.walkReads++;
     const d0 = mem.read32(da), d1 = mem.read32(da + 4);
     if (!(d0 & 1)) return this.#fault(out, req, 0x51, ctx.fpd, true);
@@ -1031,6 +1053,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const ta = (d1 & 0xfffff) * TWO32 + ((d0 & 0xfffff000) >>> 0) + (pasid % 64) * 64;
     const raw = new Uint32Array(16);
     this.counters.walkReads++;
+    this.#accessCode = 0x58;
     mem.readWords(ta, raw, 16);
     const w = raw;
     const fpd = ctx.fpd || (w[0] & 2) !== 0;
@@ -1225,15 +1248,29 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     let head = this.#regs[REG.IQH >> 2] & 0x7fff0;
     const tail = this.#regs[REG.IQT >> 2] & 0x7fff0;
     const w = this.#w;
-    if (wide && (tail & 0x10)) {
+    if ((wide && (tail & 0x10)) || tail >= qsize || head >= qsize) {
+      // IQT misaligned for 256-bit descriptors, or beyond the queue.
       this.#qiError(head, 1);
+      this.#event(REG.FECTL, this.#irqFault);
+      return;
+    }
+    if (wide && !this.opts.smts) {
+      this.#qiError(head, 2); // 256-bit descriptors need scalable-mode support
+      this.#event(REG.FECTL, this.#irqFault);
       return;
     }
     while (head !== tail) {
       w.fill(0);
-      this.#mem.readWords(base + head, w, dsz >> 2);
-      this.counters.qiDescriptors++;
-      const err = this.#descriptor(w, wide);
+      let err: number;
+      try {
+        this.#mem.readWords(base + head, w, dsz >> 2);
+        this.counters.qiDescriptors++;
+        err = this.#descriptor(w, wide);
+      } catch (e) {
+        // The queue (or a status address) is outside physical memory.
+        if (!(e instanceof IommuError) || e.errno !== "EFAULT") throw e;
+        err = 1;
+      }
       if (err !== 0) {
         if (err === -1) {
           // ITE: the pending descriptors (up to the tail) are discarded.
