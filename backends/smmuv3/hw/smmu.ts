@@ -182,6 +182,8 @@ function newCounters(): Counters {
     pageRequests: 0,
     priLost: 0,
     missedInvalidations: 0,
+    sev: 0,
+    ...Object.fromEntries(Object.keys(OP).map((k) => [`cmd_${k}`, 0])),
   };
 }
 
@@ -236,6 +238,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   readonly #s2fetch: TableFetchTranslator;
   /** Mapping sizes (log2) present in the TLB/ATC, for lookups without allocation. */
   readonly #sizes: number[] = [];
+  /** `2 ** #sizes[i]`. */
+  readonly #sizeBytes: number[] = [];
   readonly #wc = newWalkOut();
   readonly #scratch = newTranslateScratch();
 
@@ -550,10 +554,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const f = this.features;
     this.counters.commands++;
     const name = OP_NAME[op];
-    if (name !== undefined) {
-      const key = CMD_COUNTER[op];
-      this.counters[key] = (this.counters[key] ?? 0) + 1;
-    }
+    if (name !== undefined) this.counters[CMD_COUNTER[op]]++;
     if (this.#m.trace.observed) {
       this.#m.trace.emit(this.name, "smmuv3_cmdq_opcode", {
         opcode: name ?? `0x${op.toString(16)}`,
@@ -709,7 +710,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
             this.#m.irq.raise(`${this.name}:cmdq-sync`);
           }
         } else if (cs === SYNC_CS.SEV) {
-          this.counters.sev = (this.counters.sev ?? 0) + 1;
+          this.counters.sev++;
         }
         if (this.#m.trace.observed) this.#m.trace.emit(this.name, "smmuv3_cmdq_sync", { cs });
         return CERROR.NONE;
@@ -809,17 +810,20 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   }
 
   #addSize(s: number): void {
-    if (!this.#sizes.includes(s)) this.#sizes.push(s);
+    if (!this.#sizes.includes(s)) {
+      this.#sizes.push(s);
+      this.#sizeBytes.push(2 ** s);
+    }
   }
 
   #tlbLookup(tag: number, addr: number): TlbEntry | undefined {
     const m = this.#tlb.get(tag);
     if (!m) return undefined;
     const sizes = this.#sizes;
+    const bytes = this.#sizeBytes;
     for (let i = 0; i < sizes.length; i++) {
-      const s = sizes[i];
-      const p = 2 ** s;
-      const e = m.get(addr - (addr % p) + s);
+      const p = bytes[i];
+      const e = m.get(addr - (addr % p) + sizes[i]);
       if (e !== undefined) return e;
     }
     return undefined;
