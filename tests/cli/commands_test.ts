@@ -177,3 +177,15 @@ Deno.test("demo runs the tour on every built-in backend and prints a side-by-sid
   assert.match(r.out, /^modeled µs +[\d.]+/m);
   assert.ok(!r.out.includes("\u001b["), "no color codes when not a terminal");
 });
+
+Deno.test("NO_COLOR turns colors off", async () => {
+  const { denoIo } = await import("../../cli/app.ts");
+  const old = Deno.env.get("NO_COLOR");
+  Deno.env.set("NO_COLOR", "1");
+  try {
+    assert.equal(denoIo().color, false);
+  } finally {
+    if (old === undefined) Deno.env.delete("NO_COLOR");
+    else Deno.env.set("NO_COLOR", old);
+  }
+});
