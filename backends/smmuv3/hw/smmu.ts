@@ -467,6 +467,11 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       return;
     }
     const addr = this.#qBase(REG.EVTQ_BASE) + (p & idxMask) * 32;
+    if (addr + 32 > this.#mem.limit) {
+      this.counters.eventsLost++;
+      this.#gerror(GERROR.EVTQ_ABT_ERR);
+      return;
+    }
     this.#mem.writeWords(addr, ev);
     this.#evtqProd = ((p & Q_OVF) | (((p & (wrap * 2 - 1)) + 1) & (wrap * 2 - 1))) >>> 0;
     this.#raise("evtq", IRQ_CTRL.EVTQ_IRQEN);
@@ -487,7 +492,13 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       this.#raise("priq", IRQ_CTRL.PRIQ_IRQEN);
       return false;
     }
-    this.#mem.writeWords(this.#qBase(REG.PRIQ_BASE) + (p & idxMask) * 16, rec.subarray(0, 4));
+    const addr = this.#qBase(REG.PRIQ_BASE) + (p & idxMask) * 16;
+    if (addr + 16 > this.#mem.limit) {
+      this.counters.priLost++;
+      this.#gerror(GERROR.PRIQ_ABT_ERR);
+      return false;
+    }
+    this.#mem.writeWords(addr, rec.subarray(0, 4));
     this.#priqProd = ((p & Q_OVF) | (((p & (wrap * 2 - 1)) + 1) & (wrap * 2 - 1))) >>> 0;
     this.#raise("priq", IRQ_CTRL.PRIQ_IRQEN);
     return true;
@@ -1270,7 +1281,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     // Stall model.
     const model = this.features.stall;
     const stallCfg = s2 ? ste.s2s : cd !== null && cd.stall && !ste.s1stalld;
-    const stall = record && model !== "terminate" && (model === "force" || stallCfg);
+    const stallable = code >= EVT.F_TRANSLATION && code <= EVT.F_PERMISSION;
+    const stall = record && stallable && model !== "terminate" && (model === "force" || stallCfg);
     const rec = record && (stall || (s2 ? ste.s2r : cd === null || cd.record));
     if (stall) {
       const page = req.addr - (req.addr % 4096);
@@ -1300,7 +1312,10 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const ssv = req.pasid !== NO_PASID;
     ev[0] = (id | (ssv ? 0x800 : 0) | (((ssv ? req.pasid : 0) & 0xfffff) << 12)) >>> 0;
     ev[1] = req.rid >>> 0;
-    if (id >= EVT.F_TRANSLATION && id <= EVT.F_PERMISSION || id === EVT.F_BAD_ATS_TREQ) {
+    if (
+      id >= EVT.F_TRANSLATION && id <= EVT.F_PERMISSION || id === EVT.F_BAD_ATS_TREQ ||
+      id === EVT.F_WALK_EABT
+    ) {
       ev[2] = (stag | (stall ? 0x80000000 : 0)) >>> 0;
       ev[3] = ((req.priv ? 1 << 1 : 0) | (req.access & ACCESS_EXEC ? 1 << 2 : 0) |
         (req.access & ACCESS_WRITE ? 0 : 1 << 3) | (s2 ? 1 << 7 : 0) | (cls << 8)) >>> 0;

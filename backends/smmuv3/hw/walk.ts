@@ -19,6 +19,8 @@ export const WALK_F_ADDR_SIZE = 0x11;
 export const WALK_F_ACCESS = 0x12;
 /** Permission fault. */
 export const WALK_F_PERMISSION = 0x13;
+/** External abort on a table walk (the descriptor address is not backed by memory): F_WALK_EABT. */
+export const WALK_F_WALK_EABT = 0x0b;
 
 /** Stage-1/stage-2 context for one walk (filled from a CD or an STE, reused). */
 export interface WalkCfg {
@@ -159,6 +161,12 @@ export function walk(
   }
   let level = cfg.startLevel;
   let table = cfg.ttb;
+  if (table >= 2 ** cfg.outBits) {
+    // The table base is beyond the configured output size.
+    out.fault = WALK_F_ADDR_SIZE;
+    out.level = level;
+    return;
+  }
   // Index bits at the start level: everything from inBits down to the level's shift (stage 2 may concatenate).
   let shift = g + stride * (3 - level);
   let idxBits = cfg.inBits - shift;
@@ -175,6 +183,11 @@ export function walk(
       }
     }
     const da = tablePa + idx * 8;
+    if (da + 8 > mem.limit) {
+      out.fault = WALK_F_WALK_EABT;
+      out.level = level;
+      return;
+    }
     const lo = mem.read32(da);
     const hi = mem.read32(da + 4);
     out.reads++;
