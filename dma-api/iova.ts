@@ -155,8 +155,12 @@ export class IovaDomain {
     rcacheFlushes: 0,
     max32FastFails: 0,
   };
-  #lo = new Float64Array(64);
-  #hi = new Float64Array(64);
+  // Ranges in descending order of pfn_lo (the anchor first), so that the
+  // top-down allocator's new lowest ranges are appended, not inserted at the
+  // front. Logical index i (ascending, as the kernel's in-order walk) is
+  // physical index n - 1 - i.
+  #L = new Float64Array(64);
+  #H = new Float64Array(64);
   #n = 0;
   #cached = IOVA_ANCHOR; // pfn_lo of cached_node
   #cached32 = IOVA_ANCHOR; // pfn_lo of cached32_node
@@ -182,9 +186,9 @@ export class IovaDomain {
     this.max32AllocSize = this.dma32bitPfn;
     this.cpus = opts.cpus ?? 1;
     this.#timer = opts.timer;
-    this.#lo[0] = IOVA_ANCHOR;
-    this.#hi[0] = IOVA_ANCHOR;
     this.#n = 1;
+    this.#L[0] = IOVA_ANCHOR;
+    this.#H[0] = IOVA_ANCHOR;
     if (opts.rcaches ?? true) {
       for (let i = 0; i < IOVA_RANGE_CACHE_MAX_SIZE; i++) {
         this.#rcaches.push(new RangeCache(this.cpus));
@@ -199,7 +203,7 @@ export class IovaDomain {
     let a = 0, b = this.#n - 1;
     while (a < b) {
       const m = (a + b) >>> 1;
-      if (this.#lo[m] < lo) a = m + 1;
+      if (this.#L[this.#n - 1 - m] < lo) a = m + 1;
       else b = m;
     }
     return a;
@@ -210,32 +214,38 @@ export class IovaDomain {
     let a = 0, b = this.#n - 1;
     while (a < b) {
       const m = (a + b) >>> 1;
-      if (this.#hi[m] < pfn) a = m + 1;
+      if (this.#H[this.#n - 1 - m] < pfn) a = m + 1;
       else b = m;
     }
-    return this.#lo[a] <= pfn && pfn <= this.#hi[a] ? a : -1;
+    return this.#L[this.#n - 1 - a] <= pfn && pfn <= this.#H[this.#n - 1 - a] ? a : -1;
   }
 
+  /** Insert at logical index `i` (cost: the `i` ranges below it move). */
   #insertAt(i: number, lo: number, hi: number): void {
-    if (this.#n === this.#lo.length) {
-      const nl = new Float64Array(this.#n * 2);
-      const nh = new Float64Array(this.#n * 2);
-      nl.set(this.#lo);
-      nh.set(this.#hi);
-      this.#lo = nl;
-      this.#hi = nh;
+    const n = this.#n;
+    if (n === this.#L.length) {
+      const nl = new Float64Array(n * 2);
+      const nh = new Float64Array(n * 2);
+      nl.set(this.#L);
+      nh.set(this.#H);
+      this.#L = nl;
+      this.#H = nh;
     }
-    this.#lo.copyWithin(i + 1, i, this.#n);
-    this.#hi.copyWithin(i + 1, i, this.#n);
-    this.#lo[i] = lo;
-    this.#hi[i] = hi;
-    this.#n++;
+    const q = n - i; // physical index of the new range
+    this.#L.copyWithin(q + 1, q, n);
+    this.#H.copyWithin(q + 1, q, n);
+    this.#L[q] = lo;
+    this.#H[q] = hi;
+    this.#n = n + 1;
   }
 
+  /** Remove logical index `i`. */
   #removeAt(i: number): void {
-    this.#lo.copyWithin(i, i + 1, this.#n);
-    this.#hi.copyWithin(i, i + 1, this.#n);
-    this.#n--;
+    const n = this.#n;
+    const q = n - 1 - i;
+    this.#L.copyWithin(q, q + 1, n);
+    this.#H.copyWithin(q, q + 1, n);
+    this.#n = n - 1;
   }
 
   /** Number of ranges in the tree (the anchor excluded). */
@@ -246,14 +256,18 @@ export class IovaDomain {
   /** Every range in the tree as [pfn_lo, pfn_hi], ascending (anchor excluded). */
   ranges(): [number, number][] {
     const out: [number, number][] = [];
-    for (let i = 0; i < this.#n - 1; i++) out.push([this.#lo[i], this.#hi[i]]);
+    for (let i = 0; i < this.#n - 1; i++) {
+      out.push([this.#L[this.#n - 1 - i], this.#H[this.#n - 1 - i]]);
+    }
     return out;
   }
 
   /** `find_iova`: the [pfn_lo, pfn_hi] range containing `pfn`, or null. */
   findIova(pfn: number): [number, number] | null {
     const i = this.#find(pfn);
-    return i < 0 || this.#lo[i] === IOVA_ANCHOR ? null : [this.#lo[i], this.#hi[i]];
+    return i < 0 || this.#L[this.#n - 1 - i] === IOVA_ANCHOR
+      ? null
+      : [this.#L[this.#n - 1 - i], this.#H[this.#n - 1 - i]];
   }
 
   // ---- tree allocation ------------------------------------------------------
@@ -264,7 +278,7 @@ export class IovaDomain {
     let a = 0, b = this.#n - 1;
     while (a < b) {
       const m = (a + b) >>> 1;
-      if (this.#hi[m] < limitPfn) a = m + 1;
+      if (this.#H[this.#n - 1 - m] < limitPfn) a = m + 1;
       else b = m;
     }
     return a;
@@ -285,16 +299,16 @@ export class IovaDomain {
       return -1;
     }
     let curr = this.#indexOfLo(limitPfn <= this.dma32bitPfn ? this.#cached32 : this.#cached);
-    const retryPfn = this.#hi[curr];
+    const retryPfn = this.#H[this.#n - 1 - curr];
     let newPfn = 0;
     let prev = curr;
     for (;;) {
       do {
-        highPfn = Math.min(highPfn, this.#lo[curr]);
+        highPfn = Math.min(highPfn, this.#L[this.#n - 1 - curr]);
         newPfn = Math.floor((highPfn - size) / align) * align;
         prev = curr;
         curr--;
-      } while (curr >= 0 && newPfn <= this.#hi[curr] && newPfn >= lowPfn);
+      } while (curr >= 0 && newPfn <= this.#H[this.#n - 1 - curr] && newPfn >= lowPfn);
       if (highPfn < size || newPfn < lowPfn) {
         if (lowPfn === this.startPfn && retryPfn < limitPfn) {
           highPfn = limitPfn;
@@ -330,8 +344,8 @@ export class IovaDomain {
 
   /** `__cached_rbnode_delete_update` for the range at index `i`. */
   #deleteUpdate(i: number): void {
-    const lo = this.#lo[i], hi = this.#hi[i];
-    const next = this.#lo[i + 1]; // rb_next: the anchor is always after
+    const lo = this.#L[this.#n - 1 - i], hi = this.#H[this.#n - 1 - i];
+    const next = this.#L[this.#n - 1 - (i + 1)]; // rb_next: the anchor is always after
     if (lo === this.#cached32 || (hi < this.dma32bitPfn && lo >= this.#cached32)) {
       this.#cached32 = next;
     }
@@ -342,7 +356,7 @@ export class IovaDomain {
   /** `free_iova(iovad, pfn)`: return the range containing `pfn` to the tree; false if none. */
   freeIova(pfn: number): boolean {
     const i = this.#find(pfn);
-    if (i < 0 || this.#lo[i] === IOVA_ANCHOR) return false;
+    if (i < 0 || this.#L[this.#n - 1 - i] === IOVA_ANCHOR) return false;
     this.#deleteUpdate(i);
     this.#removeAt(i);
     this.counters.treeFrees++;
@@ -364,14 +378,14 @@ export class IovaDomain {
     let lo = pfnLo, hi = Math.min(pfnHi, IOVA_ANCHOR - 1);
     // Remove and absorb every range overlapping [lo, hi] (__adjust_overlap_range).
     for (let i = 0; i < this.#n - 1;) {
-      if (this.#hi[i] >= lo && this.#lo[i] <= hi) {
-        lo = Math.min(lo, this.#lo[i]);
-        hi = Math.max(hi, this.#hi[i]);
+      if (this.#H[this.#n - 1 - i] >= lo && this.#L[this.#n - 1 - i] <= hi) {
+        lo = Math.min(lo, this.#L[this.#n - 1 - i]);
+        hi = Math.max(hi, this.#H[this.#n - 1 - i]);
         this.#removeAt(i);
       } else i++;
     }
     let i = 0;
-    while (this.#lo[i] < lo) i++;
+    while (this.#L[this.#n - 1 - i] < lo) i++;
     this.#insertAt(i, lo, hi);
   }
 
@@ -496,8 +510,8 @@ export class IovaDomain {
     for (let c = 0; c < this.cpus; c++) this.freeCpuCachedIovas(c);
     this.freeGlobalCachedIovas();
     this.#n = 1;
-    this.#lo[0] = IOVA_ANCHOR;
-    this.#hi[0] = IOVA_ANCHOR;
+    this.#L[0] = IOVA_ANCHOR;
+    this.#H[0] = IOVA_ANCHOR;
     this.#cached = this.#cached32 = IOVA_ANCHOR;
     this.max32AllocSize = this.dma32bitPfn;
   }
