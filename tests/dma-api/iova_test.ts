@@ -215,3 +215,27 @@ Deno.test("property: without frees the allocator is a top-down highest fit", () 
     { numRuns: 100 },
   );
 });
+
+Deno.test("the 32-bit cached node is shared across limits: a higher limit is served below it, then by the retry from the limit (iova.c)", () => {
+  const d = new IovaDomain(4096, 1);
+  assert.equal(d.allocIova(1, 3, true), 3); // cached32 -> 3
+  assert.equal(d.allocIova(1, 15, true), 2, "walks down from the cached node, not from 15");
+  assert.equal(d.allocIova(1, 15, true), 1);
+  assert.equal(
+    d.allocIova(1, 15, true),
+    15,
+    "nothing below: retry between the cached node and the limit",
+  );
+  assert.equal(d.allocIova(1, 15, true), 14);
+});
+
+Deno.test("many outstanding ranges: 5000 allocations and frees in any order keep the set exact", () => {
+  const d = new IovaDomain(4096, 1);
+  const pfns: number[] = [];
+  for (let i = 0; i < 5000; i++) pfns.push(d.allocIova(1, LIMIT32, true));
+  assert.equal(pfns[4999], LIMIT32 - 4999);
+  for (let i = 0; i < 5000; i += 2) assert.equal(d.freeIova(pfns[i]), true);
+  assert.equal(d.rangeCount, 2500);
+  assert.deepEqual(d.findIova(pfns[1]), [pfns[1], pfns[1]]);
+  assert.equal(d.findIova(pfns[0]), null);
+});
