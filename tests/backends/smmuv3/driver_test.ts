@@ -197,3 +197,41 @@ Deno.test("iotlb_sync frees the table pages an unmap emptied, after the invalida
   assert.equal(g.freelist.length, 0);
   for (const p of freed) assert.equal(m.pages.isAllocated(p), false);
 });
+
+Deno.test("without MSIs the driver completes CMD_SYNC with SEV and polls CONS", () => {
+  const { hw, dev, d, m } = setup({ msi: false });
+  const dom = d.domainAllocPaging(dev, 0) as SmmuDomain;
+  dom.attachDev(dev, null);
+  const pa = m.pages.allocPage();
+  dom.mapPages!(0x1000, pa, 4096, 1, RW);
+  assert.equal(tr(hw, dev, 0x1000).pa, pa);
+  assert.ok(hw.counters.sev > 0);
+});
+
+Deno.test("linear stream table (no 2-level support) and linear CD tables capped at 10 SSID bits (no CD2L)", () => {
+  const { hw, dev, d, m } = setup({ st_2lvl: false, cd2l: false, sidsize: 12 }, { pasidBits: 16 });
+  assert.equal(d.info.st2lvl, false);
+  assert.equal(m.bus.read32(hw.mmioBase + 0x88), 12); // LINEAR, LOG2SIZE 12
+  assert.equal(d.maxPasids(dev), 1024);
+  const rid = d.domainAllocPaging(dev, 0) as SmmuDomain;
+  rid.attachDev(dev, null);
+  const p = d.domainAllocPaging(dev, 0) as SmmuDomain;
+  p.setDevPasid!(dev, 1023, null);
+  const pa = m.pages.allocPage();
+  p.mapPages!(0x3000, pa, 4096, 1, RW);
+  assert.equal(tr(hw, dev, 0x3000, false, 1023).pa, pa);
+  assert.throws(() => p.setDevPasid!(dev, 1024, null), /EINVAL/);
+});
+
+Deno.test("a device beyond the StreamID space is refused with ENODEV at probe", () => {
+  const m = new Machine();
+  const dev = m.pci.add({ name: "far", bus: 0x20, device: 0, fn: 0 });
+  const { driver } = plugin.create(m, { sidsize: 8 });
+  assert.throws(() => driver.probeDevice(dev), /ENODEV/);
+});
+
+Deno.test("stage-only SMMUs: S1-only allocates stage-1 domains; NEST_PARENT needs stage 2", () => {
+  const { dev, d } = setup({ stages: "s1" });
+  assert.equal((d.domainAllocPaging(dev, 0) as SmmuDomain).stage, "S1");
+  assert.throws(() => d.domainAllocPaging(dev, 1), /EOPNOTSUPP/);
+});

@@ -221,3 +221,53 @@ Deno.test("event queue overflow sets EVTQ_PROD.OVFLG and loses records", () => {
   assert.equal(prod & 7, 4); // wrapped once, full
   assert.equal(r.hw.counters.eventsLost, 2);
 });
+
+Deno.test("stage-2 faults stall with STE.S2S and record S2=1 with the IPA", () => {
+  const r = new Rig();
+  const st = r.linearStrtab(4);
+  const q = r.enable(LOG);
+  const root = r.newTable();
+  r.writeSte(st + 64, {
+    CONFIG: 6,
+    S2VMID: 1,
+    S2T0SZ: 16,
+    S2SL0: 2,
+    S2AA64: 1,
+    S2PS: 5,
+    S2TTB: root / 16,
+    S2S: 1,
+    S2R: 1,
+  });
+  const o = r.tr(1, 0x7000, { write: true });
+  assert.equal(o.pending, true);
+  const d = EVENT.decode(r.events(q.evtq, LOG)[0]);
+  assert.equal(d.S2, 1n);
+  assert.equal(d.Stall, 1n);
+  assert.equal(d.IPA, 0x7n);
+});
+
+Deno.test("stall model 'terminate' never stalls; 'force' stalls even without CD.S", () => {
+  for (const [model, pending] of [["terminate", false], ["force", true]] as const) {
+    const r = new Rig({ stall: model });
+    const st = r.linearStrtab(4);
+    r.enable(LOG);
+    const cd = r.alloc(64, 64);
+    r.writeCd(cd, { T0SZ: 16, IPS: 5, ASID: 1, TTB0: r.newTable() / 16, S: 0 });
+    r.writeSte(st + 64, { CONFIG: 5, S1ContextPtr: cd });
+    assert.equal(r.tr(1, 0x3000).pending, pending, model);
+  }
+});
+
+Deno.test("PRI queue overflow sets PRIQ_PROD.OVFLG and the request is lost", () => {
+  const r = new Rig();
+  r.m.pci.add({ name: "nic", bus: 0, device: 1, fn: 0, ats: true, pri: true });
+  const st = r.linearStrtab(6);
+  r.enable(1); // 2 entries
+  const cd = r.alloc(64, 64);
+  r.writeCd(cd, { T0SZ: 16, IPS: 5, ASID: 1, TTB0: r.newTable() / 16 });
+  r.writeSte(st + 8 * 64, { CONFIG: 5, S1ContextPtr: cd, EATS: 1 });
+  for (let i = 0; i < 3; i++) r.tr(8, 0x10000 * (i + 1));
+  assert.equal(r.read32("PRIQ_PROD") >>> 31, 1);
+  assert.equal(r.hw.counters.priLost, 1);
+  assert.equal(r.hw.pendingPageRequests.length, 2);
+});
