@@ -14,6 +14,15 @@ const POW2: Float64Array = (() => {
   return t;
 })();
 
+/**
+ * `x` modulo the power of two `pgsize` for `x >= 0` (the offset of `x`
+ * inside its page): exact, and without the floating-point remainder `%`
+ * costs on numbers above 2^31 (the hot paths' alignment checks).
+ */
+export function pgsizeOffset(x: number, pgsize: number): number {
+  return x - Math.floor(x / pgsize) * pgsize;
+}
+
 /** Bitmap from a list of page sizes (each a power of two). */
 export function pgsizeBitmapOf(sizes: readonly number[]): number {
   let m = 0;
@@ -23,7 +32,7 @@ export function pgsizeBitmapOf(sizes: readonly number[]): number {
 
 /** True if the power of two `size` is in `bitmap`. */
 export function pgsizeIn(bitmap: number, size: number): boolean {
-  return size > 0 && Math.floor(bitmap / size) % 2 === 1;
+  return size > 0 && (Math.floor(bitmap / size) & 1) === 1;
 }
 
 /** The sizes in a bitmap, smallest first. */
@@ -60,7 +69,7 @@ export function iommuPgsizeOnly(bitmap: number, iova: number, paddr: number, siz
     const align = POW2[a];
     if (align < limit) limit = align;
   }
-  const allowed = bitmap % (limit * 2);
+  const allowed = pgsizeOffset(bitmap, limit * 2);
   return allowed === 0 ? 0 : POW2[fls(allowed)];
 }
 
@@ -79,11 +88,11 @@ export function iommuPgcount(
   pgsize: number,
 ): number {
   if (pgsize <= 0) return 0;
-  const above = bitmap - (bitmap % (pgsize * 2)); // bitmap & ~GENMASK(pgsize_idx, 0)
+  const above = bitmap - pgsizeOffset(bitmap, pgsize * 2); // bitmap & ~GENMASK(pgsize_idx, 0)
   if (above > 0) {
     const next = POW2[ffs(above)];
-    const off = iova % next;
-    if (off === paddr % next) {
+    const off = pgsizeOffset(iova, next);
+    if (off === pgsizeOffset(paddr, next)) {
       const offset = next - off;
       if (offset + next <= size) size = offset;
     }

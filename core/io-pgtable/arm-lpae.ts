@@ -442,7 +442,7 @@ export class ArmLpaePgtable extends RadixPgtable {
 
   /** Address bits of an entry for `paddr` (`paddr_to_iopte`), into outLo/outHi. */
   #addrBits(paddr: number): void {
-    let lo = (paddr % TWO32) >>> 0;
+    let lo = paddr >>> 0;
     const hi = Math.floor(paddr / TWO32) & 0xffff;
     if (this.#packHigh && paddr >= TWO48) lo |= (Math.floor(paddr / TWO48) & 0xf) << 12;
     this.outLo = lo;

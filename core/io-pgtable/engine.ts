@@ -35,7 +35,7 @@ import type { IotlbGather } from "../gather.ts";
 import { PAGE_SIZE } from "../machine/memory.ts";
 import type { PhysMem } from "../machine/memory.ts";
 import type { PageAllocator } from "../machine/page-alloc.ts";
-import { pgsizeIn, pgsizesOf } from "../pgsize.ts";
+import { pgsizeIn, pgsizeOffset, pgsizesOf } from "../pgsize.ts";
 import {
   type DirtyBitmap,
   type FlushOps,
@@ -340,10 +340,10 @@ export abstract class RadixPgtable implements IoPgtable {
     if (!Number.isInteger(pgcount) || pgcount < 0) {
       throw new IommuError("EINVAL", op, `pgcount ${pgcount} must be a non-negative integer`);
     }
-    if (!Number.isInteger(iova) || iova < 0 || iova % pgsize !== 0) {
+    if (!Number.isInteger(iova) || iova < 0 || pgsizeOffset(iova, pgsize) !== 0) {
       throw new IommuError("EINVAL", op, `iova ${hx(iova)} is not aligned to ${sizeName(pgsize)}`);
     }
-    if (!Number.isInteger(paddr) || paddr < 0 || paddr % pgsize !== 0) {
+    if (!Number.isInteger(paddr) || paddr < 0 || pgsizeOffset(paddr, pgsize) !== 0) {
       throw new IommuError(
         "EINVAL",
         op,
@@ -528,7 +528,7 @@ export abstract class RadixPgtable implements IoPgtable {
     const level = this.#level(pgsize);
     if (
       level < 0 || !Number.isInteger(pgcount) || pgcount <= 0 || !Number.isInteger(iova) ||
-      iova < 0 || iova % pgsize !== 0 || iova + pgsize * pgcount > this.#iasLimit
+      iova < 0 || pgsizeOffset(iova, pgsize) !== 0 || iova + pgsize * pgcount > this.#iasLimit
     ) {
       return 0;
     }
@@ -603,7 +603,7 @@ export abstract class RadixPgtable implements IoPgtable {
       stats.writes += 2;
       left = this.#countAdd(parent, -1);
       const span = this.#blockSize[l - 1];
-      tlb?.tlbFlushWalk(iova - (iova % span), span, this.granule);
+      tlb?.tlbFlushWalk(iova - pgsizeOffset(iova, span), span, this.granule);
       this.#release(t, gather);
       l--;
     }
@@ -624,7 +624,9 @@ export abstract class RadixPgtable implements IoPgtable {
       const hi = w[o + 1];
       stats.reads += 2;
       if (!this.isPresent(lo, hi)) return 0;
-      if (this.isLeaf(lo, hi, l)) return this.addrOf(lo, hi, l) + (iova % this.#blockSize[l]);
+      if (this.isLeaf(lo, hi, l)) {
+        return this.addrOf(lo, hi, l) + pgsizeOffset(iova, this.#blockSize[l]);
+      }
       table = this.addrOf(lo, hi, l);
     }
     return 0;

@@ -120,13 +120,13 @@ export class VtdSsPgtable extends RadixPgtable {
 
   /** Table entry for a next-level table into outLo/outHi. */
   protected encodeTable(table: number, _level: number): void {
-    this.outLo = ((table % TWO32) | DMA_PTE_READ | DMA_PTE_WRITE) >>> 0;
+    this.outLo = ((table >>> 0) | DMA_PTE_READ | DMA_PTE_WRITE) >>> 0;
     this.outHi = Math.floor(table / TWO32) >>> 0;
   }
 
   /** Leaf entry for paddr into outLo/outHi. */
   protected encodeLeaf(paddr: number, level: number): void {
-    let lo = (paddr % TWO32) | this.protLo;
+    let lo = (paddr >>> 0) | this.protLo;
     if (level !== this.levels - 1) lo |= DMA_PTE_LARGE_PAGE;
     this.outLo = lo >>> 0;
     this.outHi = Math.floor(paddr / TWO32) >>> 0;

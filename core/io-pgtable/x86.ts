@@ -162,13 +162,13 @@ export class X86Pgtable extends RadixPgtable {
 
   /** Table entry for a next-level table into outLo/outHi. */
   protected encodeTable(table: number, _level: number): void {
-    this.outLo = ((table % TWO32) | X86_PTE_P | X86_PTE_RW | X86_PTE_US | X86_PTE_A) >>> 0;
+    this.outLo = ((table >>> 0) | X86_PTE_P | X86_PTE_RW | X86_PTE_US | X86_PTE_A) >>> 0;
     this.outHi = Math.floor(table / TWO32) >>> 0;
   }
 
   /** Leaf entry for paddr into outLo/outHi. */
   protected encodeLeaf(paddr: number, level: number): void {
-    let lo = (paddr % TWO32) | this.protLo;
+    let lo = (paddr >>> 0) | this.protLo;
     if (level !== this.levels - 1) lo |= X86_PTE_PS;
     this.outLo = lo >>> 0;
     this.outHi = (Math.floor(paddr / TWO32) | this.protHi) >>> 0;

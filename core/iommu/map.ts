@@ -9,7 +9,7 @@
 
 import { IommuError, isIommuError } from "../errors.ts";
 import type { IotlbGather } from "../gather.ts";
-import { iommuPgcount, iommuPgsizeOnly, pgsizeMin } from "../pgsize.ts";
+import { iommuPgcount, iommuPgsizeOnly, pgsizeMin, pgsizeOffset } from "../pgsize.ts";
 import type { Trace } from "../trace.ts";
 import { __IOMMU_DOMAIN_PAGING, IOMMU_PROT_MASK, type IommuDomain } from "../types.ts";
 import type { IommuCounters } from "./counters.ts";
@@ -74,7 +74,10 @@ export function checkMapArgs(
     );
   }
   const min = pgsizeMin(domain.pgsizeBitmap);
-  if (iova % min !== 0 || paddr % min !== 0 || size % min !== 0) {
+  if (
+    pgsizeOffset(iova, min) !== 0 || pgsizeOffset(paddr, min) !== 0 ||
+    pgsizeOffset(size, min) !== 0
+  ) {
     throw new IommuError(
       "EINVAL",
       op,
@@ -156,7 +159,7 @@ export function unmapRange(
   if (!domain.unmapPages || !(bitmap > 0)) return 0;
   if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0) return 0;
   const min = pgsizeMin(bitmap);
-  if (iova % min !== 0 || size % min !== 0) return 0;
+  if (pgsizeOffset(iova, min) !== 0 || pgsizeOffset(size, min) !== 0) return 0;
   const origIova = iova;
   let unmapped = 0;
   while (unmapped < size) {
