@@ -32,6 +32,7 @@ export {
   VtdDomain,
   VtdDriver,
   type VtdDriverOptions,
+  type VtdS1Data,
 } from "./driver/driver.ts";
 export {
   defaultPgtableFactory,

@@ -32,7 +32,7 @@ import {
 } from "@iommu-lab/core";
 import { FSTS, GCMD, IQA_DW, PRS_PPR, PRS_PRO, REG, RTADDR_TTM_SCALABLE } from "../hw/registers.ts";
 import { faultName } from "../hw/faults.ts";
-import { PGTT_FL_ONLY, PGTT_PT, PGTT_SL_ONLY, QI_TYPE } from "../hw/structures.ts";
+import { PGTT_FL_ONLY, PGTT_NESTED, PGTT_PT, PGTT_SL_ONLY, QI_TYPE } from "../hw/structures.ts";
 import { coreIoPgtableFactory, type PgtableFactory, type VtdPgtable } from "./pgtable.ts";
 
 const TWO32 = 4294967296;
@@ -76,7 +76,17 @@ export interface Attachment {
   pasid: number;
 }
 
-/** A VT-d domain (paging, identity or blocked). */
+/** `struct iommu_hwpt_vtd_s1`: a user first-stage table for a nested domain. */
+export interface VtdS1Data {
+  /** IOMMU_VTD_S1_SRE (1), IOMMU_VTD_S1_EAFE (2), IOMMU_VTD_S1_WPE (4). */
+  flags: number;
+  /** First-stage table (guest physical = parent IOVA). */
+  pgtblAddr: number;
+  /** 48 or 57. */
+  addrWidth: number;
+}
+
+/** A VT-d domain (paging, identity, blocked, SVA or nested). */
 export class VtdDomain implements IommuDomain {
   /** Domain type. */
   readonly type: DomainTypeT;
@@ -94,6 +104,12 @@ export class VtdDomain implements IommuDomain {
   readonly pgtable: VtdPgtable | null;
   /** SVA domains: the CPU mm whose page table is the first stage. */
   mm?: MmHandle;
+  /** Nested domains: the nest parent (second stage). */
+  parent?: VtdDomain;
+  /** Nested domains: the user's first-stage table, width and flags (`iommu_hwpt_vtd_s1`). */
+  s1?: VtdS1Data;
+  /** Nest parents: nested domains built on this one. */
+  readonly nestedChildren: Set<VtdDomain> = new Set();
   /** Where it is attached (the kernel's cache tags). */
   readonly attachments: Attachment[] = [];
   /** Label. */
@@ -119,9 +135,16 @@ export class VtdDomain implements IommuDomain {
     this.pgtable = pgtable;
     this.pgsizeBitmap = pgtable?.pgsizeBitmap ?? 0;
     this.geometry = { apertureStart: 0, apertureEnd: 2 ** width - 1, forceAperture: true };
-    this.label = `vtd-${
-      type === DomainType.IDENTITY ? "identity" : type === DomainType.BLOCKED ? "blocked" : "paging"
-    }-${did}`;
+    const kind = type === DomainType.IDENTITY
+      ? "identity"
+      : type === DomainType.BLOCKED
+      ? "blocked"
+      : type === DomainType.SVA
+      ? "sva"
+      : type === DomainType.NESTED
+      ? "nested"
+      : "paging";
+    this.label = `vtd-${kind}-${did}`;
   }
 
   /** `attach_dev`: route requests without PASID (RID_PASID) here. */
@@ -205,6 +228,14 @@ export class VtdDomain implements IommuDomain {
         `${this.label} is still attached to ${this.attachments.length} device/PASID(s)`,
       );
     }
+    if (this.nestedChildren.size > 0) {
+      throw new IommuError(
+        "EBUSY",
+        "domain_free",
+        `${this.label} is the parent of ${this.nestedChildren.size} nested domain(s)`,
+      );
+    }
+    this.parent?.nestedChildren.delete(this);
     this.pgtable?.free();
     this.owner.releaseDid(this.did);
   }
@@ -583,6 +614,71 @@ export class VtdDriver implements IommuOpsWithHooks {
     return d;
   }
 
+  /**
+   * `domain_alloc_nested` (iommufd `IOMMU_HWPT_DATA_VTD_S1`): a user first
+   * stage over a nest-parent second-stage domain, with its own DID.
+   */
+  domainAllocNested(
+    _dev: PciDevice,
+    parent: IommuDomain,
+    flags: number,
+    userData: unknown,
+  ): VtdDomain {
+    const op = "domain_alloc_nested";
+    if (!this.sm || !this.#ecapBit(26)) {
+      throw new IommuError("EOPNOTSUPP", op, "nesting needs scalable mode and ECAP.NEST");
+    }
+    if (flags !== 0) {
+      throw new IommuError("EOPNOTSUPP", op, `flags 0x${flags.toString(16)}: none allowed`);
+    }
+    if (
+      !(parent instanceof VtdDomain) || parent.owner !== this || !parent.pgtable ||
+      parent.firstStage
+    ) {
+      throw new IommuError(
+        "EINVAL",
+        op,
+        "the parent must be a second-stage paging domain of this IOMMU (NEST_PARENT)",
+      );
+    }
+    const d = userData as Partial<VtdS1Data> | null;
+    if (!d || typeof d.pgtblAddr !== "number" || typeof d.addrWidth !== "number") {
+      throw new IommuError("EINVAL", op, "user data must be { flags, pgtblAddr, addrWidth }");
+    }
+    const f = d.flags ?? 0;
+    if (f & ~7) {
+      throw new IommuError(
+        "EOPNOTSUPP",
+        op,
+        `S1 flags 0x${f.toString(16)}: allowed SRE 1, EAFE 2, WPE 4`,
+      );
+    }
+    if (d.addrWidth !== 48 && !(d.addrWidth === 57 && this.#capBit(60))) {
+      throw new IommuError(
+        "EINVAL",
+        op,
+        `addr_width ${d.addrWidth}: 48 (or 57 with FL5LP) allowed`,
+      );
+    }
+    if (d.pgtblAddr % 4096 !== 0) {
+      throw new IommuError("EINVAL", op, "pgtbl_addr must be 4 KiB aligned");
+    }
+    const did = this.#allocDid(op);
+    const dom = new VtdDomain(
+      this,
+      DomainType.NESTED,
+      did,
+      true,
+      null,
+      d.addrWidth === 57 ? 52 : 47,
+    );
+    dom.parent = parent;
+    dom.s1 = { flags: f, pgtblAddr: d.pgtblAddr, addrWidth: d.addrWidth };
+    this.#dids.add(did);
+    parent.nestedChildren.add(dom);
+    return dom;
+  }
+
   capable(_dev: PciDevice, cap: IommuCap): boolean {
     if (cap === "CACHE_COHERENCY" || cap === "DEFERRED_FLUSH") return true;
     if (cap === "ENFORCE_CACHE_COHERENCY") return this.#ecapBit(7) === 1;
@@ -607,20 +703,7 @@ export class VtdDriver implements IommuOpsWithHooks {
         "neither first- nor second-stage translation is supported",
       );
     }
-    let did = -1;
-    for (let d = IDA_START_DID; d < this.#ndoms; d++) {
-      if (!this.#dids.has(d)) {
-        did = d;
-        break;
-      }
-    }
-    if (did < 0) {
-      throw new IommuError(
-        "ENOSPC",
-        "domain_alloc_paging_flags",
-        `all ${this.#ndoms} domain IDs are in use`,
-      );
-    }
+    const did = this.#allocDid("domain_alloc_paging_flags");
     const levels = useFs ? this.#fsLevels : this.#ssAgaw + 2;
     const bitmap = useFs
       ? 4096 + 2097152 + (this.#capBit(56) ? 1073741824 : 0)
@@ -648,6 +731,12 @@ export class VtdDriver implements IommuOpsWithHooks {
       Math.min(12 + 9 * levels, 52),
     );
     return domain;
+  }
+
+  /** A free domain ID from IDA_START_DID (not yet reserved), or ENOSPC. */
+  #allocDid(op: string): number {
+    for (let d = IDA_START_DID; d < this.#ndoms; d++) if (!this.#dids.has(d)) return d;
+    throw new IommuError("ENOSPC", op, `all ${this.#ndoms} domain IDs are in use`);
   }
 
   /** Give a DID back. */
@@ -737,6 +826,16 @@ export class VtdDriver implements IommuOpsWithHooks {
     if (domain.type === DomainType.IDENTITY) {
       w[0] = (this.#ssAgaw << 2) | (PGTT_PT << 6);
       w[2] = FLPT_DEFAULT_DID;
+    } else if (domain.type === DomainType.NESTED) {
+      // intel_pasid_setup_nested: FS from the user, SS from the parent.
+      const s1 = domain.s1!;
+      const ss = domain.parent!.pgtable!;
+      w[0] = ((ss.root % TWO32) >>> 0) | ((ss.levels - 2) << 2) | (PGTT_NESTED << 6);
+      w[1] = Math.floor(ss.root / TWO32);
+      w[2] = domain.did | (1 << 23);
+      w[4] = ((s1.pgtblAddr % TWO32) >>> 0) | (s1.flags & 1) | (s1.addrWidth === 57 ? 1 << 2 : 0) |
+        ((s1.flags & 4) ? 1 << 4 : 0) | ((s1.flags & 2) ? 1 << 7 : 0);
+      w[5] = Math.floor(s1.pgtblAddr / TWO32);
     } else if (domain.firstStage) {
       const root = domain.mm ? domain.mm.pgdPhys : domain.pgtable!.root;
       const levels = domain.mm ? domain.mm.levels : domain.pgtable!.levels;
@@ -844,7 +943,9 @@ export class VtdDriver implements IommuOpsWithHooks {
    * (second stage) with the aligned AM, then device TLBs, then wait.
    */
   flushRange(domain: VtdDomain, start: number, end: number, ih = 0): void {
-    if (domain.attachments.length === 0) return;
+    let users = domain.attachments.length;
+    for (const c of domain.nestedChildren) users += c.attachments.length;
+    if (users === 0) return;
     const all = end >= Number.MAX_SAFE_INTEGER;
     let addr = 0;
     let mask = 52;
@@ -863,67 +964,92 @@ export class VtdDriver implements IommuOpsWithHooks {
       }
       addr = Math.floor(pfn / aligned) * aligned * 4096;
     }
-    const mamv = (this.#capHi >>> 16) & 0x3f;
-    const psi = (this.#capHi >>> 7) & 1;
-    const dw = this.#capBit(54), dr = this.#capBit(55);
     const seen = new Set<number>();
     for (const a of domain.attachments) {
-      const key = a.pasid;
-      if (!seen.has(key)) {
-        seen.add(key);
-        if (domain.firstStage) {
-          if (all || mask > mamv) {
-            this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (domain.did << 16), a.pasid, 0, 0);
-          } else {
-            this.#qiDesc(
-              QI_TYPE.EIOTLB | (3 << 4) | (domain.did << 16),
-              a.pasid,
-              ((addr % TWO32) | (ih << 6) | mask) >>> 0,
-              Math.floor(addr / TWO32),
-            );
-          }
-        } else if (!seen.has(-1)) {
-          seen.add(-1);
-          const base = QI_TYPE.IOTLB | (dw << 6) | (dr << 7) | (domain.did << 16);
-          if (all || !psi || mask > mamv) this.#qiDesc(base | (2 << 4), 0, 0, 0);
-          else {this.#qiDesc(
-              base | (3 << 4),
-              0,
-              ((addr % TWO32) | (ih << 6) | mask) >>> 0,
-              Math.floor(addr / TWO32),
-            );}
-        }
-      }
-      const info = this.#devs.get(a.dev);
-      if (info?.ats) {
-        if (all || mask >= 52) this.#devtlbAll(info, a.pasid);
-        else {
-          const sid = a.dev.rid;
-          let da = addr;
-          let s = 0;
-          if (mask > 0) {
-            da = addr + 2 ** (12 + mask - 1) - 4096;
-            s = 1;
-          }
-          if (a.pasid === 0) {
-            this.#qiDesc(
-              QI_TYPE.DIOTLB | ((sid & 0xf) << 12),
-              sid,
-              ((da % TWO32) | s) >>> 0,
-              Math.floor(da / TWO32),
-            );
-          } else {
-            this.#qiDesc(
-              QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16),
-              a.pasid,
-              ((da % TWO32) | (s << 11)) >>> 0,
-              Math.floor(da / TWO32),
-            );
-          }
-        }
+      this.#flushTag(domain.did, domain.firstStage, a, all, addr, mask, ih, seen);
+    }
+    // A nest parent's second stage also backs its nested children (cache
+    // tags of type NESTING_IOTLB/DEVTLB): IOTLB invalidation with their DIDs.
+    for (const child of domain.nestedChildren) {
+      const childSeen = new Set<number>();
+      for (const a of child.attachments) {
+        // The device TLB caches nested results by IOVA: flush it whole (NESTING_DEVTLB).
+        this.#flushTag(child.did, false, a, all, addr, mask, ih, childSeen, true);
       }
     }
     this.#qiSync();
+  }
+
+  /** One cache tag of `flushRange`: IOTLB / PASID-IOTLB for (did, pasid), then the device TLB. */
+  #flushTag(
+    did: number,
+    firstStage: boolean,
+    a: Attachment,
+    all: boolean,
+    addr: number,
+    mask: number,
+    ih: number,
+    seen: Set<number>,
+    wholeDevtlb = false,
+  ): void {
+    const mamv = (this.#capHi >>> 16) & 0x3f;
+    const psi = (this.#capHi >>> 7) & 1;
+    const dw = this.#capBit(54), dr = this.#capBit(55);
+    if (!seen.has(a.pasid)) {
+      seen.add(a.pasid);
+      if (firstStage) {
+        if (all || mask > mamv) {
+          this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (did << 16), a.pasid, 0, 0);
+        } else {
+          this.#qiDesc(
+            QI_TYPE.EIOTLB | (3 << 4) | (did << 16),
+            a.pasid,
+            ((addr % TWO32) | (ih << 6) | mask) >>> 0,
+            Math.floor(addr / TWO32),
+          );
+        }
+      } else if (!seen.has(-1)) {
+        seen.add(-1);
+        const base = QI_TYPE.IOTLB | (dw << 6) | (dr << 7) | (did << 16);
+        if (all || !psi || mask > mamv) this.#qiDesc(base | (2 << 4), 0, 0, 0);
+        else {
+          this.#qiDesc(
+            base | (3 << 4),
+            0,
+            ((addr % TWO32) | (ih << 6) | mask) >>> 0,
+            Math.floor(addr / TWO32),
+          );
+        }
+      }
+    }
+    const info = this.#devs.get(a.dev);
+    if (!info?.ats) return;
+    if (all || mask >= 52 || wholeDevtlb) {
+      this.#devtlbAll(info, a.pasid);
+      return;
+    }
+    const sid = a.dev.rid;
+    let da = addr;
+    let s = 0;
+    if (mask > 0) {
+      da = addr + 2 ** (12 + mask - 1) - 4096;
+      s = 1;
+    }
+    if (a.pasid === 0) {
+      this.#qiDesc(
+        QI_TYPE.DIOTLB | ((sid & 0xf) << 12),
+        sid,
+        ((da % TWO32) | s) >>> 0,
+        Math.floor(da / TWO32),
+      );
+    } else {
+      this.#qiDesc(
+        QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16),
+        a.pasid,
+        ((da % TWO32) | (s << 11)) >>> 0,
+        Math.floor(da / TWO32),
+      );
+    }
   }
 
   // --- faults and page requests

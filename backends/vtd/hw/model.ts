@@ -225,6 +225,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #wPa = 0;
   #wPerm = 0;
   #wSize = 0;
+  /** Some nested translation may be in the IOTLB (cleared by a global invalidation). */
+  #maybeNested = false;
   /** The last walk failed on a not-present entry. */
   #wNotPresent = false;
 
@@ -642,6 +644,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const iova = addr - (addr % size);
     const pa = this.#wPa - (addr - iova);
     const e: TlbEntry = { did, pasid, iova, pa, size, perm: this.#wPerm, kind, fault: 0 };
+    if (kind === KIND_NESTED) this.#maybeNested = true;
     let m = this.#iotlb.get(tag);
     if (m === undefined) this.#iotlb.set(tag, m = new Map());
     this.#tlbInsert(m, e);
@@ -1446,13 +1449,18 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     if (gran === 1) {
       // Global: every entry, first-stage ones included.
       for (const m of this.#iotlb.values()) m.clear();
+      this.#maybeNested = false;
       this.#invPsc(this.#pscFs, -1, -1, false, 0, 0, 0);
     }
     for (const [tag, m] of this.#iotlb) {
       if (gran === 1 || Math.floor(tag / TWO20) !== did) continue;
       const skip = sm ? KIND_FS : -1;
-      if (gran === 3) dropRange(m, addr, am, skip);
-      else for (const [k, e] of m) if (e.kind !== skip) m.delete(k);
+      if (gran === 3) {
+        dropRange(m, addr, am, skip);
+        // Nested entries are tagged by first-stage input address: a change
+        // to the second stage may affect any of them, so drop them all.
+        if (this.#maybeNested) { for (const [k, e] of m) if (e.kind === KIND_NESTED) m.delete(k); }
+      } else for (const [k, e] of m) if (e.kind !== skip) m.delete(k);
     }
     if (this.#m.trace.observed) {
       this.#m.trace.emit(this.name, "vtd_inv_desc_iotlb", { gran, did, addr, am });
