@@ -8,7 +8,7 @@
 
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import pc from "picocolors";
-import { UserError } from "./scenario/schema.ts";
+import { STEP_KINDS, UserError } from "./scenario/schema.ts";
 import { backendsText } from "./commands/backends.ts";
 import { scenarioList, scenarioRun } from "./commands/scenario.ts";
 import { inspectDecode } from "./commands/decode.ts";
@@ -108,6 +108,18 @@ export async function runCli(argv: string[], io: CliIo = denoIo()): Promise<numb
     .option("--seed <n>", "PRNG seed", int("--seed"))
     .option("--json", "print the report as JSON")
     .option("--trace <file>", "write trace events as JSON lines to FILE")
+    .addHelpText(
+      "after",
+      `
+A scenario file (YAML or JSON) has: name, description?, requires? [pasid, lazy],
+machine? {seed, pa_bits}, backend? (name or {name, options}), policy? {passthrough, strict},
+cost? {category: ns}, devices [{name, bdf, pasid_bits?, ats?, pri?, untrusted?, dma_bits?}],
+and steps, each one of: ${STEP_KINDS.join(", ")}.
+Values may be numbers, hex strings or $name[+offset] (a buffer, DMA handle or PASID).
+Counters in expect: set.name (e.g. dma-api.strictSyncs, dma.faults, hw.<counter>,
+category.<cost category>). Exit: 0 pass, 1 an expectation failed, 2 bad input.
+See the built-ins: iommu-lab scenario list.`,
+    )
     .action(async (target, o) => {
       code = await scenarioRun(target, o, io, c);
     });
