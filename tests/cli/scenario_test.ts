@@ -169,3 +169,34 @@ Deno.test("scenario run loads a backend plugin by path", async () => {
     /^iommu-lab: backend "\.\/no\/such\/plugin\.ts": .*cannot load plugin module/,
   );
 });
+
+const UNMANAGED = `name: unmanaged
+requires: [pasid]
+devices:
+  - { name: nic0, bdf: "00:03.0", pasid_bits: 8 }
+steps:
+  - alloc: { name: buf, size: 4096, fill: 0x21 }
+  - domain_alloc: { name: u, device: nic0 }
+  - iommu_map: { domain: u, iova: 0x2000000, phys: $buf, size: 4096, prot: r }
+  - attach: { device: nic0, domain: u }
+  - read: { device: nic0, addr: 0x2000000, length: 2, expect: { data: "21 21" } }
+  - write: { device: nic0, addr: 0x2000000, data: "00", expect: { fault: true } }
+  - detach: { device: nic0, domain: u }
+  - read: { device: nic0, addr: 0x2000000, length: 2, expect: { fault: true } }
+  - replace: { device: nic0, domain: u }
+  - read: { device: nic0, addr: 0x2000000, length: 2, expect: { data: "21 21" } }
+  - pasid_attach: { device: nic0, domain: u, pasid: 5 }
+  - read: { device: nic0, addr: 0x2000000, length: 2, pasid: 5, expect: { data: "21 21" } }
+  - iommu_unmap: { domain: u, iova: 0x2000000, size: 4096 }
+  - read: { device: nic0, addr: 0x2000000, length: 2, pasid: 5, expect: { fault: true } }
+  - expect: { counters: { hw.translations: ">=5", category.faults: ">=2" } }
+`;
+
+for (const b of backends) {
+  Deno.test(`unmanaged domain steps (alloc, iommu_map, attach, detach, replace, pasid_attach) on ${b.name}`, () => {
+    const r = runScenario(parseScenario(UNMANAGED, "unmanaged.yaml"), { plugin: b.plugin! });
+    if (r.skipped) return assert.equal(b.name, "flat-iommu");
+    const bad = r.steps.find((s) => s.status !== "ok");
+    assert.equal(bad, undefined, bad && `step #${bad.index} ${bad.kind}: ${bad.text}`);
+  });
+}
