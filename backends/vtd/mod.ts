@@ -6,6 +6,24 @@
  * {@link BackendPlugin}. `createHardware` puts the model in front of every
  * PCI function of segment 0 (as a DRHD with INCLUDE_PCI_ALL), including
  * functions added later; `create` also sets it per device at probe.
+ *
+ * Hardware model: register file (VER/CAP/ECAP from the options, GCMD/GSTS,
+ * RTADDR latched by SRTP, CCMD and IOTLB registers, IQA/IQH/IQT/ICS/IQERCD,
+ * FSTS/FECTL and NFR fault recording registers, PQH/PQT/PQA/PRS/PECTL);
+ * legacy and scalable-mode translation (first stage 4/5-level with canonical
+ * check, A/D, U/S, SRE, WPE, ERE/XD; second stage 3/4/5-level with
+ * superpages and SSADE; nested; pass-through; RID_PASID); context, PASID,
+ * IOTLB, first/second-stage paging-structure and device-TLB caches; queued
+ * invalidation of every descriptor type with IQE/ITE; primary fault logging
+ * with FPD and overflow; the page request queue and page group responses;
+ * caching mode (not-present results cached); checking mode.
+ *
+ * Knowing simplifications: caches are unbounded (no capacity eviction); the
+ * paging-structure caches hold only the level-1 table of each 2 MiB region
+ * (not nested walks); IOTLB DR/DW drain hints, fence and page-drain are
+ * accepted and complete at once (the model is synchronous); ICE is never
+ * raised; interrupt remapping (IEC) is counted only; fault events are named
+ * interrupt lines rather than MSI writes of FEDATA/FEADDR.
  */
 
 import {

@@ -408,6 +408,13 @@ export class VtdDriver implements IommuOpsWithHooks {
   // --- queued invalidation
 
   #qiDesc(w0: number, w1: number, w2: number, w3: number): void {
+    if (this.#m.trace.observed) {
+      // The kernel's intel_iommu:qi_submit tracepoint (qw0, qw1).
+      this.#m.trace.emit(this.name, "qi_submit", {
+        qw0: (BigInt(w1 >>> 0) << 32n) | BigInt(w0 >>> 0),
+        qw1: (BigInt(w3 >>> 0) << 32n) | BigInt(w2 >>> 0),
+      });
+    }
     const dsz = 1 << this.#qShift;
     const qsize = QI_LENGTH * dsz;
     const next = (this.#qTail + dsz) % qsize;
@@ -1093,6 +1100,9 @@ export class VtdDriver implements IommuOpsWithHooks {
         w2 = mem.read32(a + 8),
         w3 = mem.read32(a + 12);
       this.pageRequestsSeen++;
+      if (this.#m.trace.observed) {
+        this.#m.trace.emit(this.name, "prq_report", { dw0: w0, dw1: w1, dw2: w2, dw3: w3 });
+      }
       const rid = w0 >>> 16;
       const pasidP = (w0 >>> 8) & 1;
       const evt: IopfFault = {

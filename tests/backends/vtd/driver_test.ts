@@ -160,3 +160,16 @@ Deno.test("an unrecoverable fault is recorded and reported through the fault int
   m.irq.deliver();
   assert.deepEqual(faults, ["nic 0x3000 true SM_FL_NOT_PRESENT"]);
 });
+
+Deno.test("with tracing on, the driver emits qi_submit for every descriptor, ending with the wait", () => {
+  const { nic, drv, m } = setup();
+  const d = drv.domainAllocPaging(nic, 0);
+  d.attachDev(nic, null);
+  d.mapPages(0x1000, 0x8000_0000, 4096, 1, IOMMU_READ);
+  m.trace.enabled = true;
+  unmapSync(d, 0x1000, 4096);
+  const qws = m.trace.events.filter((e) => e.name === "qi_submit").map((e) =>
+    Number((e.fields.qw0 as bigint) & 0xfn)
+  );
+  assert.deepEqual(qws, [6, 5], "PASID-based IOTLB, then the wait descriptor");
+});
