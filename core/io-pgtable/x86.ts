@@ -66,6 +66,7 @@ const SIZES = [0x1000, 2 ** 21, 2 ** 30];
 /** An x86-64 4/5-level table in physical memory. */
 export class X86Pgtable extends RadixPgtable {
   readonly #user: boolean;
+  readonly #canonLimit: number;
 
   /** ias 48 (4-level) or 57 (5-level); oas up to 52; page sizes 4K (+2M, 1G). */
   constructor(cfg: IoPgtableCfg, env: IoPgtableEnv) {
@@ -101,6 +102,7 @@ export class X86Pgtable extends RadixPgtable {
       tableBytes: 4096,
     });
     this.#user = cfg.userMode === true;
+    this.#canonLimit = 2 ** cfg.ias;
   }
 
   /** True for a CPU process table (U/S set). */
@@ -130,7 +132,7 @@ export class X86Pgtable extends RadixPgtable {
    * bits (DESIGN.md "Numbers"); anything at or above 2^ias is non-canonical.
    */
   protected override checkIova(op: string, iova: number, size: number): void {
-    const limit = 2 ** this.cfg.ias;
+    const limit = this.#canonLimit;
     if (iova >= limit || iova + size > limit) {
       throw new IommuError(
         "EINVAL",

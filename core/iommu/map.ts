@@ -103,12 +103,14 @@ export function mapRange(
   undo: (domain: IommuDomain, iova: number, size: number) => number,
 ): void {
   const bitmap = domain.pgsizeBitmap;
+  const min = pgsizeMin(bitmap);
   const origIova = iova;
   const origSize = size;
   let err: unknown = null;
   while (size > 0) {
-    const pgsize = iommuPgsizeOnly(bitmap, iova, paddr, size);
-    const count = iommuPgcount(bitmap, iova, paddr, size, pgsize);
+    // One smallest page (the common DMA case) is what iommu_pgsize picks then.
+    const pgsize = size === min ? min : iommuPgsizeOnly(bitmap, iova, paddr, size);
+    const count = size === min ? 1 : iommuPgcount(bitmap, iova, paddr, size, pgsize);
     let mapped = 0;
     c.mapPagesCalls++;
     try {
@@ -164,8 +166,8 @@ export function unmapRange(
   let unmapped = 0;
   while (unmapped < size) {
     const left = size - unmapped;
-    const pgsize = iommuPgsizeOnly(bitmap, iova, iova, left);
-    const count = iommuPgcount(bitmap, iova, iova, left, pgsize);
+    const pgsize = left === min ? min : iommuPgsizeOnly(bitmap, iova, iova, left);
+    const count = left === min ? 1 : iommuPgcount(bitmap, iova, iova, left, pgsize);
     c.unmapPagesCalls++;
     const page = domain.unmapPages(iova, pgsize, count, gather);
     if (!(page > 0)) break;
