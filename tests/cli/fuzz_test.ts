@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { parse } from "yaml";
 import { BUILTIN_SCENARIOS } from "../../cli/scenario/builtin.ts";
 import { cli } from "./helpers.ts";
 
@@ -98,17 +99,21 @@ function mutate(text: string, ms: Mut[]): string {
 Deno.test("fuzz: mutated scenario files end in a report or a one-line error, never an uncaught exception", async () => {
   const dir = await Deno.makeTempDir();
   let n = 0;
+  const codes = [0, 0, 0];
   await fc.assert(
     fc.asyncProperty(
       fc.constantFrom(...BUILTIN_SCENARIOS),
       fc.array(mutation, { minLength: 1, maxLength: 4 }),
       fc.constantFrom(".yaml", ".json"),
       async (sc, ms, ext) => {
-        const text = ext === ".json" ? mutate(JSON.stringify(sc.yaml), ms) : mutate(sc.yaml, ms);
+        const text = ext === ".json"
+          ? mutate(JSON.stringify(parse(sc.yaml), null, 1), ms)
+          : mutate(sc.yaml, ms);
         const f = `${dir}/s${n++}${ext}`;
         await Deno.writeTextFile(f, text);
         const r = await cli("scenario", "run", f, "--backend", "flat-iommu");
         assert.ok([0, 1, 2].includes(r.code), `exit ${r.code}`);
+        codes[r.code]++;
         if (r.code === 2) {
           assert.equal(r.err.trim().split("\n").length, 1, r.err);
           assert.match(r.err, /^iommu-lab: /);
@@ -118,4 +123,6 @@ Deno.test("fuzz: mutated scenario files end in a report or a one-line error, nev
     ),
     { numRuns: 150, seed: 42 },
   );
+  // The mutations reach every outcome: passing runs, failed expectations and refused files.
+  assert.ok(codes[0] > 0 && codes[1] > 0 && codes[2] > 0, `exit codes seen: ${codes}`);
 });
