@@ -11,6 +11,7 @@
 
 import {
   allocIoPgtable,
+  type DirtyBitmap,
   type DomainGeometry,
   DomainType,
   type FlushOps,
@@ -21,6 +22,7 @@ import {
   IOMMU_FAULT_PERM_PRIV,
   IOMMU_FAULT_PERM_READ,
   IOMMU_FAULT_PERM_WRITE,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
   type IommuCap,
   type IommuDomain,
@@ -31,6 +33,7 @@ import {
   IommuPageResponseCode,
   type IopfFault,
   type IoPgtable,
+  IoPgtableQuirk,
   type IotlbGather,
   type Machine,
   type PciDevice,
@@ -98,6 +101,8 @@ export interface SmmuHwInfo {
   rangeInv: boolean;
   /** MSI. */
   msi: boolean;
+  /** IDR1.ATTR_TYPES_OVR: STE.SHCFG is honoured. */
+  attrTypesOvr: boolean;
   /** HTTU: 0 none, 1 access, 2 access+dirty. */
   httu: number;
   /** ASID / VMID widths. */
@@ -274,6 +279,7 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       stalls: stallModel === 0 || stallModel === 2,
       rangeInv: (idr3 & (1 << 10)) !== 0,
       msi: (idr0 & (1 << 13)) !== 0,
+      attrTypesOvr: (idr1 & (1 << 27)) !== 0,
       httu: (idr0 >>> 6) & 3,
       asidBits: idr0 & (1 << 12) ? 16 : 8,
       vmidBits: idr0 & (1 << 18) ? 16 : 8,
@@ -636,7 +642,15 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     const cfg = (v[0] >>> 1) & 7;
     if ((v[0] & 1) === 0 || cfg === 0) makeAbortSte(t);
     else {
-      makeS2Ste(t, parent.id, s2.vtcr, s2.vttbr, master.ats);
+      makeS2Ste(
+        t,
+        parent.id,
+        s2.vtcr,
+        s2.vttbr,
+        master.ats,
+        master.stallEnabled,
+        this.info.attrTypesOvr,
+      );
       if (cfg === 5) {
         // NESTED: guest S1 words over the parent's stage 2.
         t[0] = ((v[0] & ~0xe) | (7 << 1)) >>> 0;
@@ -693,8 +707,16 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       }
       stage = "S2";
     }
+    if ((flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) && (stage !== "S1" || this.info.httu !== 2)) {
+      throw new IommuError(
+        "EOPNOTSUPP",
+        "arm_smmu_domain_alloc_paging_flags",
+        "dirty tracking needs stage 1 and HTTU access+dirty (IDR0.HTTU = 2)",
+      );
+    }
     const dom = new SmmuDomain(this, stage);
     dom.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
+    dom.dirtyTracking = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
     return dom;
   }
 
@@ -777,7 +799,15 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
         }
         this.#writeSte(
           master,
-          makeS2Ste(t, domain.id, domain.pgtable!.s2!.vtcr, domain.pgtable!.s2!.vttbr, master.ats),
+          makeS2Ste(
+            t,
+            domain.id,
+            domain.pgtable!.s2!.vtcr,
+            domain.pgtable!.s2!.vttbr,
+            master.ats,
+            master.stallEnabled,
+            this.info.attrTypesOvr,
+          ),
         );
         if (master.cdTable && master.cdTable.used.size === 0) this.#freeCdTable(master);
       }
@@ -796,7 +826,9 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       } else {
         this.#writeSte(
           master,
-          domain.type === DomainType.IDENTITY ? makeBypassSte(t) : makeAbortSte(t),
+          domain.type === DomainType.IDENTITY
+            ? makeBypassSte(t, this.info.attrTypesOvr)
+            : makeAbortSte(t),
         );
         if (master.cdTable) this.#freeCdTable(master);
       }
@@ -815,6 +847,7 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       t.cdMax === 0 ? 0 : s1dss,
       master.ats,
       this.info.stalls && !master.stallEnabled,
+      this.info.attrTypesOvr,
     );
   }
 
@@ -1142,6 +1175,8 @@ export class SmmuDomain implements IommuDomain {
   granule = 4096;
   /** Allocated with IOMMU_HWPT_ALLOC_NEST_PARENT. */
   nestParent = false;
+  /** Allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING (HTTU dirty state, CD.HA/HD). */
+  dirtyTracking = false;
   readonly #flush: FlushOps;
 
   /** A domain of `stage` (page table allocated at first use). */
@@ -1168,7 +1203,7 @@ export class SmmuDomain implements IommuDomain {
     const id = this.owner.allocId(this.stage);
     try {
       this.pgtable = allocIoPgtable(s1 ? "ARM_64_LPAE_S1" : "ARM_64_LPAE_S2", {
-        quirks: 0,
+        quirks: this.dirtyTracking ? IoPgtableQuirk.ARM_HD : 0,
         pgsizeBitmap: this.pgsizeBitmap,
         ias: s1 ? 48 : Math.min(info.oas, 48),
         oas: info.oas,
@@ -1187,10 +1222,10 @@ export class SmmuDomain implements IommuDomain {
   /** The CD of this stage-1 domain. */
   makeCd(master: Master, t: Uint32Array): Uint32Array {
     const s1 = this.pgtable!.s1!;
-    const httu = this.owner.info.httu;
+    // As the kernel: HA and HD together, only for dirty-tracking domains (IO_PGTABLE_QUIRK_ARM_HD).
     return makeS1Cd(t, this.id, s1.tcr, s1.ttbr, s1.mair, {
-      ha: httu >= 1,
-      hd: false,
+      ha: this.dirtyTracking,
+      hd: this.dirtyTracking,
       stall: master.stallEnabled,
     });
   }
@@ -1238,6 +1273,29 @@ export class SmmuDomain implements IommuDomain {
   /** `iova_to_phys`. */
   iovaToPhys(iova: number): number {
     return this.pgtable ? this.pgtable.iovaToPhys(iova) : 0;
+  }
+
+  /** `set_dirty_tracking`: HD is always on in a dirty-tracking domain's CD, so nothing to do (as the kernel). */
+  setDirtyTracking(_enable: boolean): void {
+    if (!this.dirtyTracking) {
+      throw new IommuError(
+        "EINVAL",
+        "arm_smmu_set_dirty_tracking",
+        "the domain was not allocated for dirty tracking",
+      );
+    }
+  }
+
+  /** `read_and_clear_dirty`: the page table's dirty bits (DBM/AP[2] as the SMMU leaves them). */
+  readAndClearDirty(iova: number, size: number, flags: number, dirty: DirtyBitmap): void {
+    if (!this.dirtyTracking || !this.pgtable?.readAndClearDirty) {
+      throw new IommuError(
+        "EINVAL",
+        "arm_smmu_read_and_clear_dirty",
+        "the domain does not track dirty state",
+      );
+    }
+    this.pgtable.readAndClearDirty(iova, size, flags, dirty);
   }
 
   /** `free`. */

@@ -158,11 +158,11 @@ export function makeAbortSte(t: Uint32Array): Uint32Array {
   return t;
 }
 
-/** `arm_smmu_make_bypass_ste`. */
-export function makeBypassSte(t: Uint32Array): Uint32Array {
+/** `arm_smmu_make_bypass_ste`: SHCFG=INCOMING when the SMMU has ATTR_TYPES_OVR. */
+export function makeBypassSte(t: Uint32Array, attrTypesOvr = true): Uint32Array {
   t.fill(0);
   t[0] = 1 | (STE_CFG.BYPASS << 1);
-  t[3] = 1 << 12; // SHCFG = INCOMING
+  if (attrTypesOvr) t[3] = 1 << 12; // SHCFG = INCOMING
   return t;
 }
 
@@ -175,13 +175,14 @@ export function makeCdtableSte(
   s1dss: number,
   ats: boolean,
   stallDisable: boolean,
+  attrTypesOvr = true,
 ): Uint32Array {
   t.fill(0);
   t[0] = (1 | (STE_CFG.S1_TRANS << 1) | (s1fmt << 4) | ((cdTable % 4294967296) & ~0x3f)) >>> 0;
   t[1] = ((Math.floor(cdTable / 4294967296) & 0xfffff) | (cdMax << 27)) >>> 0;
   t[2] = (s1dss | STE1_S1_ATTRS | (stallDisable ? 1 << 27 : 0) |
     ((ats ? EATS.TRANS : 0) << 28)) >>> 0;
-  if (s1dss === S1DSS.BYPASS) t[3] = 1 << 12;
+  if (attrTypesOvr && s1dss === S1DSS.BYPASS) t[3] = 1 << 12;
   return t;
 }
 
@@ -192,20 +193,23 @@ export function makeS2Ste(
   vtcr: { ps: number; tg: number; sh: number; orgn: number; irgn: number; sl: number; tsz: number },
   vttbr: number,
   ats: boolean,
+  stall = false,
+  attrTypesOvr = true,
 ): Uint32Array {
   t.fill(0);
   t[0] = 1 | (STE_CFG.S2_TRANS << 1);
   t[2] = ((ats ? EATS.TRANS : 0) << 28) >>> 0;
-  t[3] = 1 << 12;
+  if (attrTypesOvr) t[3] = 1 << 12;
   t[4] = vmid & 0xffff;
   t[5] = (vtcr.tsz | (vtcr.sl << 6) | (vtcr.irgn << 8) | (vtcr.orgn << 10) | (vtcr.sh << 12) |
-    (vtcr.tg << 14) | (vtcr.ps << 16) | (1 << 19) | (1 << 22) | (1 << 26)) >>> 0; // S2AA64, S2PTW, S2R
+    (vtcr.tg << 14) | (vtcr.ps << 16) | (1 << 19) | (1 << 22) | (stall ? 1 << 25 : 0) |
+    (1 << 26)) >>> 0; // S2AA64, S2PTW, S2S, S2R
   t[6] = ((vttbr % 4294967296) & 0xfffffff0) >>> 0;
   t[7] = Math.floor(vttbr / 4294967296) & 0xfffff;
   return t;
 }
 
-/** `arm_smmu_make_s1_cd`: a valid stage-1 CD. */
+/** `arm_smmu_make_s1_cd`: a valid stage-1 CD (HA and HD together, for dirty tracking). */
 export function makeS1Cd(
   t: Uint32Array,
   asid: number,

@@ -286,8 +286,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     idr0 |= (f.httu === "dirty" ? 2 : f.httu === "access" ? 1 : 0) << IDR0.HTTU_SHIFT;
     idr0 |= (f.stall === "stall" ? 0 : f.stall === "terminate" ? 1 : 2) << IDR0.STALL_MODEL_SHIFT;
     r[REG.IDR0 >> 2] = idr0 >>> 0;
-    r[REG.IDR1 >> 2] = (f.cmdqs << 21) | (f.evtqs << 16) | (f.priqs << 11) | (f.ssidBits << 6) |
-      f.sidBits;
+    r[REG.IDR1 >> 2] = (1 << 27) /* ATTR_TYPES_OVR */ | (f.cmdqs << 21) | (f.evtqs << 16) |
+      (f.priqs << 11) | (f.ssidBits << 6) | f.sidBits;
     r[REG.IDR3 >> 2] = f.rangeInv ? 1 << 10 : 0;
     r[REG.IDR5 >> 2] = (f.gran64k ? 1 << 6 : 0) | (f.gran16k ? 1 << 5 : 0) |
       (f.gran4k ? 1 << 4 : 0) | OAS_BITS.indexOf(f.oas) | (0x10 << 16);

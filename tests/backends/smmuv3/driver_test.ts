@@ -235,3 +235,30 @@ Deno.test("stage-only SMMUs: S1-only allocates stage-1 domains; NEST_PARENT need
   assert.equal((d.domainAllocPaging(dev, 0) as SmmuDomain).stage, "S1");
   assert.throws(() => d.domainAllocPaging(dev, 1), /EOPNOTSUPP/);
 });
+
+Deno.test("dirty tracking: HTTU marks written pages dirty; read-and-clear reports exactly those", () => {
+  const { hw, dev, d, m } = setup();
+  const dom = d.domainAllocPaging(dev, 2 /* IOMMU_HWPT_ALLOC_DIRTY_TRACKING */) as SmmuDomain;
+  dom.attachDev(dev, null);
+  const pa = m.pages.allocPages(2);
+  dom.mapPages!(0x10_0000, pa, 4096, 4, RW);
+  const seen: number[] = [];
+  const bitmap = {
+    iova: 0x10_0000,
+    pgsize: 4096,
+    setDirty: (iova: number, len: number) => seen.push(iova, len),
+  };
+  // io-pgtable-arm maps writable pages writable-dirty (DBM, AP[2]=0): the first harvest sees them all.
+  dom.readAndClearDirty!(0x10_0000, 4 * 4096, 0, bitmap);
+  assert.equal(seen.length, 8);
+  dom.flushIotlbAll!(); // as iommufd does after clearing
+  seen.length = 0;
+  assert.equal(tr(hw, dev, 0x10_0000).ok, true); // a read leaves the page clean
+  assert.equal(tr(hw, dev, 0x10_2000, true).ok, true); // HTTU: writable-clean -> dirty
+  dom.readAndClearDirty!(0x10_0000, 4 * 4096, 0, bitmap);
+  assert.deepEqual(seen, [0x10_2000, 4096]);
+  seen.length = 0;
+  dom.readAndClearDirty!(0x10_0000, 4 * 4096, 0, bitmap);
+  assert.deepEqual(seen, []);
+  assert.throws(() => setup({ httu: "access" }).d.domainAllocPaging(dev, 2), /EOPNOTSUPP/);
+});
