@@ -18,7 +18,10 @@
  * with FPD and overflow; the page request queue and page group responses;
  * caching mode (not-present results cached); checking mode.
  *
- * Knowing simplifications: caches are unbounded (no capacity eviction); the
+ * Knowing simplifications: the IOTLB, device-TLB and paging-structure caches
+ * are bounded per tag with FIFO eviction (options `tlb_entries`,
+ * `psc_entries`), not set-associative; context and PASID caches are
+ * unbounded; the
  * paging-structure caches hold only the level-1 table of each 2 MiB region
  * (not nested walks); IOTLB DR/DW drain hints, fence and page-drain are
  * accepted and complete at once (the model is synchronous); ICE is never

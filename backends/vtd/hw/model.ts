@@ -274,6 +274,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       pageRequests: 0,
       pageResponses: 0,
       staleHits: 0,
+      evictions: 0,
     });
     this.#regs[REG.VER >> 2] = 0x30;
     this.#regs[REG.FECTL >> 2] = ECTL_IM;
@@ -551,6 +552,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   #tlbInsert(m: Map<number, TlbEntry>, e: TlbEntry): void {
     const s = e.size === 4096 ? 2 : e.size === 2097152 ? 1 : 0;
+    if (m.size >= this.opts.tlb_entries) {
+      m.delete(m.keys().next().value!); // evict the oldest
+      this.counters.evictions++;
+    }
     m.set(Math.floor(e.iova / e.size) * 4 + s, e);
   }
 
@@ -828,6 +833,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       }
       if (l === 2 && tag >= 0) {
         if (psc === undefined) this.#pscSs.set(tag, psc = new Map());
+        if (psc.size >= this.opts.psc_entries) psc.delete(psc.keys().next().value!);
         psc.set(region, { table: next, perm });
       }
       table = next;
@@ -922,6 +928,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       }
       if (l === 2 && tag >= 0) {
         if (psc === undefined) this.#pscFs.set(tag, psc = new Map());
+        if (psc.size >= this.opts.psc_entries) psc.delete(psc.keys().next().value!);
         psc.set(region, { table: next, perm: rw | (us << 1) | (xd << 2) });
       }
       table = next;

@@ -70,6 +70,10 @@ export interface VtdOptions {
   nwfs: boolean;
   /** Checking mode from the start. */
   checking: boolean;
+  /** IOTLB entries per (DID, PASID) tag and device-TLB entries per (SID, PASID); oldest evicted first. */
+  tlb_entries: number;
+  /** Paging-structure-cache entries per (DID, PASID) tag and stage. */
+  psc_entries: number;
 }
 
 /** The option specs (names as `--opt NAME=VALUE` takes them). */
@@ -116,6 +120,22 @@ export const VTD_OPTION_SPECS: readonly BackendOptionSpec[] = [
   { name: "pds", type: "boolean", default: true, description: "ECAP.PDS page drain" },
   { name: "nwfs", type: "boolean", default: true, description: "ECAP.NWFS no-write flag" },
   { name: "checking", type: "boolean", default: false, description: "checking mode" },
+  {
+    name: "tlb_entries",
+    type: "number",
+    default: 4096,
+    min: 1,
+    max: 1 << 20,
+    description: "IOTLB / device-TLB capacity per (DID or SID, PASID); FIFO eviction",
+  },
+  {
+    name: "psc_entries",
+    type: "number",
+    default: 256,
+    min: 1,
+    max: 1 << 20,
+    description: "paging-structure-cache capacity per (DID, PASID) and stage",
+  },
 ];
 
 /** Resolve `raw` options against the specs (defaults filled; EINVAL naming a bad one). */

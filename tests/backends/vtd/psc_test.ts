@@ -83,3 +83,15 @@ Deno.test("checking mode names a stale paging-structure entry when a table is re
   assert.equal(hw.staleReports[0].cache, "first-stage paging-structure cache");
   assert.match(hw.staleReports[0].missing, /IH=0/);
 });
+
+Deno.test("the IOTLB is bounded: the oldest entry is evicted past tlb_entries", () => {
+  const env = setup({ tlb_entries: 2 });
+  const d = env.drv.domainAllocPaging(env.nic, 0);
+  d.attachDev(env.nic, null);
+  d.mapPages(0, 0x8000_0000, 4096, 3, IOMMU_READ);
+  for (const va of [0x0, 0x1000, 0x2000]) xlate(env.hw, env.nic, va);
+  assert.equal(env.hw.iotlbHas(2, 0, 0x0), false);
+  assert.equal(env.hw.iotlbHas(2, 0, 0x1000), true);
+  assert.equal(env.hw.iotlbHas(2, 0, 0x2000), true);
+  assert.equal(env.hw.counters.evictions, 1);
+});
