@@ -58,12 +58,20 @@ export async function inspectDecode(
 ): Promise<string> {
   const all = await structures();
   if (!structure) {
-    const rows = [...new Map([...all.values()].map((v) => [v.table, v])).values()]
-      .sort((a, b) => a.source.localeCompare(b.source) || a.table.name.localeCompare(b.table.name));
-    return rows.map((r) =>
-      `${r.source.padEnd(11)} ${r.table.name.padEnd(24)} ${r.table.bytes * 8} bits`
-    )
-      .join("\n") + "\n";
+    const names = new Map<FieldTable, { source: string; names: string[] }>();
+    for (const [key, v] of all) {
+      let e = names.get(v.table);
+      if (!e) names.set(v.table, e = { source: v.source, names: [] });
+      if (key !== v.table.name.toUpperCase()) e.names.push(key.toLowerCase());
+    }
+    const rows = [...names.entries()].sort((a, b) =>
+      a[1].source.localeCompare(b[1].source) || a[0].name.localeCompare(b[0].name)
+    );
+    return rows.map(([t, e]) =>
+      `${e.source.padEnd(11)} ${t.name.padEnd(24)} ${String(t.bytes * 8).padStart(3)} bits${
+        e.names.length ? `  (also: ${e.names.join(", ")})` : ""
+      }`
+    ).join("\n") + "\n";
   }
   const hit = all.get(structure.toUpperCase());
   if (!hit) {
