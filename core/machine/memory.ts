@@ -263,7 +263,10 @@ export class PhysMem {
       const n = Math.min(len - i, PAGE_SIZE - off);
       const pfn = Math.floor(a / PAGE_SIZE);
       if (byte !== 0 || this.#peek(pfn) !== null) {
-        new Uint8Array(this.#back(pfn).buffer, off, n).fill(byte);
+        const p = this.#back(pfn);
+        // A whole page: fill its words in place (no view allocated).
+        if (n === PAGE_SIZE) p.fill((byte & 0xff) * 0x01010101);
+        else new Uint8Array(p.buffer, off, n).fill(byte);
       }
       i += n;
     }
