@@ -30,13 +30,11 @@ export {
   type CdTable,
   type DriverStats,
   type Master,
-  NestedDomain,
-  SmmuDomain,
   type SmmuHwInfo,
   SmmuV3Driver,
   type StageKind,
-  StaticDomain,
 } from "./driver/driver.ts";
+export { ffs, NestedDomain, SmmuDomain, StaticDomain } from "./driver/domain.ts";
 export {
   cdUsed,
   type EntryWriter,

@@ -10,11 +10,7 @@
  */
 
 import {
-  allocIoPgtable,
-  type DirtyBitmap,
-  type DomainGeometry,
   DomainType,
-  type FlushOps,
   type HwInfo,
   IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
   IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
@@ -32,9 +28,6 @@ import {
   type IommuPageResponse,
   IommuPageResponseCode,
   type IopfFault,
-  type IoPgtable,
-  IoPgtableQuirk,
-  type IotlbGather,
   type Machine,
   type PciDevice,
   type ResvRegion,
@@ -53,13 +46,13 @@ import {
   tlbiVa,
 } from "./cmds.ts";
 import { type CmdqStats, DriverCmdq } from "./cmdq.ts";
+import { ffs, NestedDomain, SmmuDomain, StaticDomain } from "./domain.ts";
 import {
   cdUsed,
   type EntryWriter,
   makeAbortSte,
   makeBypassSte,
   makeCdtableSte,
-  makeS1Cd,
   makeS2Ste,
   steUsed,
   writeEntry,
@@ -1100,246 +1093,4 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     const active = (gerror ^ gerrorn) & ~GERROR.CMDQ_ERR;
     if (active) this.#w32(REG.GERRORN, (gerrorn ^ active) >>> 0);
   }
-}
-
-/** `__ffs`. */
-function ffs(x: number): number {
-  let n = 0;
-  while (x % 2 === 0) {
-    x /= 2;
-    n++;
-  }
-  return n;
-}
-
-/** Identity and blocked domains. */
-export class StaticDomain implements IommuDomain {
-  /** IDENTITY or BLOCKED. */
-  readonly type: DomainType;
-  /** Its driver. */
-  readonly owner: SmmuV3Driver;
-  /** No page sizes. */
-  pgsizeBitmap = 0;
-  /** No aperture. */
-  geometry: DomainGeometry = { apertureStart: 0, apertureEnd: 0, forceAperture: false };
-  /** "identity" or "blocked". */
-  readonly label: string;
-
-  /** A static domain of `type`. */
-  constructor(owner: SmmuV3Driver, type: DomainType) {
-    this.owner = owner;
-    this.type = type;
-    this.label = type === DomainType.IDENTITY ? "identity" : "blocked";
-  }
-
-  /** Attach the RID: bypass or abort STE. */
-  attachDev(dev: PciDevice, _old: IommuDomain | null = null): void {
-    this.owner.attachRid(dev, this);
-  }
-
-  /** Blocked only: clear the PASID's CD. */
-  setDevPasid(dev: PciDevice, pasid: number, _old: IommuDomain | null = null): void {
-    if (this.type !== DomainType.BLOCKED) {
-      throw new IommuError(
-        "EINVAL",
-        "arm_smmu_set_dev_pasid",
-        "the identity domain cannot be attached to a PASID",
-      );
-    }
-    this.owner.setPasid(dev, pasid, null);
-  }
-
-  /** Static: nothing to free. */
-  free(): void {}
-}
-
-/** `struct arm_smmu_domain`: a stage-1 or stage-2 paging domain. */
-export class SmmuDomain implements IommuDomain {
-  /** UNMANAGED (the core may retag it). */
-  type: DomainType = DomainType.UNMANAGED;
-  /** Its driver. */
-  readonly owner: SmmuV3Driver;
-  /** Stage. */
-  readonly stage: StageKind;
-  /** Page sizes. */
-  pgsizeBitmap: number;
-  /** Aperture. */
-  geometry: DomainGeometry;
-  /** ASID (stage 1) or VMID (stage 2). */
-  id = 0;
-  /** The page table. */
-  pgtable: IoPgtable | null = null;
-  /** Masters attached (RID or PASID). */
-  readonly masters: Set<Master> = new Set();
-  /** Smallest page size (the TLBI granule). */
-  granule = 4096;
-  /** Allocated with IOMMU_HWPT_ALLOC_NEST_PARENT. */
-  nestParent = false;
-  /** Allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING (HTTU dirty state, CD.HA/HD). */
-  dirtyTracking = false;
-  readonly #flush: FlushOps;
-
-  /** A domain of `stage` (page table allocated at first use). */
-  constructor(owner: SmmuV3Driver, stage: StageKind) {
-    this.owner = owner;
-    this.stage = stage;
-    const ias = stage === "S1" ? 48 : Math.min(owner.info.oas, 48);
-    this.pgsizeBitmap = owner.pgsizeBitmap;
-    this.geometry = { apertureStart: 0, apertureEnd: 2 ** ias - 1, forceAperture: true };
-    this.#flush = {
-      tlbFlushAll: (): void => owner.flushAll(this),
-      tlbFlushWalk: (iova: number, size: number, granule: number): void =>
-        owner.invRange(this, iova, size, granule, false),
-      tlbAddPage: (gather: IotlbGather, iova: number, granule: number): void =>
-        gather.addPage(this, iova, granule),
-    };
-  }
-
-  /** arm_smmu_domain_finalise: ASID/VMID and page table (once). */
-  finalise(): void {
-    if (this.pgtable) return;
-    const info = this.owner.info;
-    const s1 = this.stage === "S1";
-    const id = this.owner.allocId(this.stage);
-    try {
-      this.pgtable = allocIoPgtable(s1 ? "ARM_64_LPAE_S1" : "ARM_64_LPAE_S2", {
-        quirks: this.dirtyTracking ? IoPgtableQuirk.ARM_HD : 0,
-        pgsizeBitmap: this.pgsizeBitmap,
-        ias: s1 ? 48 : Math.min(info.oas, 48),
-        oas: info.oas,
-        coherentWalk: true,
-        tlb: this.#flush,
-      }, { mem: this.owner.m.mem, pages: this.owner.m.pages });
-    } catch (e) {
-      this.owner.freeId(this.stage, id);
-      throw e;
-    }
-    this.id = id;
-    this.pgsizeBitmap = this.pgtable.cfg.pgsizeBitmap;
-    this.granule = 2 ** ffs(this.pgsizeBitmap);
-  }
-
-  /** The CD of this stage-1 domain. */
-  makeCd(master: Master, t: Uint32Array): Uint32Array {
-    const s1 = this.pgtable!.s1!;
-    // As the kernel: HA and HD together, only for dirty-tracking domains (IO_PGTABLE_QUIRK_ARM_HD).
-    return makeS1Cd(t, this.id, s1.tcr, s1.ttbr, s1.mair, {
-      ha: this.dirtyTracking,
-      hd: this.dirtyTracking,
-      stall: master.stallEnabled,
-    });
-  }
-
-  /** `attach_dev`. */
-  attachDev(dev: PciDevice, _old: IommuDomain | null = null): void {
-    this.owner.attachRid(dev, this);
-  }
-
-  /** `set_dev_pasid`. */
-  setDevPasid(dev: PciDevice, pasid: number, _old: IommuDomain | null = null): void {
-    this.owner.setPasid(dev, pasid, this);
-  }
-
-  /** `map_pages`. */
-  mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
-    this.finalise();
-    return this.pgtable!.mapPages(iova, paddr, pgsize, pgcount, prot);
-  }
-
-  /** `unmap_pages`. */
-  unmapPages(iova: number, pgsize: number, pgcount: number, gather: IotlbGather): number {
-    if (!this.pgtable) return 0;
-    return this.pgtable.unmapPages(iova, pgsize, pgcount, gather);
-  }
-
-  /**
-   * `iotlb_sync`: invalidate the gathered range (leaf) and wait, then free
-   * the table pages the unmap put on the gather's freelist (they may be
-   * reused only once the SMMU can no longer walk them).
-   */
-  iotlbSync(gather: IotlbGather): void {
-    if (!this.pgtable) return;
-    if (!gather.empty) this.owner.invRange(this, gather.start, gather.size, gather.pgsize, true);
-    const pages = this.owner.m.pages;
-    for (let i = 0; i < gather.freelist.length; i++) pages.free(gather.freelist[i]);
-    gather.freelist.length = 0;
-  }
-
-  /** `flush_iotlb_all`. */
-  flushIotlbAll(): void {
-    if (this.pgtable) this.owner.flushAll(this);
-  }
-
-  /** `iova_to_phys`. */
-  iovaToPhys(iova: number): number {
-    return this.pgtable ? this.pgtable.iovaToPhys(iova) : 0;
-  }
-
-  /** `set_dirty_tracking`: HD is always on in a dirty-tracking domain's CD, so nothing to do (as the kernel). */
-  setDirtyTracking(_enable: boolean): void {
-    if (!this.dirtyTracking) {
-      throw new IommuError(
-        "EINVAL",
-        "arm_smmu_set_dirty_tracking",
-        "the domain was not allocated for dirty tracking",
-      );
-    }
-  }
-
-  /** `read_and_clear_dirty`: the page table's dirty bits (DBM/AP[2] as the SMMU leaves them). */
-  readAndClearDirty(iova: number, size: number, flags: number, dirty: DirtyBitmap): void {
-    if (!this.dirtyTracking || !this.pgtable?.readAndClearDirty) {
-      throw new IommuError(
-        "EINVAL",
-        "arm_smmu_read_and_clear_dirty",
-        "the domain does not track dirty state",
-      );
-    }
-    this.pgtable.readAndClearDirty(iova, size, flags, dirty);
-  }
-
-  /** `free`. */
-  free(): void {
-    if (this.masters.size > 0) {
-      throw new IommuError("EBUSY", "arm_smmu_domain_free", "domain is still attached");
-    }
-    if (this.pgtable) {
-      this.owner.flushAll(this);
-      this.pgtable.free();
-      this.owner.freeId(this.stage, this.id);
-      this.pgtable = null;
-    }
-  }
-}
-
-/** A nested domain: a guest's stage-1 configuration over a stage-2 parent. */
-export class NestedDomain implements IommuDomain {
-  /** NESTED. */
-  readonly type: DomainType = DomainType.NESTED;
-  /** Its driver. */
-  readonly owner: SmmuV3Driver;
-  /** The stage-2 parent. */
-  readonly parent: SmmuDomain;
-  /** The guest's STE words 0-1 (as four 32-bit halves). */
-  readonly vste: Uint32Array;
-  /** No mappings of its own. */
-  pgsizeBitmap = 0;
-  /** The parent's aperture. */
-  geometry: DomainGeometry;
-
-  /** A nested domain over `parent` with the vSTE `vste`. */
-  constructor(owner: SmmuV3Driver, parent: SmmuDomain, vste: Uint32Array) {
-    this.owner = owner;
-    this.parent = parent;
-    this.vste = vste;
-    this.geometry = parent.geometry;
-  }
-
-  /** Attach the RID: a NESTED (or abort / stage-2 bypass) STE. */
-  attachDev(dev: PciDevice, _old: IommuDomain | null = null): void {
-    this.owner.attachNested(dev, this);
-  }
-
-  /** Nothing of its own to free. */
-  free(): void {}
 }
