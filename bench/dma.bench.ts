@@ -10,13 +10,16 @@
 import { bench, do_not_optimize, group } from "mitata";
 import {
   type BackendPlugin,
+  DomainType,
   IommuCore,
+  type IommuDomain,
   type IommuHardware,
+  type IommuOps,
   Machine,
   type PciDevice,
   resolveOptions,
 } from "@iommu-lab/core";
-import { type DmaApi, dmaDevice, DmaDirection } from "@iommu-lab/dma-api";
+import { type DmaApi, dmaDevice, DmaDirection, type DmaIommuCore } from "@iommu-lab/dma-api";
 import { availableBackends } from "../cli/backends.ts";
 
 /** A device with the DMA API on a backend, and a buffer of `pages` pages. */
@@ -51,6 +54,61 @@ export function dmaEnv(
 
 const BIDIR = DmaDirection.BIDIRECTIONAL;
 const plugins = await availableBackends();
+
+/** The DMA layer alone: an iommu core whose map/unmap/sync do nothing. */
+function noopDma(lazy: boolean): DmaApi {
+  const m = new Machine({ paBits: 48 });
+  const dev = m.pci.add({ name: "noop0", bus: 0, device: 3, fn: 0 });
+  const ops = {
+    name: "noop",
+    pgsizeBitmap: 0x1000,
+    capable: () => true,
+    domainAllocPaging: () => domain,
+    probeDevice() {},
+    releaseDevice() {},
+    getResvRegions: () => [],
+    maxPasids: () => 0,
+  } as unknown as IommuOps;
+  const domain = {
+    type: lazy ? DomainType.DMA_FQ : DomainType.DMA,
+    owner: ops,
+    pgsizeBitmap: 0x1000,
+    geometry: { apertureStart: 0, apertureEnd: 2 ** 48 - 1, forceAperture: true },
+    attachDev() {},
+    free() {},
+  } as IommuDomain;
+  const core: DmaIommuCore = {
+    machine: m,
+    opsOf: () => ops,
+    defaultDomainOf: () => domain,
+    groupOf: () => ({}),
+    getGroupResvRegions: () => [],
+    map() {},
+    unmapFast(_d, iova, size, g) {
+      g.addRange(iova, size);
+      return size;
+    },
+    iotlbSync() {},
+    flushIotlbAll() {},
+    iovaToPhys: () => 0,
+    attachDevicePasid() {},
+    detachDevicePasid() {},
+    allocGlobalPasid: () => 0,
+    freeGlobalPasid() {},
+  };
+  return dmaDevice(core, dev);
+}
+
+group("dma_map_benchmark DMA layer alone (no-op iommu core)", () => {
+  for (const lazy of [false, true]) {
+    const dma = noopDma(lazy);
+    bench(`dma-api ${lazy ? "lazy" : "strict"} map+unmap 1p (no-op core)`, () => {
+      const a = dma.dmaMapSingle(0x1000_0000, 4096, BIDIR);
+      dma.dmaUnmapSingle(a, 4096, BIDIR);
+      do_not_optimize(a);
+    });
+  }
+});
 
 for (const p of plugins) {
   group(`dma_map_benchmark ${p.name}`, () => {
