@@ -203,6 +203,10 @@ export class VtdDomain implements IommuDomain {
     const ih = gather.freelist.length === 0 && !this.walkFlushPending ? 1 : 0;
     this.walkFlushPending = false;
     if (!gather.empty) this.owner.flushRange(this, gather.start, gather.end, ih);
+    // intel_iommu_tlb_sync: table pages unlinked by the unmap go back now
+    // that no walk cache can reach them.
+    this.owner.freePages(gather.freelist);
+    gather.freelist.length = 0;
   }
 
   /** `flush_iotlb_all`. */
@@ -744,6 +748,11 @@ export class VtdDriver implements IommuOpsWithHooks {
   #allocDid(op: string): number {
     for (let d = IDA_START_DID; d < this.#ndoms; d++) if (!this.#dids.has(d)) return d;
     throw new IommuError("ENOSPC", op, `all ${this.#ndoms} domain IDs are in use`);
+  }
+
+  /** Return page-table pages to the kernel allocator (`iommu_put_pages_list`). */
+  freePages(list: readonly number[]): void {
+    for (const p of list) this.#m.pages.free(p);
   }
 
   /** Give a DID back. */

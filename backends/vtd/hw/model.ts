@@ -123,7 +123,8 @@ interface TlbEntry {
   fault: number;
 }
 
-const SIZES = [1073741824, 2097152, 4096];
+/** Page sizes a TLB entry can have, smallest (most common) first; the index is part of the key. */
+const SIZES = [4096, 2097152, 1073741824];
 
 /** A paging-structure cache entry: the leaf (level-1) table of a 2 MiB region, with the permissions gathered above it. */
 interface PscEntry {
@@ -551,7 +552,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   }
 
   #tlbInsert(m: Map<number, TlbEntry>, e: TlbEntry): void {
-    const s = e.size === 4096 ? 2 : e.size === 2097152 ? 1 : 0;
+    const s = e.size === 4096 ? 0 : e.size === 2097152 ? 1 : 2;
     if (m.size >= this.opts.tlb_entries) {
       m.delete(m.keys().next().value!); // evict the oldest
       this.counters.evictions++;

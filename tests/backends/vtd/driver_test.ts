@@ -173,3 +173,15 @@ Deno.test("with tracing on, the driver emits qi_submit for every descriptor, end
   );
   assert.deepEqual(qws, [6, 5], "PASID-based IOTLB, then the wait descriptor");
 });
+
+Deno.test("map/unmap cycles return every page-table page after the sync (no leak)", () => {
+  const { nic, drv, m } = setup();
+  const d = drv.domainAllocPaging(nic, 0);
+  d.attachDev(nic, null);
+  const base = m.pages.stats.pagesInUse;
+  for (let i = 0; i < 50; i++) {
+    d.mapPages(0x4000_0000 + i * 0x20_0000, 0x8000_0000, 4096, 8, IOMMU_READ);
+    assert.equal(unmapSync(d, 0x4000_0000 + i * 0x20_0000, 4096, 8), 8 * 4096);
+  }
+  assert.equal(m.pages.stats.pagesInUse, base);
+});
