@@ -76,7 +76,25 @@ export async function demo(scenario: string, io: CliIo, c: Colors): Promise<numb
   const reports: RunReport[] = [];
   for (const b of usable) {
     if (!bar) io.out(`  running ${sc.name} on ${b.name}...\n`);
-    const r = runScenario(loaded, { plugin: b.plugin! });
+    let r: RunReport;
+    try {
+      r = runScenario(loaded, { plugin: b.plugin! });
+    } catch (e) {
+      // A backend that fails to set up still gets its column.
+      r = {
+        scenario: sc.name,
+        file: loaded.file,
+        backend: b.name,
+        ok: false,
+        steps: [{ index: 0, line: 0, kind: "setup", status: "FAIL", text: (e as Error).message }],
+        counters: {},
+        hwName: "",
+        categories: {},
+        modeledNs: 0,
+        clockNs: 0,
+        missedInvalidations: 0,
+      };
+    }
     reports.push(r);
     bar?.increment(1, { backend: b.name });
     if (!bar) io.out(`  ${b.name}: ${r.skipped ? "skipped" : r.ok ? "PASS" : "FAIL"}\n`);
