@@ -89,6 +89,11 @@ const ENTRIES_PER_PAGE_MASK = 511;
 /** Stands in for a never-written (all-zero) page on reads; never written. */
 const ZERO_PAGE = new Uint32Array(PAGE_SIZE >>> 2);
 
+/** Live-entry count of one table page (a box, so a cached reference stays current). */
+class LiveCount {
+  n = 0;
+}
+
 /** `0x…` for error messages. */
 function hx(x: number): string {
   return "0x" + x.toString(16);
@@ -152,7 +157,10 @@ export abstract class RadixPgtable implements IoPgtable {
   readonly #iasLimit: number;
   readonly #oasLimit: number;
   /** Live-entry count per table page (software bookkeeping, as a driver keeps). */
-  readonly #count = new Map<number, number>();
+  readonly #count = new Map<number, LiveCount>();
+  /** Per level: the table whose count was last looked up there, and its count (saves Map lookups). */
+  readonly #cntTable: Float64Array;
+  readonly #cntBox: LiveCount[];
   // Walk scratch (no per-call allocation).
   readonly #pathTable: Float64Array;
   readonly #newTable: Float64Array;
@@ -192,7 +200,9 @@ export abstract class RadixPgtable implements IoPgtable {
     this.#newParent = new Float64Array(n);
     this.rootBytes = 8 * 2 ** geo.idxBits[0];
     this.root = env.pages.allocPages(orderOf(this.rootBytes));
-    this.#count.set(this.root, 0);
+    this.#cntTable = new Float64Array(n).fill(-1);
+    this.#cntBox = Array.from({ length: n }, () => new LiveCount());
+    this.#count.set(this.root, new LiveCount());
   }
 
   // -------------------------------------------------------------------------
@@ -266,10 +276,26 @@ export abstract class RadixPgtable implements IoPgtable {
     return w;
   }
 
-  #countAdd(table: number, delta: number): number {
-    const c = (this.#count.get(table) ?? 0) + delta;
-    this.#count.set(table, c);
-    return c;
+  /** Add `delta` to the live count of `table` (a table walked at `level`); returns the new count. */
+  #countAdd(table: number, delta: number, level: number): number {
+    let b: LiveCount | undefined;
+    if (this.#cntTable[level] === table) b = this.#cntBox[level];
+    else {
+      b = this.#count.get(table);
+      if (b === undefined) {
+        b = new LiveCount();
+        this.#count.set(table, b);
+      }
+      this.#cntTable[level] = table;
+      this.#cntBox[level] = b;
+    }
+    return b.n += delta;
+  }
+
+  /** Drop the bookkeeping of a released table (and any cached reference to it). */
+  #forget(table: number): void {
+    this.#count.delete(table);
+    for (let l = 0; l < this.levels; l++) if (this.#cntTable[l] === table) this.#cntTable[l] = -1;
   }
 
   #alive(op: string): void {
@@ -281,7 +307,7 @@ export abstract class RadixPgtable implements IoPgtable {
   }
 
   #release(table: number, gather: IotlbGather | null): void {
-    this.#count.delete(table);
+    this.#forget(table);
     if (gather) gather.freelist.push(table);
     else this.pages.free(table);
   }
@@ -305,8 +331,9 @@ export abstract class RadixPgtable implements IoPgtable {
   #rollback(): void {
     for (let j = this.#nNew - 1; j >= 0; j--) {
       this.mem.write64(this.#newSlot[j], 0, 0);
-      this.#countAdd(this.#newParent[j], -1);
-      this.#count.delete(this.#newTable[j]);
+      const parent = this.#count.get(this.#newParent[j]);
+      if (parent !== undefined) parent.n--;
+      this.#forget(this.#newTable[j]);
       this.pages.free(this.#newTable[j]);
     }
     this.#nNew = 0;
@@ -434,8 +461,8 @@ export abstract class RadixPgtable implements IoPgtable {
         ww[wo + 1] = this.outHi;
         ww[wo] = this.outLo;
         stats.writes += 2;
-        this.#countAdd(table, 1);
-        this.#count.set(child, 0);
+        this.#countAdd(table, 1, l);
+        this.#count.set(child, new LiveCount());
         const j = this.#nNew++;
         this.#newTable[j] = child;
         this.#newSlot[j] = table + 8 * idx;
@@ -468,7 +495,7 @@ export abstract class RadixPgtable implements IoPgtable {
       present = true;
       if (
         this.isLeaf(lo, hi, target) ||
-        (this.#count.get(this.addrOf(lo, hi, target)) ?? 1) !== 0
+        (this.#count.get(this.addrOf(lo, hi, target))?.n ?? 1) !== 0
       ) {
         stats.reads += 2 * (i + 1);
         this.#rollback();
@@ -508,7 +535,7 @@ export abstract class RadixPgtable implements IoPgtable {
       w[o] = this.outLo;
       stats.writes += 2;
     }
-    if (added !== 0) this.#countAdd(table, added);
+    if (added !== 0) this.#countAdd(table, added, target);
     this.#nNew = 0;
     return n;
   }
@@ -592,7 +619,7 @@ export abstract class RadixPgtable implements IoPgtable {
     if (i === 0) return 0;
     // Unlink tables that became empty, deepest first, after the leaf work.
     let l = target;
-    let left = this.#countAdd(table, -i);
+    let left = this.#countAdd(table, -i, target);
     while (l > 0 && left === 0) {
       const t = path[l];
       const parent = path[l - 1];
@@ -601,7 +628,7 @@ export abstract class RadixPgtable implements IoPgtable {
       w[o] = 0;
       w[o + 1] = 0;
       stats.writes += 2;
-      left = this.#countAdd(parent, -1);
+      left = this.#countAdd(parent, -1, l - 1);
       const span = this.#blockSize[l - 1];
       tlb?.tlbFlushWalk(iova - pgsizeOffset(iova, span), span, this.granule);
       this.#release(t, gather);
@@ -700,6 +727,7 @@ export abstract class RadixPgtable implements IoPgtable {
     this.#alive("free_io_pgtable_ops");
     this.#releaseTree(this.root, 0, null);
     this.#count.clear();
+    this.#cntTable.fill(-1);
     this.#freed = true;
   }
 
