@@ -50,6 +50,7 @@ export {
 export { type CmdqStats, DriverCmdq } from "./driver/cmdq.ts";
 export * from "./driver/cmds.ts";
 export * from "./hw/walk.ts";
+export * from "./hw/tlb.ts";
 
 /** Every SMMUv3 structure by name, for `inspect decode`: STE, CD, L1 descriptors, commands, events, PRI record, registers. */
 export const SMMUV3_STRUCTURES: Record<string, FieldTable> = {

@@ -49,6 +49,16 @@ import {
   SYNC_CS,
 } from "./structs.ts";
 import {
+  ALL_ASIDS,
+  ALL_ASIDS_AND_S2,
+  atcTag,
+  BY_IPA,
+  S2_ONLY_ASID,
+  type TlbEntry,
+  tlbTag,
+  TranslationCache,
+} from "./tlb.ts";
+import {
   newWalkCfg,
   newWalkOut,
   s1StartLevel,
@@ -112,19 +122,6 @@ export interface CdConfig {
   record: boolean;
   /** Stage-1 walk configuration. */
   cfg: WalkCfg;
-}
-
-/** A TLB entry. */
-interface TlbEntry {
-  va: number;
-  pa: number;
-  ipa: number;
-  sizeShift: number;
-  /** ACCESS_* bits for privileged requests. */
-  permP: number;
-  /** ACCESS_* bits for unprivileged requests. */
-  permU: number;
-  nested: boolean;
 }
 
 /** A missed invalidation found in checking mode. */
@@ -222,9 +219,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   #atcInvFailed = false;
   readonly #steCache = new Map<number, SteConfig>();
   readonly #cdCache = new Map<number, CdConfig>();
-  readonly #tlb = new Map<number, Map<number, TlbEntry>>();
-  #tlbCount = 0;
-  readonly #atc = new Map<number, Map<number, TlbEntry>>();
+  readonly #tlb: TranslationCache;
+  readonly #atc: TranslationCache = new TranslationCache(Number.POSITIVE_INFINITY);
   readonly #stalls: Stall[] = [];
   #nextStag = 1;
   readonly #pageReqs: PageReq[] = [];
@@ -236,10 +232,6 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   readonly #cmd = new Uint32Array(4);
   #ste: SteConfig | null = null;
   readonly #s2fetch: TableFetchTranslator;
-  /** Mapping sizes (log2) present in the TLB/ATC, for lookups without allocation. */
-  readonly #sizes: number[] = [];
-  /** `2 ** #sizes[i]`. */
-  readonly #sizeBytes: number[] = [];
   readonly #wc = newWalkOut();
   readonly #scratch = newTranslateScratch();
 
@@ -252,6 +244,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     this.mmio = this;
     this.mmioBase = features.base;
     this.counters = machine.trace.counters(features.name, newCounters());
+    this.#tlb = new TranslationCache(features.tlbSize);
     this.#initIdr();
     this.#s2fetch = {
       tableAddr: (ipa: number, out: WalkOut): number => {
@@ -610,10 +603,10 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         this.#dropCds(sid);
         return CERROR.NONE;
       case OP.TLBI_NH_ALL:
-        this.#tlbiTags(0, vmid, -3);
+        this.#tlb.dropContexts(0, vmid, ALL_ASIDS);
         return CERROR.NONE;
       case OP.TLBI_NH_ASID:
-        this.#tlbiTags(0, vmid, asid);
+        this.#tlb.dropContexts(0, vmid, asid);
         return CERROR.NONE;
       case OP.TLBI_NH_VA:
       case OP.TLBI_NH_VAA:
@@ -631,8 +624,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         if (tg !== 0 && f.rangeInv) size = (num + 1) * 2 ** scale * 2 ** CMD_TG_SHIFT[tg];
         const el2 = op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA ? 1 : 0;
         const a = op === OP.TLBI_NH_VA || op === OP.TLBI_EL2_VA ? asid : -1;
-        if (op === OP.TLBI_S2_IPA) this.#tlbiRange(0, vmid, -2, addr, size);
-        else this.#tlbiRange(el2, el2 ? 0 : vmid, a, addr, size);
+        if (op === OP.TLBI_S2_IPA) this.#tlb.dropRange(0, vmid, BY_IPA, addr, size);
+        else this.#tlb.dropRange(el2, el2 ? 0 : vmid, a, addr, size);
         if (this.#m.trace.observed) {
           this.#m.trace.emit(this.name, "smmuv3_cmdq_tlbi", {
             op: name,
@@ -646,18 +639,18 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       }
       case OP.TLBI_EL2_ALL:
         if (!f.hyp) return CERROR.ILL;
-        this.#tlbiTags(1, 0, -1);
+        this.#tlb.dropContexts(1, 0, ALL_ASIDS_AND_S2);
         return CERROR.NONE;
       case OP.TLBI_EL2_ASID:
         if (!f.hyp) return CERROR.ILL;
-        this.#tlbiTags(1, 0, asid);
+        this.#tlb.dropContexts(1, 0, asid);
         return CERROR.NONE;
       case OP.TLBI_S12_VMALL:
         if (!f.s2) return CERROR.ILL;
-        this.#tlbiTags(0, vmid, -1);
+        this.#tlb.dropContexts(0, vmid, ALL_ASIDS_AND_S2);
         return CERROR.NONE;
       case OP.TLBI_NSNH_ALL:
-        for (const tag of [...this.#tlb.keys()]) if (tag < 2 ** 34) this.#dropTag(tag);
+        this.#tlb.dropAllEl1();
         return CERROR.NONE;
       case OP.ATC_INV: {
         if (!f.ats) return CERROR.ILL;
@@ -667,14 +660,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         const start = addr - (addr % span);
         const global = (c[0] & 0x200) !== 0;
         const ssv = (c[0] & 0x800) !== 0;
-        for (const [k, m] of this.#atc) {
-          if (Math.floor(k / 2097152) !== sid) continue;
-          const kssid = (k % 2097152) - 1;
-          if (!global && (ssv ? kssid !== ssid : kssid !== -1)) continue;
-          for (const [va, e] of m) {
-            if (sizeLog >= 52 || (va < start + span && va + 2 ** e.sizeShift > start)) m.delete(va);
-          }
-        }
+        this.#atc.dropAtc(sid, ssv ? ssid : -1, global, start, span, sizeLog >= 52);
         if (this.atcInvTimeout.has(sid)) this.#atcInvFailed = true;
         return CERROR.NONE;
       }
@@ -740,104 +726,6 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     for (const k of [...this.#cdCache.keys()]) {
       if (Math.floor(k / 1048576) === sid) this.#cdCache.delete(k);
     }
-  }
-
-  // TLB tags: el2 * 2^34 + vmid * 2^17 + (asid, or 0x10000 for stage-2-only entries).
-  #tag(el2: number, vmid: number, asid: number): number {
-    return el2 * 17179869184 + vmid * 131072 + asid;
-  }
-
-  #dropTag(tag: number): void {
-    const m = this.#tlb.get(tag);
-    if (m) {
-      this.#tlbCount -= m.size;
-      this.#tlb.delete(tag);
-    }
-  }
-
-  /** Invalidate whole tags: asid -1 = every ASID of the VMID and its stage-2 entries; -3 = every ASID only. */
-  #tlbiTags(el2: number, vmid: number, asid: number): void {
-    if (asid >= 0) {
-      this.#dropTag(this.#tag(el2, vmid, asid));
-      return;
-    }
-    for (const tag of [...this.#tlb.keys()]) {
-      const tEl2 = Math.floor(tag / 17179869184);
-      const tVmid = Math.floor((tag % 17179869184) / 131072);
-      if (asid === -3 && tag % 131072 === 0x10000) continue;
-      if (tEl2 === el2 && (el2 === 1 || tVmid === vmid)) this.#dropTag(tag);
-    }
-  }
-
-  /**
-   * Invalidate `[addr, addr+size)` (size 1 = the entries holding `addr`).
-   * asid -1: every ASID of the VMID; -2: stage-2 (IPA) invalidation.
-   */
-  #tlbiRange(el2: number, vmid: number, asid: number, addr: number, size: number): void {
-    const end = addr + size;
-    for (const [tag, m] of this.#tlb) {
-      const tEl2 = Math.floor(tag / 17179869184);
-      const tVmid = Math.floor((tag % 17179869184) / 131072);
-      const tAsid = tag % 131072;
-      if (tEl2 !== el2 || tVmid !== vmid) continue;
-      if (asid >= 0 && tAsid !== asid) continue;
-      if (asid === -1 && tAsid === 0x10000) continue;
-      for (const [k, e] of m) {
-        let lo = e.va;
-        if (asid === -2) {
-          if (tAsid !== 0x10000 && !e.nested) continue;
-          lo = e.ipa;
-        }
-        if (lo < end && lo + 2 ** e.sizeShift > addr) {
-          m.delete(k);
-          this.#tlbCount--;
-        }
-      }
-    }
-  }
-
-  #tlbInsert(tag: number, e: TlbEntry): void {
-    let m = this.#tlb.get(tag);
-    if (!m) {
-      m = new Map();
-      this.#tlb.set(tag, m);
-    }
-    const key = e.va + e.sizeShift;
-    if (!m.has(key)) this.#tlbCount++;
-    m.set(key, e);
-    this.#addSize(e.sizeShift);
-    if (this.#tlbCount > this.features.tlbSize) {
-      // Evict the oldest entry of the oldest tag.
-      for (const [t, mm] of this.#tlb) {
-        const first = mm.keys().next();
-        if (!first.done) {
-          mm.delete(first.value);
-          this.#tlbCount--;
-        }
-        if (mm.size === 0) this.#tlb.delete(t);
-        break;
-      }
-    }
-  }
-
-  #addSize(s: number): void {
-    if (!this.#sizes.includes(s)) {
-      this.#sizes.push(s);
-      this.#sizeBytes.push(2 ** s);
-    }
-  }
-
-  #tlbLookup(tag: number, addr: number): TlbEntry | undefined {
-    const m = this.#tlb.get(tag);
-    if (!m) return undefined;
-    const sizes = this.#sizes;
-    const bytes = this.#sizeBytes;
-    for (let i = 0; i < sizes.length; i++) {
-      const p = bytes[i];
-      const e = m.get(addr - (addr % p) + sizes[i]);
-      if (e !== undefined) return e;
-    }
-    return undefined;
   }
 
   // -------------------------------------------------------------------------
@@ -1114,9 +1002,9 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     }
     // TLB.
     const el2 = ste.el2 ? 1 : 0;
-    const tag = this.#tag(el2, el2 ? 0 : ste.vmid, cd !== null ? cd.asid : 0x10000);
+    const tag = tlbTag(el2, el2 ? 0 : ste.vmid, cd !== null ? cd.asid : S2_ONLY_ASID);
     if (cd === null && !ste.s2) return this.#bypass(req, out); // S1DSS bypass with no stage 2
-    const e = this.#tlbLookup(tag, req.addr);
+    const e = this.#tlb.lookup(tag, req.addr);
     if (e !== undefined) {
       const perm = req.priv ? e.permP : e.permU;
       if (permits(perm, req.access)) {
@@ -1173,7 +1061,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     }
     const span = 2 ** sizeShift;
     const va = req.addr - (req.addr % span);
-    this.#tlbInsert(tag, {
+    this.#tlb.insert(tag, {
       va,
       pa: oa - (req.addr % span),
       ipa: ipa - (ipa % span),
@@ -1186,23 +1074,15 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   }
 
   #atsPath(req: DmaRequest, out: TranslateResult, ste: SteConfig, pri: boolean): void {
-    const key = req.rid * 2097152 + (req.pasid + 1);
-    let m = this.#atc.get(key);
+    const key = atcTag(req.rid, req.pasid);
     const page = req.addr - (req.addr % 4096);
-    if (m !== undefined) {
-      const sizes = this.#sizes;
-      for (let i = 0; i < sizes.length; i++) {
-        const s = sizes[i];
-        const p = 2 ** s;
-        const e = m.get(req.addr - (req.addr % p));
-        if (e !== undefined && e.sizeShift === s) {
-          const perm = req.priv ? e.permP : e.permU;
-          if (permits(perm, req.access)) {
-            this.counters.atcHits++;
-            if (this.checking) this.#checkAtc(req, ste, e);
-            return this.#ok(out, e.pa + (req.addr - e.va), perm, e.sizeShift);
-          }
-        }
+    const e = this.#atc.lookup(key, req.addr);
+    if (e !== undefined) {
+      const perm = req.priv ? e.permP : e.permU;
+      if (permits(perm, req.access)) {
+        this.counters.atcHits++;
+        if (this.checking) this.#checkAtc(req, ste, e);
+        return this.#ok(out, e.pa + (req.addr - e.va), perm, e.sizeShift);
       }
     }
     this.counters.atcMisses++;
@@ -1220,21 +1100,16 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     // Translation request (faults are not recorded; they come back in the completion).
     this.#translateUntranslated(req, out, ste, !pri);
     if (out.ok) {
-      if (m === undefined) {
-        m = new Map();
-        this.#atc.set(key, m);
-      }
-      const s = Math.log2(out.span);
-      m.set(req.addr - (req.addr % out.span), {
-        va: req.addr - (req.addr % out.span),
+      const base = req.addr - (req.addr % out.span);
+      this.#atc.insert(key, {
+        va: base,
         pa: out.pa - (req.addr % out.span),
         ipa: 0,
-        sizeShift: s,
+        sizeShift: Math.log2(out.span),
         permP: out.perm,
         permU: out.perm,
         nested: false,
       });
-      this.#addSize(s);
       return;
     }
     if (!pri || out.faultCode < EVT.F_TRANSLATION || out.faultCode > EVT.F_PERMISSION) return;
@@ -1492,7 +1367,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
 
   /** Number of TLB entries. */
   get tlbEntries(): number {
-    return this.#tlbCount;
+    return this.#tlb.size;
   }
 
   /** Outstanding stalls as {sid, stag}. */

@@ -1,0 +1,198 @@
+/**
+ * @module
+ * The SMMU's translation caches: the TLB (tagged by translation regime, VMID
+ * and ASID, or as a stage-2-only entry) and the per-device ATC of ATS
+ * masters (tagged by StreamID and SubstreamID). Entries are keyed by their
+ * naturally aligned base address plus the log2 of their size, so a lookup
+ * probes each size in use without allocating.
+ */
+
+/** One cached translation. */
+export interface TlbEntry {
+  /** Input address of the entry's first byte (aligned to its size). */
+  va: number;
+  /** Output address of the first byte. */
+  pa: number;
+  /** Intermediate address of the first byte (nested and stage-2 entries). */
+  ipa: number;
+  /** Log2 of the entry's size. */
+  sizeShift: number;
+  /** ACCESS_* bits for privileged requests. */
+  permP: number;
+  /** ACCESS_* bits for unprivileged requests. */
+  permU: number;
+  /** A combined stage-1 + stage-2 entry. */
+  nested: boolean;
+}
+
+const EL2_UNIT = 17179869184; // 2^34
+const VMID_UNIT = 131072; // 2^17
+/** The ASID tag of stage-2-only entries. */
+export const S2_ONLY_ASID = 0x10000;
+/** ASID selector: every ASID of the VMID and its stage-2-only entries. */
+export const ALL_ASIDS_AND_S2 = -1;
+/** ASID selector: stage-2 (IPA) invalidation. */
+export const BY_IPA = -2;
+/** ASID selector: every ASID of the VMID, not its stage-2-only entries. */
+export const ALL_ASIDS = -3;
+
+/** TLB tag of a translation regime (EL2 = 1), VMID and ASID (or {@link S2_ONLY_ASID}). */
+export function tlbTag(el2: number, vmid: number, asid: number): number {
+  return el2 * EL2_UNIT + vmid * VMID_UNIT + asid;
+}
+
+/** ATC tag of a StreamID and SubstreamID (-1 for none). */
+export function atcTag(sid: number, ssid: number): number {
+  return sid * 2097152 + (ssid + 1);
+}
+
+/** A tagged translation cache with a capacity (oldest entries evicted first). */
+export class TranslationCache {
+  /** Most entries kept. */
+  readonly capacity: number;
+  readonly #tags = new Map<number, Map<number, TlbEntry>>();
+  #count = 0;
+  readonly #sizes: number[] = [];
+  readonly #bytes: number[] = [];
+
+  /** An empty cache of `capacity` entries. */
+  constructor(capacity: number) {
+    this.capacity = capacity;
+  }
+
+  /** Number of entries. */
+  get size(): number {
+    return this.#count;
+  }
+
+  /** Insert `e` under `tag` (replacing an entry of the same base and size). */
+  insert(tag: number, e: TlbEntry): void {
+    let m = this.#tags.get(tag);
+    if (!m) {
+      m = new Map();
+      this.#tags.set(tag, m);
+    }
+    const key = e.va + e.sizeShift;
+    if (!m.has(key)) this.#count++;
+    m.set(key, e);
+    if (!this.#sizes.includes(e.sizeShift)) {
+      this.#sizes.push(e.sizeShift);
+      this.#bytes.push(2 ** e.sizeShift);
+    }
+    if (this.#count > this.capacity) {
+      // Evict the oldest entry of the oldest tag.
+      for (const [t, mm] of this.#tags) {
+        const first = mm.keys().next();
+        if (!first.done) {
+          mm.delete(first.value);
+          this.#count--;
+        }
+        if (mm.size === 0) this.#tags.delete(t);
+        break;
+      }
+    }
+  }
+
+  /** The entry of `tag` holding `addr`, if any (no allocation). */
+  lookup(tag: number, addr: number): TlbEntry | undefined {
+    const m = this.#tags.get(tag);
+    if (!m) return undefined;
+    const sizes = this.#sizes;
+    const bytes = this.#bytes;
+    for (let i = 0; i < sizes.length; i++) {
+      const e = m.get(addr - (addr % bytes[i]) + sizes[i]);
+      if (e !== undefined) return e;
+    }
+    return undefined;
+  }
+
+  /** Drop every entry of `tag`. */
+  dropTag(tag: number): void {
+    const m = this.#tags.get(tag);
+    if (m) {
+      this.#count -= m.size;
+      this.#tags.delete(tag);
+    }
+  }
+
+  /** Drop everything. */
+  clear(): void {
+    this.#tags.clear();
+    this.#count = 0;
+  }
+
+  /** TLB: drop every non-EL2 entry (TLBI_NSNH_ALL). */
+  dropAllEl1(): void {
+    for (const tag of [...this.#tags.keys()]) if (tag < EL2_UNIT) this.dropTag(tag);
+  }
+
+  /**
+   * TLB: drop whole contexts. `asid` is an ASID, {@link ALL_ASIDS_AND_S2}
+   * or {@link ALL_ASIDS}; `vmid` is ignored in the EL2 regime.
+   */
+  dropContexts(el2: number, vmid: number, asid: number): void {
+    if (asid >= 0) {
+      this.dropTag(tlbTag(el2, vmid, asid));
+      return;
+    }
+    for (const tag of [...this.#tags.keys()]) {
+      const tEl2 = Math.floor(tag / EL2_UNIT);
+      const tVmid = Math.floor((tag % EL2_UNIT) / VMID_UNIT);
+      if (asid === ALL_ASIDS && tag % VMID_UNIT === S2_ONLY_ASID) continue;
+      if (tEl2 === el2 && (el2 === 1 || tVmid === vmid)) this.dropTag(tag);
+    }
+  }
+
+  /**
+   * TLB: drop entries overlapping `[addr, addr+size)` (size 1: the entries
+   * holding `addr`). `asid`: an ASID, {@link ALL_ASIDS_AND_S2} for every ASID
+   * of the VMID (by VA), or {@link BY_IPA} for stage-2 and nested entries by IPA.
+   */
+  dropRange(el2: number, vmid: number, asid: number, addr: number, size: number): void {
+    const end = addr + size;
+    for (const [tag, m] of this.#tags) {
+      const tEl2 = Math.floor(tag / EL2_UNIT);
+      const tVmid = Math.floor((tag % EL2_UNIT) / VMID_UNIT);
+      const tAsid = tag % VMID_UNIT;
+      if (tEl2 !== el2 || tVmid !== vmid) continue;
+      if (asid >= 0 && tAsid !== asid) continue;
+      if (asid === ALL_ASIDS_AND_S2 && tAsid === S2_ONLY_ASID) continue;
+      for (const [k, e] of m) {
+        let lo = e.va;
+        if (asid === BY_IPA) {
+          if (tAsid !== S2_ONLY_ASID && !e.nested) continue;
+          lo = e.ipa;
+        }
+        if (lo < end && lo + 2 ** e.sizeShift > addr) {
+          m.delete(k);
+          this.#count--;
+        }
+      }
+    }
+  }
+
+  /**
+   * ATC: drop entries of StreamID `sid` overlapping `[start, start+span)`
+   * (everything when `all`), for SubstreamID `ssid` (-1: none) or every
+   * SubstreamID when `global`.
+   */
+  dropAtc(
+    sid: number,
+    ssid: number,
+    global: boolean,
+    start: number,
+    span: number,
+    all: boolean,
+  ): void {
+    for (const [tag, m] of this.#tags) {
+      if (Math.floor(tag / 2097152) !== sid) continue;
+      if (!global && (tag % 2097152) - 1 !== ssid) continue;
+      for (const [k, e] of m) {
+        if (all || (e.va < start + span && e.va + 2 ** e.sizeShift > start)) {
+          m.delete(k);
+          this.#count--;
+        }
+      }
+    }
+  }
+}
