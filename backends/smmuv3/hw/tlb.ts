@@ -30,11 +30,11 @@ const VMID_UNIT = 131072; // 2^17
 /** The ASID tag of stage-2-only entries. */
 export const S2_ONLY_ASID = 0x10000;
 /** ASID selector: every ASID of the VMID and its stage-2-only entries. */
-export const ALL_ASIDS_AND_S2 = -1;
+export const ALL_ASIDS_AND_S2: number = -1;
 /** ASID selector: stage-2 (IPA) invalidation. */
-export const BY_IPA = -2;
+export const BY_IPA: number = -2;
 /** ASID selector: every ASID of the VMID, not its stage-2-only entries. */
-export const ALL_ASIDS = -3;
+export const ALL_ASIDS: number = -3;
 
 /** TLB tag of a translation regime (EL2 = 1), VMID and ASID (or {@link S2_ONLY_ASID}). */
 export function tlbTag(el2: number, vmid: number, asid: number): number {
