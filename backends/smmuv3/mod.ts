@@ -1,10 +1,30 @@
 /**
  * @module
- * The Arm SMMUv3 backend: a hardware model ({@link SmmuV3}: registers,
- * stream table, CDs, stage-1/stage-2/nested walks, TLB and configuration
- * cache, command/event/PRI queues, stalls, ATS) and its driver
- * ({@link SmmuV3Driver}, shaped like drivers/iommu/arm/arm-smmu-v3). The
- * default export is the {@link BackendPlugin} named `"smmuv3"`.
+ * The Arm SMMUv3 backend: a hardware model ({@link SmmuV3}) and its driver
+ * ({@link SmmuV3Driver}, shaped like drivers/iommu/arm/arm-smmu-v3, about
+ * v6.12). The default export is the {@link BackendPlugin} named `"smmuv3"`.
+ *
+ * The model sees only its registers (pages 0 and 1) and physical memory:
+ * linear and 2-level stream tables (an L2 table holds 2^(SPAN-1) STEs),
+ * every STE config (abort, bypass, stage 1, stage 2, nested) with S1DSS,
+ * S1STALLD, EATS and STRW, single/linear/2-level (4K and 64K leaf) CD
+ * tables, stage-1/stage-2 LPAE walks with 4K/16K/64K granules, concatenated
+ * stage-2 start tables, nested walks whose stage-1 tables and CDs are read
+ * through stage 2, HTTU access/dirty updates, a TLB and a configuration
+ * cache, every command with range invalidation and the CERROR_ILL / ABT /
+ * ATC_INV_SYNC errors, the event queue with overflow, the stall model,
+ * ATS with a per-device ATC and the PRI queue. Bad tables become the
+ * architecture's events, never exceptions. Checking mode compares every
+ * TLB, ATC and configuration-cache hit with a fresh read of memory.
+ *
+ * Knowingly simplified: hierarchical table attributes (APTable, XNTable)
+ * and nG/global entries are not modelled (TLB entries are always per
+ * ASID); memory attributes and shareability are decoded but not used; TTL
+ * hints are accepted and the walk caches are not modelled separately (every
+ * TLBI also drops the affected leaves); ATS translation requests and the
+ * device ATC are modelled inside the SMMU on behalf of ATS-capable PCI
+ * devices; a lost page request (PRI queue full) is dropped and the device
+ * retries; stage-2 execute permission uses XN bit 54 only.
  */
 
 import {
