@@ -752,7 +752,7 @@ export class VtdDriver implements IommuOpsWithHooks {
 
   /** Return page-table pages to the kernel allocator (`iommu_put_pages_list`). */
   freePages(list: readonly number[]): void {
-    for (const p of list) this.#m.pages.free(p);
+    for (const p of list) if (this.#m.pages.isAllocated(p)) this.#m.pages.free(p);
   }
 
   /** Give a DID back. */
