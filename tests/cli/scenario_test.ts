@@ -200,3 +200,18 @@ for (const b of backends) {
     assert.equal(bad, undefined, bad && `step #${bad.index} ${bad.kind}: ${bad.text}`);
   });
 }
+
+Deno.test("strict-vs-lazy: the trace shows the exposure window (a device read between the queued unmap and the flush)", () => {
+  const vtd = backends.find((b) => b.name === "vtd");
+  if (!vtd) return;
+  const sc = BUILTIN_SCENARIOS.find((s) => s.name === "strict-vs-lazy")!;
+  const r = runScenario(parseScenario(sc.yaml, "x"), { plugin: vtd.plugin!, trace: true });
+  const ev = r.trace!.split("\n").map((l) => JSON.parse(l));
+  const lastQueue = ev.findLastIndex((e) => e.name === "dma:fq_queue");
+  const flush = ev.findIndex((e) => e.name === "dma:fq_flush");
+  assert.ok(lastQueue >= 0 && flush > lastQueue);
+  const reads = ev.slice(lastQueue, flush).filter((e) => e.name === "dma_read");
+  assert.equal(reads.length, 1, "one successful read of the unmapped page inside the window");
+  assert.equal(ev[flush].t - ev[lastQueue].t >= 0, true);
+  assert.equal(ev[flush].t, 10_000_000, "the 10 ms timer flushes");
+});
