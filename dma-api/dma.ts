@@ -129,6 +129,8 @@ export interface DmaLayerOptions {
   singleQueue?: boolean;
   /** Devices are DMA-coherent (adds IOMMU_CACHE; default true). */
   coherent?: boolean;
+  /** `iommu.forcedac=1`: no 32-bit-first attempt for PCI devices. */
+  forceDac?: boolean;
 }
 
 /** `struct iommu_dma_cookie` of one domain. */
@@ -225,6 +227,8 @@ export class DmaLayer {
   readonly singleQueue: boolean;
   /** Coherent devices. */
   readonly coherent: boolean;
+  /** `iommu.forcedac`. */
+  readonly forceDac: boolean;
   readonly #cookies = new WeakMap<IommuDomain, DmaCookie>();
   #swiotlb: Swiotlb | null = null;
   readonly #swiotlbBytes: number;
@@ -237,6 +241,7 @@ export class DmaLayer {
     this.cpus = opts.cpus ?? 1;
     this.singleQueue = opts.singleQueue ?? false;
     this.coherent = opts.coherent ?? true;
+    this.forceDac = opts.forceDac ?? false;
     this.#swiotlbBytes = opts.swiotlbBytes ?? 512 * 1024;
     this.counters = core.machine.trace.counters<DmaApiCounters>("dma-api", {
       maps: 0,
@@ -330,6 +335,7 @@ export class DmaApi {
   constructor(layer: DmaLayer, dev: PciDevice) {
     this.layer = layer;
     this.dev = dev;
+    this.pci32bitWorkaround = !layer.forceDac;
   }
 
   get #core(): DmaIommuCore {

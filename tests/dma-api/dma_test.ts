@@ -217,3 +217,10 @@ Deno.test("DMA with PASID on a device without the capability fails with EOPNOTSU
   const { dma } = setup();
   assert.throws(() => dma.enablePasid(), { errno: "EOPNOTSUPP" });
 });
+
+Deno.test("iommu.forcedac skips the 32-bit-first attempt", () => {
+  const core = new FakeCore(DomainType.DMA);
+  const dev = core.machine.pci.add({ name: "d", bus: 1, device: 0, fn: 0, dmaBits: 40 });
+  const dma = dmaDevice(core, dev, { forceDac: true });
+  assert.equal(dma.dmaMapSingle(0x10000000, 4096, BIDIR), 2 ** 40 - 4096);
+});
