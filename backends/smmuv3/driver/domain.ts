@@ -93,6 +93,9 @@ export class SmmuDomain implements IommuDomain {
   readonly masters: Set<Master> = new Set();
   /** Smallest page size (the TLBI granule). */
   granule = 4096;
+  #unmapping = false;
+  #walkStart = Number.MAX_SAFE_INTEGER;
+  #walkEnd = 0;
   /** Allocated with IOMMU_HWPT_ALLOC_NEST_PARENT. */
   nestParent = false;
   /** Allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING (HTTU dirty state, CD.HA/HD). */
@@ -108,8 +111,14 @@ export class SmmuDomain implements IommuDomain {
     this.geometry = { apertureStart: 0, apertureEnd: 2 ** ias - 1, forceAperture: true };
     this.#flush = {
       tlbFlushAll: (): void => owner.flushAll(this),
-      tlbFlushWalk: (iova: number, size: number, granule: number): void =>
-        owner.invRange(this, iova, size, granule, false),
+      tlbFlushWalk: (iova: number, size: number, granule: number): void => {
+        if (this.#unmapping) {
+          // Tables freed by an unmap go to the gather's freelist and are reused only after
+          // iotlb_sync, so their walk invalidation can join the sync's (one TLBI round).
+          if (iova < this.#walkStart) this.#walkStart = iova;
+          if (iova + size > this.#walkEnd) this.#walkEnd = iova + size;
+        } else owner.invRange(this, iova, size, granule, false);
+      },
       tlbAddPage: (gather: IotlbGather, iova: number, granule: number): void =>
         gather.addPage(this, iova, granule),
     };
@@ -169,7 +178,12 @@ export class SmmuDomain implements IommuDomain {
   /** `unmap_pages`. */
   unmapPages(iova: number, pgsize: number, pgcount: number, gather: IotlbGather): number {
     if (!this.pgtable) return 0;
-    return this.pgtable.unmapPages(iova, pgsize, pgcount, gather);
+    this.#unmapping = true;
+    try {
+      return this.pgtable.unmapPages(iova, pgsize, pgcount, gather);
+    } finally {
+      this.#unmapping = false;
+    }
   }
 
   /**
@@ -179,14 +193,29 @@ export class SmmuDomain implements IommuDomain {
    */
   iotlbSync(gather: IotlbGather): void {
     if (!this.pgtable) return;
-    if (!gather.empty) this.owner.invRange(this, gather.start, gather.size, gather.pgsize, true);
+    if (this.#walkEnd > this.#walkStart) {
+      // Freed tables: one non-leaf invalidation over the walks and the leaves.
+      let start = this.#walkStart;
+      let end = this.#walkEnd;
+      if (!gather.empty) {
+        start = Math.min(start, gather.start);
+        end = Math.max(end, gather.end + 1);
+      }
+      this.#walkStart = Number.MAX_SAFE_INTEGER;
+      this.#walkEnd = 0;
+      this.owner.invRange(this, start, end - start, this.granule, false);
+    } else if (!gather.empty) {
+      this.owner.invRange(this, gather.start, gather.size, gather.pgsize, true);
+    }
     const pages = this.owner.m.pages;
     for (let i = 0; i < gather.freelist.length; i++) pages.free(gather.freelist[i]);
     gather.freelist.length = 0;
   }
 
-  /** `flush_iotlb_all`. */
+  /** `flush_iotlb_all` (also covers walks pending from unmaps). */
   flushIotlbAll(): void {
+    this.#walkStart = Number.MAX_SAFE_INTEGER;
+    this.#walkEnd = 0;
     if (this.pgtable) this.owner.flushAll(this);
   }
 
