@@ -75,6 +75,12 @@ group("smmuv3 driver map/unmap (strict)", () => {
     d.unmapPages(0x100_0000, 4096, 1, g);
     sync();
   });
+  bench("smmuv3 map+unmap+sync 4 KiB, tables freed", () => {
+    d.mapPages(0x80_0000_0000, 0x8000_0000, 4096, 1, IOMMU_READ | IOMMU_WRITE);
+    g.init();
+    d.unmapPages(0x80_0000_0000, 4096, 1, g);
+    sync();
+  });
   bench("smmuv3 map+unmap+sync 2 MiB block", () => {
     d.mapPages(0x4000_0000, 0x8000_0000, 0x20_0000, 1, IOMMU_READ | IOMMU_WRITE);
     g.init();

@@ -262,3 +262,22 @@ Deno.test("dirty tracking: HTTU marks written pages dirty; read-and-clear report
   assert.deepEqual(seen, []);
   assert.throws(() => setup({ httu: "access" }).d.domainAllocPaging(dev, 2), /EOPNOTSUPP/);
 });
+
+Deno.test("an unmap that frees tables costs one TLBI + CMD_SYNC round, issued at iotlb_sync", () => {
+  const { hw, dev, d, m } = setup();
+  const dom = d.domainAllocPaging(dev, 0) as SmmuDomain;
+  dom.attachDev(dev, null);
+  const pa = m.pages.allocPage();
+  dom.mapPages!(0x7_0000_0000, pa, 4096, 1, RW); // alone: its L1, L2 and L3 tables empty on unmap
+  assert.equal(tr(hw, dev, 0x7_0000_0000).ok, true);
+  const syncs = hw.counters.syncs;
+  const tlbi = hw.counters.cmd_TLBI_NH_VA;
+  const g = new IotlbGather();
+  dom.unmapPages!(0x7_0000_0000, 4096, 1, g);
+  assert.equal(hw.counters.syncs, syncs); // nothing yet
+  assert.ok(g.freelist.length >= 1);
+  dom.iotlbSync!(g);
+  assert.equal(hw.counters.syncs - syncs, 1);
+  assert.equal(hw.counters.cmd_TLBI_NH_VA - tlbi, 1);
+  assert.equal(tr(hw, dev, 0x7_0000_0000).ok, false);
+});
