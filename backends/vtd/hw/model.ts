@@ -678,7 +678,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     out: TranslateResult,
   ): void {
     const pgtt = pe.pgtt;
-    if (req.priv && pgtt !== PGTT_PT && pgtt !== PGTT_SL_ONLY && !pe.sre) {
+    // Only requests with PASID carry a privilege (PM); the others are user requests.
+    const priv = req.priv && req.pasid !== NO_PASID;
+    if (priv && pgtt !== PGTT_PT && pgtt !== PGTT_SL_ONLY && !pe.sre) {
       this.#fault(out, req, 0x5d, pe.fpd, false);
       return;
     }
@@ -701,7 +703,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       code = this.#ssWalk(pe.slptr, pe.aw + 2, req.addr, req.access, pe.ssade, true);
       kind = KIND_SS;
     } else {
-      code = this.#fsWalk(pe, req.addr, req.access, req.priv, pgtt === PGTT_NESTED);
+      code = this.#fsWalk(pe, req.addr, req.access, priv, pgtt === PGTT_NESTED);
       kind = pgtt === PGTT_NESTED ? KIND_NESTED : KIND_FS;
     }
     if (code !== 0) {
@@ -1640,7 +1642,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.#wPerm = 7;
       } else if (pe.pgtt === PGTT_SL_ONLY) {
         code = this.#ssWalk(pe.slptr, pe.aw + 2, req.addr, req.access, pe.ssade, true);
-      } else code = this.#fsWalk(pe, req.addr, req.access, req.priv, pe.pgtt === PGTT_NESTED);
+      } else {
+        const priv = req.priv && req.pasid !== NO_PASID;
+        code = this.#fsWalk(pe, req.addr, req.access, priv, pe.pgtt === PGTT_NESTED);
+      }
     }
     restore();
     this.faultHook = hook;

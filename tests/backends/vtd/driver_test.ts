@@ -185,3 +185,18 @@ Deno.test("map/unmap cycles return every page-table page after the sync (no leak
   }
   assert.equal(m.pages.stats.pagesInUse, base);
 });
+
+Deno.test("supervisor requests need SRE in the PASID entry; requests without PASID are user requests", () => {
+  const { hw, acc, drv } = setup();
+  const d = drv.domainAllocPaging(acc, 0);
+  d.attachDev(acc, null);
+  d.setDevPasid(acc, 3, null);
+  d.mapPages(0x1000, 0x8000_0000, 4096, 1, IOMMU_READ);
+  assert.equal(xlate(hw, acc, 0x1000, false, 3, true).faultCode, 0x5d);
+  assert.equal(xlate(hw, acc, 0x1000, false, 3, false).pa, 0x8000_0000);
+  assert.equal(
+    xlate(hw, acc, 0x1000, false, -1, true).pa,
+    0x8000_0000,
+    "no PASID: privilege ignored",
+  );
+});
