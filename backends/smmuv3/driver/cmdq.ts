@@ -68,6 +68,7 @@ export class DriverCmdq {
     bus.write32(this.#regs + REG.CMDQ_PROD, 0);
     bus.write32(this.#regs + REG.CMDQ_CONS, 0);
     this.#prod = 0;
+    this.#lastCons = 0;
   }
 
   get #wrapMask(): number {
@@ -78,6 +79,9 @@ export class DriverCmdq {
     return this.#m.bus.read32(this.#regs + REG.CMDQ_CONS);
   }
 
+  /** Last CONS value read (the ring is known not to be full relative to it). */
+  #lastCons = 0;
+
   #full(cons: number): boolean {
     const n = 2 ** this.log2;
     return (this.#prod & (n - 1)) === (cons & (n - 1)) && (this.#prod & n) !== (cons & n);
@@ -85,7 +89,8 @@ export class DriverCmdq {
 
   /** Append one command (ringing PROD first when the ring is full). */
   #append(cmd: Uint32Array): number {
-    if (this.#full(this.#cons())) {
+    // Read CONS only when the ring looks full against the last value seen.
+    if (this.#full(this.#lastCons) && this.#full(this.#lastCons = this.#cons())) {
       this.#doorbell();
       this.#waitCons();
     }
@@ -106,6 +111,7 @@ export class DriverCmdq {
   #waitCons(): void {
     for (let tries = 0; tries < 64; tries++) {
       const cons = this.#cons();
+      this.#lastCons = cons;
       if ((cons & this.#wrapMask) === this.#prod) return;
       this.#handleError();
     }

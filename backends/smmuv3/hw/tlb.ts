@@ -150,6 +150,7 @@ export class TranslationCache {
    */
   dropRange(el2: number, vmid: number, asid: number, addr: number, size: number): void {
     const end = addr + size;
+    if (asid >= 0 && this.#dropProbe(tlbTag(el2, vmid, asid), addr, end)) return;
     for (const [tag, m] of this.#tags) {
       const tEl2 = Math.floor(tag / EL2_UNIT);
       const tVmid = Math.floor((tag % EL2_UNIT) / VMID_UNIT);
@@ -169,6 +170,28 @@ export class TranslationCache {
         }
       }
     }
+  }
+
+  /**
+   * Drop the entries of one tag overlapping `[addr, end)` by probing each
+   * size in use at each aligned address (no iteration over the tag); false
+   * when the range is too large for probing.
+   */
+  #dropProbe(tag: number, addr: number, end: number): boolean {
+    const m = this.#tags.get(tag);
+    if (m === undefined) return true;
+    const sizes = this.#sizes;
+    const bytes = this.#bytes;
+    let probes = 0;
+    for (let i = 0; i < sizes.length; i++) probes += Math.ceil((end - addr) / bytes[i]) + 1;
+    if (probes > 256) return false;
+    for (let i = 0; i < sizes.length; i++) {
+      const b = bytes[i];
+      for (let a = addr - (addr % b); a < end; a += b) {
+        if (m.delete(a + sizes[i])) this.#count--;
+      }
+    }
+    return true;
   }
 
   /**

@@ -57,3 +57,19 @@ Deno.test("ATC invalidation by SubstreamID, globally, and by range", () => {
   assert.equal(t.size, 1);
   assert.ok(t.lookup(atcTag(9, -1), 0x1000));
 });
+
+Deno.test("range invalidation of one ASID drops pages and blocks overlapping the range only", () => {
+  const t = new TranslationCache(100);
+  const tag = tlbTag(0, 0, 3);
+  t.insert(tag, entry(0x1000, 12));
+  t.insert(tag, entry(0x3000, 12));
+  t.insert(tag, entry(0x20_0000, 21));
+  t.insert(tag, entry(0x4000_0000, 30));
+  t.dropRange(0, 0, 3, 0x2000, 0x2000); // pages 0x2000..0x3fff
+  assert.ok(t.lookup(tag, 0x1000));
+  assert.equal(t.lookup(tag, 0x3000), undefined);
+  t.dropRange(0, 0, 3, 0x30_0000, 1); // inside the 2 MiB block
+  assert.equal(t.lookup(tag, 0x20_0000), undefined);
+  t.dropRange(0, 0, 3, 0, 2 ** 40); // too large to probe: iterates
+  assert.equal(t.size, 0);
+});
