@@ -944,10 +944,15 @@ export class VtdDriver implements IommuOpsWithHooks {
     const sid = info.dev.rid;
     // Whole address space: S=1 with every address bit below 63 set.
     if (pasid === 0) {
-      this.#qiDesc(QI_TYPE.DIOTLB | ((sid & 0xf) << 12), sid, 0xfffff001, 0x7fffffff);
+      this.#qiDesc(
+        QI_TYPE.DIOTLB | ((sid & 0xf) << 12),
+        (sid | (((sid >>> 4) & 0xfff) << 20)) >>> 0,
+        0xfffff001,
+        0x7fffffff,
+      );
     } else {this.#qiDesc(
         QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16),
-        pasid,
+        (pasid | (((sid >>> 4) & 0xfff) << 20)) >>> 0,
         0xfffff800,
         0x7fffffff,
       );}
@@ -1054,14 +1059,14 @@ export class VtdDriver implements IommuOpsWithHooks {
     if (a.pasid === 0) {
       this.#qiDesc(
         QI_TYPE.DIOTLB | ((sid & 0xf) << 12),
-        sid,
+        (sid | (((sid >>> 4) & 0xfff) << 20)) >>> 0,
         ((da % TWO32) | s) >>> 0,
         Math.floor(da / TWO32),
       );
     } else {
       this.#qiDesc(
         QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16),
-        a.pasid,
+        (a.pasid | (((sid >>> 4) & 0xfff) << 20)) >>> 0,
         ((da % TWO32) | (s << 11)) >>> 0,
         Math.floor(da / TWO32),
       );

@@ -172,6 +172,7 @@ export const QI_PC_DESC: FieldTable = new FieldTable("vtd_qi_pc", 16, [
 /** PASID-based device-TLB invalidate descriptor. */
 export const QI_DEIOTLB_DESC: FieldTable = new FieldTable("vtd_qi_dev_piotlb", 16, [
   TYPE,
+  { name: "QDEP", hi: 8, lo: 4 },
   { name: "PFSID_LO", hi: 15, lo: 12 },
   { name: "SID", hi: 31, lo: 16 },
   { name: "PASID", hi: 51, lo: 32 },

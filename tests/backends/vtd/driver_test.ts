@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { IOMMU_READ, IOMMU_WRITE, IotlbGather } from "@iommu-lab/core";
+import { QI_DIOTLB_DESC } from "../../../backends/vtd/mod.ts";
 import { setup, unmapSync, xlate } from "./helpers.ts";
 
 Deno.test("driver probe enables scalable-mode translation: unattached device faults with PASID directory entry not present", () => {
@@ -199,4 +200,29 @@ Deno.test("supervisor requests need SRE in the PASID entry; requests without PAS
     0x8000_0000,
     "no PASID: privilege ignored",
   );
+});
+
+Deno.test("device-TLB invalidation descriptors carry SID and PFSID as the kernel's QI_DEV_IOTLB_* macros", () => {
+  const { acc, drv, m } = setup();
+  const d = drv.domainAllocPaging(acc, 0);
+  d.attachDev(acc, null);
+  d.mapPages(0x6000, 0x8000_0000, 4096, 1, IOMMU_READ);
+  m.trace.enabled = true;
+  unmapSync(d, 0x6000, 4096);
+  const ev = m.trace.events.find((e) =>
+    e.name === "qi_submit" && ((e.fields.qw0 as bigint) & 0xfn) === 3n
+  )!;
+  const qw0 = ev.fields.qw0 as bigint, qw1 = ev.fields.qw1 as bigint;
+  const words = Uint32Array.from([
+    Number(qw0 & 0xffffffffn),
+    Number(qw0 >> 32n),
+    Number(qw1 & 0xffffffffn),
+    Number(qw1 >> 32n),
+  ]);
+  const f = QI_DIOTLB_DESC.decode(words);
+  assert.equal(f.SID, BigInt(acc.rid));
+  assert.equal(f.PFSID_LO, BigInt(acc.rid & 0xf));
+  assert.equal(f.PFSID_HI, BigInt(acc.rid >> 4));
+  assert.equal(f.S, 0n);
+  assert.equal(f.ADDR, 0x6000n);
 });
