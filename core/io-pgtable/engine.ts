@@ -18,7 +18,9 @@
  *   through the live word arrays of the table pages (`PhysMem.pageWords`),
  *   one cached page per level, and take each level's index from the 32-bit
  *   halves of the iova; `mem.stats` still counts two reads or writes per
- *   64-bit entry access.
+ *   64-bit entry access. A one-entry software walk cache lets a call in the
+ *   same last-level table as the previous one start there (the engine alone
+ *   links and unlinks tables, and drops the cache whenever it unlinks one).
  *
  * Where this knowingly differs from io-pgtable-arm.c: the kernel keeps
  * empty tables until the table is freed, and a block mapped over a table
@@ -168,6 +170,14 @@ export abstract class RadixPgtable implements IoPgtable {
   readonly #newParent: Float64Array;
   #nNew = 0;
   #freed = false;
+  /**
+   * Software walk cache: the last walk that reached level `#wcLevel` through
+   * table entries, for the iova block `#wcKey` (iova / size of a level
+   * `#wcLevel - 1` entry); its tables are in #pathTable. Only the engine
+   * links and unlinks tables, and every unlink or release clears it.
+   */
+  #wcLevel = -1;
+  #wcKey = -1;
 
   /** Build the engine and allocate the (zeroed) root table. */
   protected constructor(
@@ -294,6 +304,7 @@ export abstract class RadixPgtable implements IoPgtable {
 
   /** Drop the bookkeeping of a released table (and any cached reference to it). */
   #forget(table: number): void {
+    this.#wcLevel = -1;
     this.#count.delete(table);
     for (let l = 0; l < this.levels; l++) if (this.#cntTable[l] === table) this.#cntTable[l] = -1;
   }
@@ -428,11 +439,19 @@ export abstract class RadixPgtable implements IoPgtable {
     mappedBefore: number,
   ): number {
     const stats = this.mem.stats;
+    const path = this.#pathTable;
     const ilo = iova >>> 0;
     const ihi = (iova - ilo) / TWO32;
     let table = this.root;
+    let from = 0;
+    const key = target > 0 ? Math.floor(iova / this.#blockSize[target - 1]) : -1;
+    if (key >= 0 && this.#wcLevel === target && this.#wcKey === key) {
+      table = path[target];
+      from = target;
+    } else this.#wcLevel = -1;
     this.#nNew = 0;
-    for (let l = 0; l < target; l++) {
+    for (let l = from; l < target; l++) {
+      path[l] = table;
       const idx = this.#idx(ilo, ihi, l);
       const w = this.#words(table, idx, l);
       const o = this.#off;
@@ -482,6 +501,11 @@ export abstract class RadixPgtable implements IoPgtable {
         table = this.addrOf(lo, hi, l);
       }
     }
+    path[target] = table;
+    if (key >= 0) {
+      this.#wcLevel = target;
+      this.#wcKey = key;
+    }
     const first = this.#idx(ilo, ihi, target);
     const n = Math.min(remaining, this.#entries[target] - first);
     // Check every slot before writing any.
@@ -521,6 +545,7 @@ export abstract class RadixPgtable implements IoPgtable {
         stats.reads += 2;
         if (this.isPresent(lo, hi)) {
           // An empty table is replaced by the leaf: drop it and its walk.
+          this.#wcLevel = -1;
           w[o] = 0;
           w[o + 1] = 0;
           stats.writes += 2;
@@ -580,7 +605,13 @@ export abstract class RadixPgtable implements IoPgtable {
     const ilo = iova >>> 0;
     const ihi = (iova - ilo) / TWO32;
     let table = this.root;
-    for (let l = 0; l < target; l++) {
+    let from = 0;
+    const key = target > 0 ? Math.floor(iova / this.#blockSize[target - 1]) : -1;
+    if (key >= 0 && this.#wcLevel === target && this.#wcKey === key) {
+      table = path[target];
+      from = target;
+    } else this.#wcLevel = -1;
+    for (let l = from; l < target; l++) {
       path[l] = table;
       const w = this.#words(table, this.#idx(ilo, ihi, l), l);
       const o = this.#off;
@@ -591,6 +622,10 @@ export abstract class RadixPgtable implements IoPgtable {
       table = this.addrOf(lo, hi, l);
     }
     path[target] = table;
+    if (key >= 0) {
+      this.#wcLevel = target;
+      this.#wcKey = key;
+    }
     const first = this.#idx(ilo, ihi, target);
     const n = Math.min(remaining, this.#entries[target] - first);
     const tlb = this.tlb;
@@ -612,6 +647,7 @@ export abstract class RadixPgtable implements IoPgtable {
           tlb.tlbAddPage(gather, at, pgsize);
         }
       } else {
+        this.#wcLevel = -1;
         tlb?.tlbFlushWalk(at, pgsize, this.granule);
         this.#releaseTree(this.addrOf(lo, hi, target), target + 1, gather);
       }
@@ -621,6 +657,7 @@ export abstract class RadixPgtable implements IoPgtable {
     let l = target;
     let left = this.#countAdd(table, -i, target);
     while (l > 0 && left === 0) {
+      this.#wcLevel = -1; // before any unlink, in case a flush callback throws
       const t = path[l];
       const parent = path[l - 1];
       const w = this.#words(parent, this.#idx(ilo, ihi, l - 1), l - 1);
@@ -641,18 +678,33 @@ export abstract class RadixPgtable implements IoPgtable {
   iovaToPhys(iova: number): number {
     if (!(iova >= 0 && iova < this.#iasLimit) || this.#freed) return 0;
     const stats = this.mem.stats;
+    const path = this.#pathTable;
     const ilo = iova >>> 0;
     const ihi = (iova - ilo) / TWO32;
     let table = this.root;
-    for (let l = 0; l < this.levels; l++) {
+    let l = 0;
+    let cached = this.#wcLevel;
+    if (cached > 0 && this.#wcKey === Math.floor(iova / this.#blockSize[cached - 1])) {
+      table = path[cached];
+      l = cached;
+    } else {
+      this.#wcLevel = -1;
+      cached = -1;
+    }
+    for (; l < this.levels; l++) {
+      path[l] = table;
       const w = this.#words(table, this.#idx(ilo, ihi, l), l);
       const o = this.#off;
       const lo = w[o];
       const hi = w[o + 1];
       stats.reads += 2;
-      if (!this.isPresent(lo, hi)) return 0;
-      if (this.isLeaf(lo, hi, l)) {
-        return this.addrOf(lo, hi, l) + pgsizeOffset(iova, this.#blockSize[l]);
+      const present = this.isPresent(lo, hi);
+      if (!present || this.isLeaf(lo, hi, l)) {
+        if (l > 0 && l !== cached) {
+          this.#wcLevel = l;
+          this.#wcKey = Math.floor(iova / this.#blockSize[l - 1]);
+        }
+        return present ? this.addrOf(lo, hi, l) + pgsizeOffset(iova, this.#blockSize[l]) : 0;
       }
       table = this.addrOf(lo, hi, l);
     }
@@ -728,6 +780,7 @@ export abstract class RadixPgtable implements IoPgtable {
     this.#releaseTree(this.root, 0, null);
     this.#count.clear();
     this.#cntTable.fill(-1);
+    this.#wcLevel = -1;
     this.#freed = true;
   }
 
