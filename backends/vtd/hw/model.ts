@@ -228,6 +228,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #wSize = 0;
   /** Some nested translation may be in the IOTLB (cleared by a global invalidation). */
   #maybeNested = false;
+  /** High-word limit of a table address: bits 51:HAW (host address width = memory width) are reserved. */
+  readonly #hawHi: number;
   /** The last walk failed on a not-present entry. */
   #wNotPresent = false;
 
@@ -243,6 +245,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.registers = vtdRegisterSpecs(opts.nfr);
     [this.#capLo, this.#capHi] = encodeCap(opts);
     [this.#ecapLo, this.#ecapHi] = encodeEcap(opts);
+    this.#hawHi = machine.mem.sizeBits > 32 ? 2 ** (machine.mem.sizeBits - 32) : 1;
     this.#irqFault = `${this.name}:fault`;
     this.#irqInv = `${this.name}:inv`;
     this.#irqPrq = `${this.name}:prq`;
@@ -809,7 +812,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return sm ? 0x69 : ((access & ACCESS_WRITE) ? 0x5 : 0x6);
       }
       const ps = (lo >>> 7) & 1;
-      if ((hi & 0x3ff00000) !== 0) return sm ? 0x6a : 0xc;
+      // Bits 51:HAW are reserved (61:52 are ignored).
+      if ((hi & 0xfffff) >= this.#hawHi) return sm ? 0x6a : 0xc;
       if (ps && (l > 3 || l === 1 || !((this.opts.sllps >> (l - 2)) & 1))) {
         return sm ? 0x6a : 0xc;
       }
@@ -896,7 +900,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       }
       const ps = (lo >>> 7) & 1;
       if (ps && (l > 3 || l === 1 || (l === 3 && !this.opts.fl1gp))) return 0x62;
-      if ((hi & 0x7ff00000) !== 0) return 0x62;
+      // Bits 51:HAW are reserved (62:52 are ignored).
+      if ((hi & 0xfffff) >= this.#hawHi) return 0x62;
       rw &= (lo >>> 1) & 1;
       us &= (lo >>> 2) & 1;
       xd |= hi >>> 31;

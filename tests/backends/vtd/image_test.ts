@@ -191,3 +191,18 @@ Deno.test("translation is off until GCMD.TE: requests pass untranslated", () => 
   assert.equal(out.pa, 0x1234);
   void m;
 });
+
+Deno.test("second-stage entries: ignored bits 61:52 are ignored; address bits beyond the host width are reserved", () => {
+  const { tr, q64, pasidEntry, m } = smSetup();
+  ssTable(q64, 0x300000, 0x4000, 0x9000_0000);
+  const w = new Uint32Array(16);
+  w[0] = 0x300000 | (2 << 2) | (2 << 6) | 1;
+  w[2] = 9;
+  pasidEntry(0, w);
+  const leaf = 0x303000 + 4 * 8;
+  m.mem.write32(leaf + 4, 1 << 23); // bit 55: ignored
+  assert.equal(tr(0x4000).pa, 0x9000_0000);
+  m.mem.write32(0x303000 + 5 * 8, 0x9000_1003);
+  m.mem.write32(0x303000 + 5 * 8 + 4, 0x10000); // bit 48: beyond the 48-bit memory
+  assert.equal(tr(0x5000).faultCode, 0x6a);
+});
