@@ -217,6 +217,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   #priqProd = 0;
   #priqCons = 0;
   #atcInvFailed = false;
+  #fetchAddr = 0;
   readonly #steCache = new Map<number, SteConfig>();
   readonly #cdCache = new Map<number, CdConfig>();
   readonly #tlb: TranslationCache;
@@ -569,7 +570,20 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const vmid = c[1] & 0xffff;
     const asid = c[1] >>> 16;
     switch (op) {
-      case OP.PREFETCH_CONFIG:
+      case OP.PREFETCH_CONFIG: {
+        // Load the STE (and the CD when SSV) into the configuration cache; faults are not reported.
+        if (!this.#steCache.has(sid) && this.#fetchSte(sid, this.#scratch) === 0) {
+          this.#steCache.set(sid, cloneSte(this.#scratch.ste));
+        }
+        const ste = this.#steCache.get(sid);
+        if (ste !== undefined && ste.s1 && (c[0] & 0x800) !== 0 && !ste.s2) {
+          const key = sid * 1048576 + ssid;
+          if (!this.#cdCache.has(key) && this.#fetchCd(ste, ssid, this.#scratch) === 0) {
+            this.#cdCache.set(key, cloneCd(this.#scratch.cd));
+          }
+        }
+        return CERROR.NONE;
+      }
       case OP.PREFETCH_ADDR:
         return CERROR.NONE;
       case OP.CFGI_STE:
@@ -745,7 +759,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     let steAddr: number;
     if (fmt === 1 && f.st2lvl) {
       const l1 = base + Math.floor(sid / 2 ** split) * 8;
-      if (l1 + 8 > this.#mem.limit) return EVT.F_STE_FETCH;
+      if (l1 + 8 > this.#mem.limit) return this.#fetchFault(EVT.F_STE_FETCH, l1);
       const lo = this.#mem.read32(l1);
       const hi = this.#mem.read32(l1 + 4);
       const span = lo & 0x1f;
@@ -759,7 +773,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     } else {
       return EVT.C_BAD_STREAMID;
     }
-    if (steAddr + 64 > this.#mem.limit) return EVT.F_STE_FETCH;
+    if (steAddr + 64 > this.#mem.limit) return this.#fetchFault(EVT.F_STE_FETCH, steAddr);
     const w = sc.steWords;
     this.#mem.readWords(steAddr, w, 16);
     return this.#parseSte(w, sc.ste);
@@ -846,7 +860,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         l1 = this.#s2fetch.tableAddr(l1, this.#w2);
         if (l1 < 0) return -this.#w2.fault;
       }
-      if (l1 + 8 > this.#mem.limit) return EVT.F_CD_FETCH;
+      if (l1 + 8 > this.#mem.limit) return this.#fetchFault(EVT.F_CD_FETCH, l1);
       const lo = this.#mem.read32(l1);
       const hi = this.#mem.read32(l1 + 4);
       if ((lo & 1) === 0) return EVT.C_BAD_SUBSTREAMID;
@@ -856,7 +870,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       cdAddr = this.#s2fetch.tableAddr(cdAddr, this.#w2);
       if (cdAddr < 0) return -this.#w2.fault;
     }
-    if (cdAddr + 64 > this.#mem.limit) return EVT.F_CD_FETCH;
+    if (cdAddr + 64 > this.#mem.limit) return this.#fetchFault(EVT.F_CD_FETCH, cdAddr);
     this.#mem.readWords(cdAddr, sc.cdWords, 16);
     return this.#parseCd(sc.cdWords, sc.cd);
   }
@@ -1201,7 +1215,17 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         ev[6] >>>= 0;
         ev[7] = Math.floor(ipa / TWO32) & 0xfffff;
       }
+    } else if (id === EVT.F_STE_FETCH || id === EVT.F_CD_FETCH) {
+      // FetchAddr: bits 51:3 of the address whose fetch failed.
+      ev[6] = ((this.#fetchAddr % TWO32) & 0xfffffff8) >>> 0;
+      ev[7] = Math.floor(this.#fetchAddr / TWO32) & 0xfffff;
     }
+  }
+
+  /** Remember the address of a failed STE/CD fetch for the event record. */
+  #fetchFault(id: number, addr: number): number {
+    this.#fetchAddr = addr;
+    return id;
   }
 
   /** Fault the request with event `id` (recorded unless `silent`). */

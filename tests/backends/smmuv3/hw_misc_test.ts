@@ -258,3 +258,24 @@ Deno.test("ID registers reflect the options (IDR0/IDR1/IDR3/IDR5)", () => {
   assert.equal(rd(0x14) & 7, 4);
   assert.throws(() => plugin.createHardware(new Machine(), { oas: 47 }), /oas=47/);
 });
+
+Deno.test("F_STE_FETCH records the address whose fetch failed", () => {
+  const r = new Rig();
+  r.reg64("STRTAB_BASE", 2 ** 48 - 64 * 4);
+  r.reg32("STRTAB_BASE_CFG", 8);
+  const q = r.enable(LOG);
+  r.tr(200, 0);
+  const ev = r.events(q.evtq, LOG);
+  const d = EVENTS.F_STE_FETCH.decode(ev[0]);
+  assert.equal(d.EventID, BigInt(EVT.F_STE_FETCH));
+  assert.equal(d.FetchAddr << 3n, BigInt(2 ** 48 - 64 * 4 + 200 * 64));
+});
+
+Deno.test("CMD_PREFETCH_CONFIG loads the STE and CD into the configuration cache", () => {
+  const { r } = s1();
+  const q = Number(r.m.bus.read64(r.hw.mmioBase + 0x90) & 0xffffffffffe0n);
+  r.cmd(q, LOG, COMMANDS.CMD_PREFETCH_CONFIG.encode({ OP: 1, SID }));
+  const misses = r.hw.counters.steMisses;
+  r.tr(SID, 0x1000);
+  assert.equal(r.hw.counters.steMisses, misses);
+});
