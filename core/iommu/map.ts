@@ -21,9 +21,18 @@ function hx(n: number): string {
 }
 
 function checkWhole(op: string, what: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 0) {
+  if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER && Math.floor(v) === v)) {
     throw new IommuError("EINVAL", op, `${what} ${v} is not an integer in 0..2^53-1`);
   }
+}
+
+/**
+ * True when one of `a`, `b`, `c` (integers in 0..2^53-1) is not a multiple
+ * of the power of two `min`: their low words decide it up to 2^31.
+ */
+function unaligned(a: number, b: number, c: number, min: number): boolean {
+  if (min <= 0x8000_0000) return (((a >>> 0) | (b >>> 0) | (c >>> 0)) & (min - 1)) !== 0;
+  return pgsizeOffset(a, min) !== 0 || pgsizeOffset(b, min) !== 0 || pgsizeOffset(c, min) !== 0;
 }
 
 /**
@@ -74,10 +83,7 @@ export function checkMapArgs(
     );
   }
   const min = pgsizeMin(domain.pgsizeBitmap);
-  if (
-    pgsizeOffset(iova, min) !== 0 || pgsizeOffset(paddr, min) !== 0 ||
-    pgsizeOffset(size, min) !== 0
-  ) {
+  if (unaligned(iova, paddr, size, min)) {
     throw new IommuError(
       "EINVAL",
       op,
@@ -161,7 +167,7 @@ export function unmapRange(
   if (!domain.unmapPages || !(bitmap > 0)) return 0;
   if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0) return 0;
   const min = pgsizeMin(bitmap);
-  if (pgsizeOffset(iova, min) !== 0 || pgsizeOffset(size, min) !== 0) return 0;
+  if (unaligned(iova, size, 0, min)) return 0;
   const origIova = iova;
   let unmapped = 0;
   while (unmapped < size) {
