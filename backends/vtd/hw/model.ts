@@ -23,6 +23,15 @@ import {
   type TranslateResult,
 } from "@iommu-lab/core";
 import { faultName } from "./faults.ts";
+import {
+  dropRange,
+  KIND_FS,
+  KIND_NESTED,
+  KIND_SS,
+  type PscEntry,
+  SIZES,
+  type TlbEntry,
+} from "./tlb.ts";
 import { encodeCap, encodeEcap, type VtdOptions } from "./options.ts";
 import {
   ECTL_IM,
@@ -101,37 +110,6 @@ interface PasidCacheEntry {
   flptr: number;
   raw: Uint32Array;
   addr: number;
-}
-
-/** IOTLB entry kinds (which invalidation type removes it). */
-const KIND_SS = 0; // second stage only, legacy, pass-through: IOTLB (0x2)
-const KIND_FS = 1; // first stage: PASID-based IOTLB (0x6)
-const KIND_NESTED = 2; // nested: both
-
-/** One cached translation (IOTLB or device TLB). */
-interface TlbEntry {
-  did: number;
-  pasid: number;
-  /** Page-aligned input address. */
-  iova: number;
-  /** Output address of the page. */
-  pa: number;
-  size: number;
-  perm: number;
-  kind: number;
-  /** Caching mode only: a cached not-present result (its fault reason), else 0. */
-  fault: number;
-}
-
-/** Page sizes a TLB entry can have, smallest (most common) first; the index is part of the key. */
-const SIZES = [4096, 2097152, 1073741824];
-
-/** A paging-structure cache entry: the leaf (level-1) table of a 2 MiB region, with the permissions gathered above it. */
-interface PscEntry {
-  /** Level-1 table address. */
-  table: number;
-  /** Second stage: ACCESS_* bits; first stage: bit0 R/W, bit1 U/S, bit2 XD. */
-  perm: number;
 }
 
 /** A primary fault as reported to the fault-event hook. */
@@ -1712,29 +1690,5 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   /** True when the PASID cache holds (rid, pasid). */
   pasidCached(rid: number, pasid: number): boolean {
     return this.#pasidCache.has(rid * TWO20 + pasid);
-  }
-}
-
-/**
- * Delete the entries of `m` (except kind `skip`) that overlap the 2^am pages
- * at `addr`: direct key probes for small ranges, a scan for large ones.
- */
-function dropRange(m: Map<number, TlbEntry>, addr: number, am: number, skip: number): void {
-  const size = 4096 * 2 ** am;
-  const start = addr - (addr % size);
-  if (am <= 6) {
-    for (let s = 0; s < 3; s++) {
-      const sz = SIZES[s];
-      const last = Math.floor((start + size - 1) / sz);
-      for (let p = Math.floor(start / sz); p <= last; p++) {
-        const k = p * 4 + s;
-        const e = m.get(k);
-        if (e !== undefined && e.kind !== skip) m.delete(k);
-      }
-    }
-    return;
-  }
-  for (const [k, e] of m) {
-    if (e.kind !== skip && e.iova < start + size && start < e.iova + e.size) m.delete(k);
   }
 }
