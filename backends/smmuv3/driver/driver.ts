@@ -545,6 +545,10 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     if (!master) return;
     this.#writeSte(master, makeAbortSte(this.#target));
     this.#freeCdTable(master);
+    for (const d of master.pasids.values()) d.masters.delete(master);
+    master.pasids.clear();
+    this.#leaveOld(master, null);
+    master.domain = null;
     this.#masters.delete(dev.rid);
   }
 
