@@ -170,6 +170,9 @@ export abstract class RadixPgtable implements IoPgtable {
   readonly #newParent: Float64Array;
   #nNew = 0;
   #freed = false;
+  /** The page size #level last resolved, and its level. */
+  #lastPgsize = -1;
+  #lastLevel = -1;
   /**
    * Software walk cache: the last walk that reached level `#wcLevel` through
    * table entries, for the iova block `#wcKey` (iova / size of a level
@@ -243,8 +246,14 @@ export abstract class RadixPgtable implements IoPgtable {
   // Helpers.
 
   #level(pgsize: number): number {
+    if (pgsize === this.#lastPgsize) return this.#lastLevel;
     for (let l = this.levels - 1; l >= 0; l--) {
-      if (this.#blockSize[l] === pgsize) return this.#leafOk[l] === 1 ? l : -1;
+      if (this.#blockSize[l] === pgsize) {
+        if (this.#leafOk[l] !== 1) return -1;
+        this.#lastPgsize = pgsize;
+        this.#lastLevel = l;
+        return l;
+      }
     }
     return -1;
   }
