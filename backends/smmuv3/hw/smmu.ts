@@ -177,7 +177,7 @@ function newCounters(): Counters {
     cmdErrors: 0,
     stalls: 0,
     pageRequests: 0,
-    priLost: 0,
+    lostPriRecords: 0,
     missedInvalidations: 0,
     sev: 0,
     ...Object.fromEntries(Object.keys(OP).map((k) => [`cmd_${k}`, 0])),
@@ -481,14 +481,14 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const idxMask = (2 ** log) - 1;
     const wrap = 2 ** log;
     if ((p & idxMask) === (c & idxMask) && (p & wrap) !== (c & wrap)) {
-      this.counters.priLost++;
+      this.counters.lostPriRecords++;
       if (((p ^ c) & Q_OVF) === 0) this.#priqProd = (p ^ Q_OVF) >>> 0;
       this.#raise("priq", IRQ_CTRL.PRIQ_IRQEN);
       return false;
     }
     const addr = this.#qBase(REG.PRIQ_BASE) + (p & idxMask) * 16;
     if (addr + 16 > this.#mem.limit) {
-      this.counters.priLost++;
+      this.counters.lostPriRecords++;
       this.#gerror(GERROR.PRIQ_ABT_ERR);
       return false;
     }

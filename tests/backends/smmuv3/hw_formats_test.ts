@@ -268,6 +268,6 @@ Deno.test("PRI queue overflow sets PRIQ_PROD.OVFLG and the request is lost", () 
   r.writeSte(st + 8 * 64, { CONFIG: 5, S1ContextPtr: cd, EATS: 1 });
   for (let i = 0; i < 3; i++) r.tr(8, 0x10000 * (i + 1));
   assert.equal(r.read32("PRIQ_PROD") >>> 31, 1);
-  assert.equal(r.hw.counters.priLost, 1);
+  assert.equal(r.hw.counters.lostPriRecords, 1);
   assert.equal(r.hw.pendingPageRequests.length, 2);
 });
