@@ -96,6 +96,11 @@ class LiveCount {
   n = 0;
 }
 
+/** Offset of the integer `x >= 0` in its page of `pgsize` (a power of two): the low word decides up to 2^31. */
+function offsetIn(x: number, pgsize: number): number {
+  return pgsize <= 0x8000_0000 ? (x >>> 0) & (pgsize - 1) : pgsizeOffset(x, pgsize);
+}
+
 /** `0x…` for error messages. */
 function hx(x: number): string {
   return "0x" + x.toString(16);
@@ -387,10 +392,10 @@ export abstract class RadixPgtable implements IoPgtable {
     if (!Number.isInteger(pgcount) || pgcount < 0) {
       throw new IommuError("EINVAL", op, `pgcount ${pgcount} must be a non-negative integer`);
     }
-    if (!Number.isInteger(iova) || iova < 0 || pgsizeOffset(iova, pgsize) !== 0) {
+    if (!Number.isInteger(iova) || iova < 0 || offsetIn(iova, pgsize) !== 0) {
       throw new IommuError("EINVAL", op, `iova ${hx(iova)} is not aligned to ${sizeName(pgsize)}`);
     }
-    if (!Number.isInteger(paddr) || paddr < 0 || pgsizeOffset(paddr, pgsize) !== 0) {
+    if (!Number.isInteger(paddr) || paddr < 0 || offsetIn(paddr, pgsize) !== 0) {
       throw new IommuError(
         "EINVAL",
         op,
@@ -589,7 +594,7 @@ export abstract class RadixPgtable implements IoPgtable {
     const level = this.#level(pgsize);
     if (
       level < 0 || !Number.isInteger(pgcount) || pgcount <= 0 || !Number.isInteger(iova) ||
-      iova < 0 || pgsizeOffset(iova, pgsize) !== 0 || iova + pgsize * pgcount > this.#iasLimit
+      iova < 0 || offsetIn(iova, pgsize) !== 0 || iova + pgsize * pgcount > this.#iasLimit
     ) {
       return 0;
     }
