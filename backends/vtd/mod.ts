@@ -46,6 +46,7 @@ export * from "./hw/registers.ts";
 export * from "./hw/faults.ts";
 export * from "./hw/options.ts";
 export { type VtdFault, VtdHardware, type VtdStaleReport } from "./hw/model.ts";
+export type { CacheSizes } from "./hw/caches.ts";
 export {
   type Attachment,
   FLPT_DEFAULT_DID,

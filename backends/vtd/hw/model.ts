@@ -23,15 +23,8 @@ import {
   type TranslateResult,
 } from "@iommu-lab/core";
 import { faultName } from "./faults.ts";
-import {
-  dropRange,
-  KIND_FS,
-  KIND_NESTED,
-  KIND_SS,
-  type PscEntry,
-  SIZES,
-  type TlbEntry,
-} from "./tlb.ts";
+import { KIND_FS, KIND_NESTED, KIND_SS, type PscEntry, SIZES, type TlbEntry } from "./tlb.ts";
+import { type CacheSizes, type CtxEntry, type PasidCacheEntry, VtdCaches } from "./caches.ts";
 import { encodeCap, encodeEcap, type VtdOptions } from "./options.ts";
 import {
   ECTL_IM,
@@ -69,48 +62,6 @@ import {
 
 const TWO32 = 4294967296;
 const TWO20 = 1048576;
-
-/** A decoded context entry held in the context cache. */
-interface CtxEntry {
-  rid: number;
-  sm: boolean;
-  fpd: boolean;
-  // legacy
-  tt: number;
-  slptr: number;
-  aw: number;
-  did: number;
-  // scalable
-  dte: boolean;
-  paside: boolean;
-  pre: boolean;
-  pdts: number;
-  pasidDir: number;
-  ridPasid: number;
-  /** Raw words as fetched (for checking mode). */
-  raw: Uint32Array;
-  /** Address the entry was fetched from. */
-  addr: number;
-}
-
-/** A decoded PASID entry held in the PASID cache. */
-interface PasidCacheEntry {
-  rid: number;
-  pasid: number;
-  fpd: boolean;
-  pgtt: number;
-  aw: number;
-  ssade: boolean;
-  slptr: number;
-  did: number;
-  sre: boolean;
-  ere: boolean;
-  flpm: number;
-  wpe: boolean;
-  flptr: number;
-  raw: Uint32Array;
-  addr: number;
-}
 
 /** A primary fault as reported to the fault-event hook. */
 export interface VtdFault {
@@ -183,14 +134,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #te = false;
   #qie = false;
   #nextFr = 0;
-  readonly #ctxCache = new Map<number, CtxEntry>();
-  readonly #pasidCache = new Map<number, PasidCacheEntry>();
-  readonly #iotlb = new Map<number, Map<number, TlbEntry>>();
-  readonly #devtlb = new Map<number, Map<number, Map<number, TlbEntry>>>();
+  /** The caches (context, PASID, IOTLB, paging-structure, device TLB). */
+  readonly #c: VtdCaches;
   readonly #atsTimeout = new Set<number>();
-  /** Paging-structure caches, per (DID, PASID) tag: 2 MiB region -> leaf table. */
-  readonly #pscSs = new Map<number, Map<number, PscEntry>>();
-  readonly #pscFs = new Map<number, Map<number, PscEntry>>();
   /** Tag the next top-level walk may use the paging-structure cache with (-1 = none). */
   #pscTag = -1;
   #pscUsed = false;
@@ -204,8 +150,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #wPa = 0;
   #wPerm = 0;
   #wSize = 0;
-  /** Some nested translation may be in the IOTLB (cleared by a global invalidation). */
-  #maybeNested = false;
   /** High-word limit of a table address: bits 51:HAW (host address width = memory width) are reserved. */
   readonly #hawHi: number;
   /** The last walk failed on a not-present entry. */
@@ -258,6 +202,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       staleHits: 0,
       evictions: 0,
     });
+    this.#c = new VtdCaches(opts);
     this.#regs[REG.VER >> 2] = 0x30;
     this.#regs[REG.FECTL >> 2] = ECTL_IM;
     this.#regs[REG.IECTL >> 2] = ECTL_IM;
@@ -427,7 +372,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const lo = this.#regs[REG.CCMD >> 2];
     const hi = this.#regs[(REG.CCMD + 4) >> 2];
     const cirg = (hi >>> 29) & 3;
-    this.#invContext(cirg, lo & 0xffff, lo >>> 16, hi & 3);
+    this.#c.invContext(this.#ttm === RTADDR_TTM_SCALABLE, cirg, lo & 0xffff, lo >>> 16, hi & 3);
     // ICC clears, CAIG reports the granularity performed.
     this.#regs[(REG.CCMD + 4) >> 2] = (hi & 0x7fffffff & ~(3 << 27)) | (cirg << 27);
   }
@@ -477,7 +422,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
     const rid = req.rid;
     // Device TLB (ATS-translated requests): consulted first.
-    const dt = this.#devtlb.get(rid);
+    const dt = this.#c.devtlb.get(rid);
     if (dt !== undefined) {
       const e = this.#tlbLookup(dt.get(req.pasid === NO_PASID ? TWO20 : req.pasid), req.addr);
       if (e !== null && (e.perm & req.access) === req.access) {
@@ -584,7 +529,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     rid: number,
     fpd: boolean,
   ): boolean {
-    const e = this.#tlbLookup(this.#iotlb.get(tag), req.addr);
+    const e = this.#tlbLookup(this.#c.iotlb.get(tag), req.addr);
     if (e !== null && e.fault !== 0) {
       // Caching mode: a not-present result cached until invalidated.
       this.counters.iotlbHits++;
@@ -612,8 +557,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   #fillNegative(tag: number, did: number, pasid: number, addr: number, kind: number, code: number) {
     const iova = addr - (addr % 4096);
-    let m = this.#iotlb.get(tag);
-    if (m === undefined) this.#iotlb.set(tag, m = new Map());
+    let m = this.#c.iotlb.get(tag);
+    if (m === undefined) this.#c.iotlb.set(tag, m = new Map());
     this.#tlbInsert(m, { did, pasid, iova, pa: 0, size: 4096, perm: 0, kind, fault: code });
   }
 
@@ -631,13 +576,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const iova = addr - (addr % size);
     const pa = this.#wPa - (addr - iova);
     const e: TlbEntry = { did, pasid, iova, pa, size, perm: this.#wPerm, kind, fault: 0 };
-    if (kind === KIND_NESTED) this.#maybeNested = true;
-    let m = this.#iotlb.get(tag);
-    if (m === undefined) this.#iotlb.set(tag, m = new Map());
+    if (kind === KIND_NESTED) this.#c.maybeNested = true;
+    let m = this.#c.iotlb.get(tag);
+    if (m === undefined) this.#c.iotlb.set(tag, m = new Map());
     this.#tlbInsert(m, e);
     if (devtlbRid >= 0 && this.#m.pci.byRid(devtlbRid)?.ats) {
-      let d = this.#devtlb.get(devtlbRid);
-      if (d === undefined) this.#devtlb.set(devtlbRid, d = new Map());
+      let d = this.#c.devtlb.get(devtlbRid);
+      if (d === undefined) this.#c.devtlb.set(devtlbRid, d = new Map());
       const pk = reqPasid === NO_PASID ? TWO20 : reqPasid;
       let dm = d.get(pk);
       if (dm === undefined) d.set(pk, dm = new Map());
@@ -767,7 +712,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const region = Math.floor(addr / 2097152);
     let psc: Map<number, PscEntry> | undefined;
     if (tag >= 0) {
-      psc = this.#pscSs.get(tag);
+      psc = this.#c.pscSs.get(tag);
       const e = psc?.get(region);
       if (e !== undefined) {
         this.counters.pscHits++;
@@ -817,7 +762,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       if (l === 2 && tag >= 0) {
-        if (psc === undefined) this.#pscSs.set(tag, psc = new Map());
+        if (psc === undefined) this.#c.pscSs.set(tag, psc = new Map());
         if (psc.size >= this.opts.psc_entries) psc.delete(psc.keys().next().value!);
         psc.set(region, { table: next, perm });
       }
@@ -849,7 +794,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const region = Math.floor(addr / 2097152);
     let psc: Map<number, PscEntry> | undefined;
     if (tag >= 0) {
-      psc = this.#pscFs.get(tag);
+      psc = this.#c.pscFs.get(tag);
       const e = psc?.get(region);
       if (e !== undefined) {
         this.counters.pscHits++;
@@ -913,7 +858,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       if (l === 2 && tag >= 0) {
-        if (psc === undefined) this.#pscFs.set(tag, psc = new Map());
+        if (psc === undefined) this.#c.pscFs.set(tag, psc = new Map());
         if (psc.size >= this.opts.psc_entries) psc.delete(psc.keys().next().value!);
         psc.set(region, { table: next, perm: rw | (us << 1) | (xd << 2) });
       }
@@ -932,7 +877,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     useCache: boolean,
   ): CtxEntry | null {
     if (useCache) {
-      const c = this.#ctxCache.get(rid);
+      const c = this.#c.ctx.get(rid);
       if (c !== undefined && c.sm === sm) {
         this.counters.ctxHits++;
         if (this.checking) this.#checkRaw("context-cache", c.addr, c.raw, rid, -1, 0);
@@ -1015,7 +960,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       if (e.dte && !this.opts.dt) return this.#fault(out, req, 0x43, fpd, true);
       if (e.pre && !this.opts.prs) return this.#fault(out, req, 0x43, fpd, true);
     }
-    if (useCache) this.#ctxCache.set(rid, e);
+    if (useCache) this.#c.ctx.set(rid, e);
     return e;
   }
 
@@ -1028,7 +973,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   ): PasidCacheEntry | null {
     const key = ctx.rid * TWO20 + pasid;
     if (useCache) {
-      const c = this.#pasidCache.get(key);
+      const c = this.#c.pasid.get(key);
       if (c !== undefined) {
         this.counters.pasidHits++;
         if (this.checking) this.#checkRaw("pasid-cache", c.addr, c.raw, ctx.rid, pasid, c.did);
@@ -1090,7 +1035,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       (e.ssade && !o.slads);
     if (bad) return this.#fault(out, req, 0x5b, fpd, true);
     if (e.sre && !o.srs) return this.#fault(out, req, 0x5b, fpd, true);
-    if (useCache) this.#pasidCache.set(key, e);
+    if (useCache) this.#c.pasid.set(key, e);
     return e;
   }
 
@@ -1311,7 +1256,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       case QI_TYPE.CC: {
         if (this.#rsv(w, QI_CC_DESC)) return 1;
         this.counters.qiCc++;
-        this.#invContext((w[0] >>> 4) & 3, w[0] >>> 16, w[1] & 0xffff, (w[1] >>> 16) & 3);
+        this.#c.invContext(
+          this.#ttm === RTADDR_TTM_SCALABLE,
+          (w[0] >>> 4) & 3,
+          w[0] >>> 16,
+          w[1] & 0xffff,
+          (w[1] >>> 16) & 3,
+        );
         return 0;
       }
       case QI_TYPE.IOTLB: {
@@ -1326,7 +1277,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.counters.qiDevIotlb++;
         const sid = w[1] & 0xffff;
         if (this.#atsTimeout.delete(sid)) return -1;
-        this.#invDevtlb(sid, -1, w[2], w[3]);
+        this.#c.invDevtlb(sid, -1, w[2], w[3]);
         return 0;
       }
       case QI_TYPE.IEC:
@@ -1353,7 +1304,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         const gran = (w[0] >>> 4) & 3;
         if (gran < 2) return 1;
         const addr = (w[3] & 0xfffff) * TWO32 + ((w[2] & 0xfffff000) >>> 0);
-        this.#invPiotlb(gran, w[0] >>> 16, w[1] & 0xfffff, addr, w[2] & 0x3f, (w[2] >>> 6) & 1);
+        this.#c.invPiotlb(gran, w[0] >>> 16, w[1] & 0xfffff, addr, w[2] & 0x3f, (w[2] >>> 6) & 1);
         return 0;
       }
       case QI_TYPE.PC: {
@@ -1361,7 +1312,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.counters.qiPc++;
         const gran = (w[0] >>> 4) & 3;
         if (gran === 2) return 1;
-        this.#invPasidCache(gran, w[0] >>> 16, w[1] & 0xfffff);
+        this.#c.invPasidCache(gran, w[0] >>> 16, w[1] & 0xfffff);
         return 0;
       }
       case QI_TYPE.DEIOTLB: {
@@ -1370,7 +1321,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         const sid = w[0] >>> 16;
         if (this.#atsTimeout.delete(sid)) return -1;
         const global = (w[2] & 1) !== 0;
-        this.#invDevtlb(
+        this.#c.invDevtlb(
           sid,
           global ? -2 : w[1] & 0xfffff,
           w[2] & ~0x7ff | ((w[2] >>> 11) & 1),
@@ -1412,120 +1363,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     return ((w[0] & m[0]) | (w[1] & m[1]) | (w[2] & m[2]) | (w[3] & m[3])) !== 0;
   }
 
-  // --- cache invalidation primitives
-
-  #invContext(gran: number, did: number, sid: number, fm: number): void {
-    const sm = this.#ttm === RTADDR_TTM_SCALABLE;
-    if (gran === 1 || (gran === 2 && sm)) {
-      this.#ctxCache.clear();
-      return;
-    }
-    if (gran === 2) {
-      for (const [k, e] of this.#ctxCache) if (e.did === did) this.#ctxCache.delete(k);
-      return;
-    }
-    if (gran === 3) {
-      const mask = fm === 0 ? 0xffff : fm === 1 ? 0xfffe : fm === 2 ? 0xfffc : 0xfff8;
-      for (const k of [...this.#ctxCache.keys()]) {
-        if ((k & mask) === (sid & mask)) this.#ctxCache.delete(k);
-      }
-    }
-  }
-
   #invIotlb(gran: number, did: number, addr: number, am: number, ih = 0): void {
-    const sm = this.#ttm === RTADDR_TTM_SCALABLE;
-    this.#invPsc(this.#pscSs, gran === 1 ? -1 : did, -1, gran === 3, addr, am, ih);
-    if (!sm || gran !== 3 || ih === 0) {
-      // Nested entries are cached first-stage structures over this second stage.
-      this.#invPsc(this.#pscFs, gran === 1 ? -1 : did, -1, false, 0, 0, 0);
-    }
-    if (gran === 1) {
-      // Global: every entry, first-stage ones included.
-      for (const m of this.#iotlb.values()) m.clear();
-      this.#maybeNested = false;
-      this.#invPsc(this.#pscFs, -1, -1, false, 0, 0, 0);
-    }
-    for (const [tag, m] of this.#iotlb) {
-      if (gran === 1 || Math.floor(tag / TWO20) !== did) continue;
-      const skip = sm ? KIND_FS : -1;
-      if (gran === 3) {
-        dropRange(m, addr, am, skip);
-        // Nested entries are tagged by first-stage input address: a change
-        // to the second stage may affect any of them, so drop them all.
-        if (this.#maybeNested) { for (const [k, e] of m) if (e.kind === KIND_NESTED) m.delete(k); }
-      } else for (const [k, e] of m) if (e.kind !== skip) m.delete(k);
-    }
+    this.#c.invIotlb(this.#ttm === RTADDR_TTM_SCALABLE, gran, did, addr, am, ih);
     if (this.#m.trace.observed) {
       this.#m.trace.emit(this.name, "vtd_inv_desc_iotlb", { gran, did, addr, am });
-    }
-  }
-
-  #invPiotlb(gran: number, did: number, pasid: number, addr: number, am: number, ih = 0): void {
-    this.#invPsc(this.#pscFs, did, pasid, gran === 3, addr, am, ih);
-    const m = this.#iotlb.get(did * TWO20 + pasid);
-    if (m === undefined) return;
-    if (gran === 3) dropRange(m, addr, am, KIND_SS);
-    else for (const [k, e] of m) if (e.kind !== KIND_SS) m.delete(k);
-  }
-
-  /** Drop paging-structure entries of `did` (-1 all) / `pasid` (-1 all) that cover the range (IH=1 keeps them). */
-  #invPsc(
-    psc: Map<number, Map<number, PscEntry>>,
-    did: number,
-    pasid: number,
-    page: boolean,
-    addr: number,
-    am: number,
-    ih: number,
-  ): void {
-    if (page && ih) return;
-    const size = 4096 * 2 ** am;
-    const start = addr - (addr % size);
-    for (const [tag, m] of psc) {
-      if (did >= 0 && Math.floor(tag / TWO20) !== did) continue;
-      if (pasid >= 0 && tag % TWO20 !== pasid) continue;
-      if (!page) {
-        m.clear();
-        continue;
-      }
-      for (const k of m.keys()) {
-        const rs = k * 2097152;
-        if (rs < start + size && start < rs + 2097152) m.delete(k);
-      }
-    }
-  }
-
-  #invPasidCache(gran: number, did: number, pasid: number): void {
-    for (const [k, e] of this.#pasidCache) {
-      if (
-        gran === 3 || (gran === 0 && e.did === did) ||
-        (gran === 1 && e.did === did && e.pasid === pasid)
-      ) {
-        this.#pasidCache.delete(k);
-      }
-    }
-  }
-
-  /** Device-TLB invalidation; pasid -1 = without PASID, -2 = all PASIDs. */
-  #invDevtlb(sid: number, pasid: number, w2: number, w3: number): void {
-    const d = this.#devtlb.get(sid);
-    if (d === undefined) return;
-    const s = w2 & 1;
-    const addr = (w3 & 0xfffff) * TWO32 + ((w2 & 0xfffff000) >>> 0);
-    let size = 4096;
-    if (s) {
-      // The lowest clear bit at or above bit 12 gives the size: 2^(k+1) bytes.
-      let k = 12;
-      while (k < 63 && Math.floor(addr / 2 ** k) % 2 === 1) k++;
-      size = 2 ** (k + 1);
-    }
-    const start = addr - (addr % size);
-    for (const [pk, m] of d) {
-      if (pasid === -1 && pk !== TWO20) continue;
-      if (pasid >= 0 && pk !== pasid) continue;
-      for (const [k, e] of m) {
-        if (e.iova < start + size && start < e.iova + e.size) m.delete(k);
-      }
     }
   }
 
@@ -1646,49 +1487,28 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   // Introspection for tests and reports (not used by the driver).
 
   /** Number of entries in each cache. */
-  cacheSizes(): {
-    context: number;
-    pasid: number;
-    iotlb: number;
-    devtlb: number;
-    pscFs: number;
-    pscSs: number;
-  } {
-    let pscFs = 0, pscSs = 0;
-    for (const m of this.#pscFs.values()) pscFs += m.size;
-    for (const m of this.#pscSs.values()) pscSs += m.size;
-    let iotlb = 0;
-    for (const m of this.#iotlb.values()) iotlb += m.size;
-    let devtlb = 0;
-    for (const d of this.#devtlb.values()) for (const m of d.values()) devtlb += m.size;
-    return {
-      context: this.#ctxCache.size,
-      pasid: this.#pasidCache.size,
-      iotlb,
-      devtlb,
-      pscFs,
-      pscSs,
-    };
+  cacheSizes(): CacheSizes {
+    return this.#c.sizes();
   }
 
   /** True when the IOTLB holds a translation of `addr` for (did, pasid). */
   iotlbHas(did: number, pasid: number, addr: number): boolean {
-    return this.#tlbLookup(this.#iotlb.get(did * TWO20 + pasid), addr) !== null;
+    return this.#tlbLookup(this.#c.iotlb.get(did * TWO20 + pasid), addr) !== null;
   }
 
   /** True when `rid`'s device TLB holds `addr` (pasid -1 = without PASID). */
   devtlbHas(rid: number, pasid: number, addr: number): boolean {
-    const d = this.#devtlb.get(rid);
+    const d = this.#c.devtlb.get(rid);
     return d !== undefined && this.#tlbLookup(d.get(pasid < 0 ? TWO20 : pasid), addr) !== null;
   }
 
   /** True when the context cache holds `rid`. */
   contextCached(rid: number): boolean {
-    return this.#ctxCache.has(rid);
+    return this.#c.ctx.has(rid);
   }
 
   /** True when the PASID cache holds (rid, pasid). */
   pasidCached(rid: number, pasid: number): boolean {
-    return this.#pasidCache.has(rid * TWO20 + pasid);
+    return this.#c.pasid.has(rid * TWO20 + pasid);
   }
 }

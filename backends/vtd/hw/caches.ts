@@ -1,0 +1,226 @@
+/**
+ * @module
+ * The VT-d hardware caches the driver must keep coherent: context cache,
+ * PASID cache, IOTLB (per DID/PASID tag), first- and second-stage
+ * paging-structure caches and the device TLBs, with the scope of every
+ * invalidation the specification defines. Lookups and fills are done by
+ * the model's translation path; this module owns what each invalidation
+ * removes.
+ */
+
+import type { VtdOptions } from "./options.ts";
+import { dropRange, KIND_FS, KIND_NESTED, KIND_SS, type PscEntry, type TlbEntry } from "./tlb.ts";
+
+const TWO32 = 4294967296;
+const TWO20 = 1048576;
+
+/** A decoded context entry held in the context cache. */
+export interface CtxEntry {
+  rid: number;
+  sm: boolean;
+  fpd: boolean;
+  // legacy
+  tt: number;
+  slptr: number;
+  aw: number;
+  did: number;
+  // scalable
+  dte: boolean;
+  paside: boolean;
+  pre: boolean;
+  pdts: number;
+  pasidDir: number;
+  ridPasid: number;
+  /** Raw words as fetched (for checking mode). */
+  raw: Uint32Array;
+  /** Address the entry was fetched from. */
+  addr: number;
+}
+
+/** A decoded PASID entry held in the PASID cache. */
+export interface PasidCacheEntry {
+  rid: number;
+  pasid: number;
+  fpd: boolean;
+  pgtt: number;
+  aw: number;
+  ssade: boolean;
+  slptr: number;
+  did: number;
+  sre: boolean;
+  ere: boolean;
+  flpm: number;
+  wpe: boolean;
+  flptr: number;
+  raw: Uint32Array;
+  addr: number;
+}
+
+/** Entry counts of every cache. */
+export interface CacheSizes {
+  /** Context-cache entries. */
+  context: number;
+  /** PASID-cache entries. */
+  pasid: number;
+  /** IOTLB entries. */
+  iotlb: number;
+  /** Device-TLB entries (all devices). */
+  devtlb: number;
+  /** First-stage paging-structure-cache entries. */
+  pscFs: number;
+  /** Second-stage paging-structure-cache entries. */
+  pscSs: number;
+}
+
+/** The caches of one VT-d unit. */
+export class VtdCaches {
+  /** Context cache: RID -> decoded entry. */
+  readonly ctx: Map<number, CtxEntry> = new Map();
+  /** PASID cache: RID * 2^20 + PASID -> decoded entry. */
+  readonly pasid: Map<number, PasidCacheEntry> = new Map();
+  /** IOTLB: DID * 2^20 + PASID -> (page key -> entry). */
+  readonly iotlb: Map<number, Map<number, TlbEntry>> = new Map();
+  /** Device TLBs: RID -> (PASID, or 2^20 for none) -> (page key -> entry). */
+  readonly devtlb: Map<number, Map<number, Map<number, TlbEntry>>> = new Map();
+  /** Second-stage paging-structure cache, per (DID, PASID) tag: 2 MiB region -> leaf table. */
+  readonly pscSs: Map<number, Map<number, PscEntry>> = new Map();
+  /** First-stage paging-structure cache, per (DID, PASID) tag. */
+  readonly pscFs: Map<number, Map<number, PscEntry>> = new Map();
+  /** Some nested translation may be in the IOTLB (cleared by a global invalidation). */
+  maybeNested = false;
+  /** Options (capacities). */
+  readonly opts: VtdOptions;
+
+  /** Empty caches. */
+  constructor(opts: VtdOptions) {
+    this.opts = opts;
+  }
+
+  /** Context-cache invalidation: 1 global, 2 domain (global in scalable mode), 3 device with function mask. */
+  invContext(sm: boolean, gran: number, did: number, sid: number, fm: number): void {
+    if (gran === 1 || (gran === 2 && sm)) {
+      this.ctx.clear();
+      return;
+    }
+    if (gran === 2) {
+      for (const [k, e] of this.ctx) if (e.did === did) this.ctx.delete(k);
+      return;
+    }
+    if (gran === 3) {
+      const mask = fm === 0 ? 0xffff : fm === 1 ? 0xfffe : fm === 2 ? 0xfffc : 0xfff8;
+      for (const k of [...this.ctx.keys()]) {
+        if ((k & mask) === (sid & mask)) this.ctx.delete(k);
+      }
+    }
+  }
+
+  /**
+   * IOTLB invalidation (0x2): 1 global (everything), 2 domain, 3 page range
+   * (AM, IH) — in scalable mode of second-stage and nested entries only —
+   * with the paging-structure caches it implies.
+   */
+  invIotlb(sm: boolean, gran: number, did: number, addr: number, am: number, ih = 0): void {
+    this.invPsc(this.pscSs, gran === 1 ? -1 : did, -1, gran === 3, addr, am, ih);
+    if (!sm || gran !== 3 || ih === 0) {
+      // Nested entries are cached first-stage structures over this second stage.
+      this.invPsc(this.pscFs, gran === 1 ? -1 : did, -1, false, 0, 0, 0);
+    }
+    if (gran === 1) {
+      // Global: every entry, first-stage ones included.
+      for (const m of this.iotlb.values()) m.clear();
+      this.maybeNested = false;
+      this.invPsc(this.pscFs, -1, -1, false, 0, 0, 0);
+    }
+    for (const [tag, m] of this.iotlb) {
+      if (gran === 1 || Math.floor(tag / TWO20) !== did) continue;
+      const skip = sm ? KIND_FS : -1;
+      if (gran === 3) {
+        dropRange(m, addr, am, skip);
+        // Nested entries are tagged by first-stage input address: a change
+        // to the second stage may affect any of them, so drop them all.
+        if (this.maybeNested) { for (const [k, e] of m) if (e.kind === KIND_NESTED) m.delete(k); }
+      } else for (const [k, e] of m) if (e.kind !== skip) m.delete(k);
+    }
+  }
+
+  /** PASID-based IOTLB invalidation (0x6): 2 all in PASID, 3 page range; first-stage and nested entries. */
+  invPiotlb(gran: number, did: number, pasid: number, addr: number, am: number, ih = 0): void {
+    this.invPsc(this.pscFs, did, pasid, gran === 3, addr, am, ih);
+    const m = this.iotlb.get(did * TWO20 + pasid);
+    if (m === undefined) return;
+    if (gran === 3) dropRange(m, addr, am, KIND_SS);
+    else for (const [k, e] of m) if (e.kind !== KIND_SS) m.delete(k);
+  }
+
+  /** Drop paging-structure entries of `did` (-1 all) / `pasid` (-1 all) that cover the range (IH=1 keeps them). */
+  invPsc(
+    psc: Map<number, Map<number, PscEntry>>,
+    did: number,
+    pasid: number,
+    page: boolean,
+    addr: number,
+    am: number,
+    ih: number,
+  ): void {
+    if (page && ih) return;
+    const size = 4096 * 2 ** am;
+    const start = addr - (addr % size);
+    for (const [tag, m] of psc) {
+      if (did >= 0 && Math.floor(tag / TWO20) !== did) continue;
+      if (pasid >= 0 && tag % TWO20 !== pasid) continue;
+      if (!page) {
+        m.clear();
+        continue;
+      }
+      for (const k of m.keys()) {
+        const rs = k * 2097152;
+        if (rs < start + size && start < rs + 2097152) m.delete(k);
+      }
+    }
+  }
+
+  /** PASID-cache invalidation: 0 domain, 1 PASID within domain, 3 global. */
+  invPasidCache(gran: number, did: number, pasid: number): void {
+    for (const [k, e] of this.pasid) {
+      if (
+        gran === 3 || (gran === 0 && e.did === did) ||
+        (gran === 1 && e.did === did && e.pasid === pasid)
+      ) {
+        this.pasid.delete(k);
+      }
+    }
+  }
+
+  /** Device-TLB invalidation; pasid -1 = without PASID, -2 = all PASIDs. */
+  invDevtlb(sid: number, pasid: number, w2: number, w3: number): void {
+    const d = this.devtlb.get(sid);
+    if (d === undefined) return;
+    const s = w2 & 1;
+    const addr = (w3 & 0xfffff) * TWO32 + ((w2 & 0xfffff000) >>> 0);
+    let size = 4096;
+    if (s) {
+      // The lowest clear bit at or above bit 12 gives the size: 2^(k+1) bytes.
+      let k = 12;
+      while (k < 63 && Math.floor(addr / 2 ** k) % 2 === 1) k++;
+      size = 2 ** (k + 1);
+    }
+    const start = addr - (addr % size);
+    for (const [pk, m] of d) {
+      if (pasid === -1 && pk !== TWO20) continue;
+      if (pasid >= 0 && pk !== pasid) continue;
+      for (const [k, e] of m) {
+        if (e.iova < start + size && start < e.iova + e.size) m.delete(k);
+      }
+    }
+  }
+
+  /** Entry counts. */
+  sizes(): CacheSizes {
+    let pscFs = 0, pscSs = 0, iotlb = 0, devtlb = 0;
+    for (const m of this.pscFs.values()) pscFs += m.size;
+    for (const m of this.pscSs.values()) pscSs += m.size;
+    for (const m of this.iotlb.values()) iotlb += m.size;
+    for (const d of this.devtlb.values()) for (const m of d.values()) devtlb += m.size;
+    return { context: this.ctx.size, pasid: this.pasid.size, iotlb, devtlb, pscFs, pscSs };
+  }
+}
