@@ -178,6 +178,8 @@ export abstract class RadixPgtable implements IoPgtable {
   /** The page size #level last resolved, and its level. */
   #lastPgsize = -1;
   #lastLevel = -1;
+  /** The prot protLo/protHi were last computed for. */
+  #protFor = -1;
   /**
    * Software walk cache: the last walk that reached level `#wcLevel` through
    * table entries, for the iova block `#wcKey` (iova / size of a level
@@ -236,7 +238,11 @@ export abstract class RadixPgtable implements IoPgtable {
   protected abstract encodeTable(table: number, level: number): void;
   /** Encode a leaf for `paddr` at `level` with protLo/protHi into outLo/outHi. */
   protected abstract encodeLeaf(paddr: number, level: number): void;
-  /** Compute protLo/protHi from IOMMU_* prot bits (already validated). */
+  /**
+   * Compute protLo/protHi from IOMMU_* prot bits (already validated). Must
+   * depend only on `prot` and the configuration: the engine reuses the
+   * result while the prot stays the same.
+   */
   protected abstract protToPte(prot: number): void;
   /** True if a leaf's dirty state is set. */
   protected abstract isDirty(lo: number, hi: number): boolean;
@@ -428,7 +434,10 @@ export abstract class RadixPgtable implements IoPgtable {
       );
     }
     if (pgcount === 0) return 0;
-    this.protToPte(prot);
+    if (prot !== this.#protFor) {
+      this.protToPte(prot);
+      this.#protFor = prot;
+    }
     let done = 0;
     while (done < pgcount) {
       done += this.#mapChunk(
