@@ -1280,7 +1280,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     out.ok = true;
     out.pa = pa;
     out.perm = perm;
-    out.span = sizeShift >= 53 ? 2 ** 52 : 2 ** sizeShift;
+    out.span = POW2[sizeShift > 52 ? 52 : sizeShift];
   }
 
   // -------------------------------------------------------------------------
@@ -1421,6 +1421,9 @@ interface TranslateScratch {
   ste: SteConfig;
   cd: CdConfig;
 }
+
+/** 2^n for n in 0..52 (spans without Math.pow on the hot path). */
+const POW2: Float64Array = Float64Array.from({ length: 53 }, (_, i) => 2 ** i);
 
 const CMD_COUNTER: Record<number, string> = Object.fromEntries(
   Object.entries(OP).map(([k, v]) => [v, `cmd_${k}`]),
