@@ -86,7 +86,7 @@ Deno.test("a single-CD STE (S1CDMax 0) refuses a request with an SSID", () => {
 Deno.test("nested: stage-1 tables and CD live in IPA space and are read through stage 2", () => {
   const r = new Rig();
   const st = r.linearStrtab(4);
-  r.enable(LOG);
+  const q = r.enable(LOG);
   // Guest-physical layout: IPA = PA + 0x4000_0000 for everything (stage 2 maps IPA x + OFF -> x).
   const OFF = -0x4000_0000;
   const s2root = r.newTable();
@@ -132,8 +132,14 @@ Deno.test("nested: stage-1 tables and CD live in IPA space and are read through 
     LOG,
     COMMANDS.CMD_TLBI_S12_VMALL.encode({ OP: 0x28, VMID: 9 }),
   );
+  r.events(q.evtq, LOG);
   const o2 = r.tr(1, va + 0x2000);
   assert.equal(o2.fault, "F_TRANSLATION");
+  // Recorded as a stage-2 fault on a translation-table fetch, with the table's IPA.
+  const d = EVENT.decode(r.events(q.evtq, LOG)[0]);
+  assert.equal(d.S2, 1n);
+  assert.equal(d.CLASS, 1n);
+  assert.equal(d.IPA << 12n, BigInt(table - OFF));
 });
 
 Deno.test("stall: a stalled fault waits for CMD_RESUME; RETRY re-walks, ABORT terminates", () => {

@@ -279,3 +279,29 @@ Deno.test("CMD_PREFETCH_CONFIG loads the STE and CD into the configuration cache
   r.tr(SID, 0x1000);
   assert.equal(r.hw.counters.steMisses, misses);
 });
+
+Deno.test("stage-2 HTTU: STE.S2HA sets AF, STE.S2HD sets S2AP[1] on a DBM page", () => {
+  const r = new Rig({ httu: "dirty" });
+  const st = r.linearStrtab(4);
+  r.enable(LOG);
+  const root = r.newTable();
+  r.writeSte(st + 64, {
+    CONFIG: 6,
+    S2VMID: 1,
+    S2T0SZ: 16,
+    S2SL0: 2,
+    S2AA64: 1,
+    S2PS: 5,
+    S2TTB: root / 16,
+    S2HA: 1,
+    S2HD: 1,
+    S2R: 1,
+  });
+  r.mapPage(root, 0x1000, 0x9000, 0x40, 1 << 19); // S2AP read-only, AF=0, DBM
+  assert.equal(r.tr(1, 0x1000).pa, 0x9000);
+  const leaf = leafAddr(r, root, 0x1000);
+  assert.equal(r.m.mem.read32(leaf) & 0x400, 0x400);
+  assert.equal(r.m.mem.read32(leaf) & 0x80, 0);
+  assert.equal(r.tr(1, 0x1000, { write: true }).pa, 0x9000);
+  assert.equal(r.m.mem.read32(leaf) & 0x80, 0x80);
+});
