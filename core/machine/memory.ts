@@ -51,8 +51,9 @@ export class PhysMem {
   /** One past the highest valid address. */
   readonly limit: number;
   readonly #pages = new Map<number, Uint32Array>();
-  #lastPfn = -1;
-  #last: Uint32Array | null = null;
+  /** Direct-mapped cache of 8 recently used pages by pfn & 7 (a 4-level walk touches 4 pages). */
+  readonly #cachePfn = new Float64Array(8).fill(-1);
+  readonly #cachePage: (Uint32Array | null)[] = [null, null, null, null, null, null, null, null];
   /** Access counters; reset freely. */
   readonly stats: MemStats = { reads: 0, writes: 0, pagesBacked: 0 };
 
@@ -90,11 +91,12 @@ export class PhysMem {
 
   /** The page's words, or null if never written (no allocation). */
   #peek(pfn: number): Uint32Array | null {
-    if (pfn === this.#lastPfn) return this.#last;
+    const k = pfn & 7;
+    if (pfn === this.#cachePfn[k]) return this.#cachePage[k];
     const p = this.#pages.get(pfn) ?? null;
     if (p) {
-      this.#lastPfn = pfn;
-      this.#last = p;
+      this.#cachePfn[k] = pfn;
+      this.#cachePage[k] = p;
     }
     return p;
   }
@@ -105,8 +107,8 @@ export class PhysMem {
       p = new Uint32Array(PAGE_SIZE >>> 2);
       this.#pages.set(pfn, p);
       this.stats.pagesBacked++;
-      this.#lastPfn = pfn;
-      this.#last = p;
+      this.#cachePfn[pfn & 7] = pfn;
+      this.#cachePage[pfn & 7] = p;
     }
     return p;
   }
@@ -129,7 +131,7 @@ export class PhysMem {
   /** Read an aligned or unaligned 32-bit little-endian value. */
   read32(addr: number): number {
     this.stats.reads++;
-    if (addr % 4 === 0 && addr >= 0 && addr + 4 <= this.limit) {
+    if (addr >= 0 && addr + 4 <= this.limit && (addr & 3) === 0 && Math.floor(addr) === addr) {
       const p = this.#peek(Math.floor(addr / PAGE_SIZE));
       return p === null ? 0 : p[(addr & (PAGE_SIZE - 1)) >>> 2];
     }
@@ -141,7 +143,7 @@ export class PhysMem {
   /** Write a 32-bit little-endian value. */
   write32(addr: number, value: number): void {
     this.stats.writes++;
-    if (addr % 4 === 0 && addr >= 0 && addr + 4 <= this.limit) {
+    if (addr >= 0 && addr + 4 <= this.limit && (addr & 3) === 0 && Math.floor(addr) === addr) {
       this.#back(Math.floor(addr / PAGE_SIZE))[(addr & (PAGE_SIZE - 1)) >>> 2] = value >>> 0;
       return;
     }
