@@ -54,7 +54,7 @@ export {
   SmmuV3Driver,
   type StageKind,
 } from "./driver/driver.ts";
-export { ffs, NestedDomain, SmmuDomain, StaticDomain } from "./driver/domain.ts";
+export { ffs, NestedDomain, SmmuDomain, StaticDomain, SvaDomain } from "./driver/domain.ts";
 export {
   cdUsed,
   type EntryWriter,

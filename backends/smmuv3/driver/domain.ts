@@ -17,6 +17,7 @@ import {
   type IoPgtable,
   IoPgtableQuirk,
   type IotlbGather,
+  type MmHandle,
   type PciDevice,
 } from "@iommu-lab/core";
 import { makeS1Cd } from "./entry.ts";
@@ -291,4 +292,102 @@ export class NestedDomain implements IommuDomain {
 
   /** Nothing of its own to free. */
   free(): void {}
+}
+
+/** The CPU MAIR the SVA CD carries (the model does not use memory attributes; the kernel's io-pgtable MAIR). */
+const SVA_MAIR = 0xf404ff44n;
+
+/**
+ * An SVA domain (`arm_smmu_sva_domain_alloc`): a stage-1 CD over a CPU mm's
+ * AArch64 page table (4K granule, 48-bit VA, `mm.pgdPhys` as TTB0) with an
+ * ASID of its own; attached per PASID only. The mm owns the mappings, so
+ * map/unmap are refused; the mm's notifier calls
+ * {@link SvaDomain.invalidateSecondaryTlbs}.
+ */
+export class SvaDomain extends SmmuDomain {
+  /** The shared mm. */
+  mm: MmHandle;
+
+  /** A domain sharing `mm`. */
+  constructor(owner: SmmuV3Driver, mm: MmHandle) {
+    super(owner, "S1");
+    this.type = DomainType.SVA;
+    this.mm = mm;
+    this.pgsizeBitmap = 0;
+    this.geometry = { apertureStart: 0, apertureEnd: 2 ** 48 - 1, forceAperture: true };
+  }
+
+  /** Allocate the ASID (once); there is no page table of our own. */
+  override finalise(): void {
+    if (this.id === 0) this.id = this.owner.allocId("S1");
+  }
+
+  /** `arm_smmu_make_sva_cd`: TTB0 = the mm's table, T0SZ for 48 bits, 4K granule, the domain's ASID. */
+  override makeCd(master: Master, t: Uint32Array): Uint32Array {
+    return makeS1Cd(
+      t,
+      this.id,
+      { ips: 5, tg: 0, sh: 3, orgn: 1, irgn: 1, tsz: 16 },
+      this.mm!.pgdPhys,
+      SVA_MAIR,
+      { ha: false, hd: false, stall: master.stallEnabled },
+    );
+  }
+
+  /** Refused: an SVA domain is attached per PASID only. */
+  override attachDev(_dev: PciDevice, _old: IommuDomain | null = null): void {
+    throw new IommuError(
+      "EINVAL",
+      "arm_smmu_attach_dev",
+      "an SVA domain can only be attached to a PASID",
+    );
+  }
+
+  /** Refused: the mm owns the mappings. */
+  override mapPages(): number {
+    throw new IommuError("EOPNOTSUPP", "iommu_map", "an SVA domain's mappings belong to its mm");
+  }
+
+  /** Nothing of ours to unmap. */
+  override unmapPages(): number {
+    return 0;
+  }
+
+  /**
+   * `arm_smmu_mm_arch_invalidate_secondary_tlbs(mm, start, end)`: `end` is
+   * exclusive; a non-leaf range invalidation of the ASID (the whole ASID past
+   * CMDQ_MAX_TLBI_OPS pages without range invalidation), then the ATCs.
+   */
+  invalidateSecondaryTlbs(start: number, end: number): void {
+    if (this.id === 0) return;
+    if (end - start >= 2 ** 48) this.owner.flushAll(this);
+    else this.owner.invRange(this, start, end - start, 4096, false);
+  }
+
+  /** `iotlb_sync`: as a secondary-TLB invalidation of the gathered range. */
+  override iotlbSync(gather: IotlbGather): void {
+    if (!gather.empty) this.invalidateSecondaryTlbs(gather.start, gather.end + 1);
+  }
+
+  /** `flush_iotlb_all`: the whole ASID. */
+  override flushIotlbAll(): void {
+    if (this.id !== 0) this.owner.flushAll(this);
+  }
+
+  /** Not mapped by us: the mm's tables are walked by the SMMU. */
+  override iovaToPhys(): number {
+    return 0;
+  }
+
+  /** `free`: release the ASID after invalidating it. */
+  override free(): void {
+    if (this.masters.size > 0) {
+      throw new IommuError("EBUSY", "arm_smmu_domain_free", "domain is still attached");
+    }
+    if (this.id !== 0) {
+      this.owner.flushAll(this);
+      this.owner.freeId("S1", this.id);
+      this.id = 0;
+    }
+  }
 }

@@ -29,6 +29,7 @@ import {
   IommuPageResponseCode,
   type IopfFault,
   type Machine,
+  type MmHandle,
   type PciDevice,
   type ResvRegion,
 } from "@iommu-lab/core";
@@ -46,7 +47,7 @@ import {
   tlbiVa,
 } from "./cmds.ts";
 import { type CmdqStats, DriverCmdq } from "./cmdq.ts";
-import { ffs, NestedDomain, SmmuDomain, StaticDomain } from "./domain.ts";
+import { ffs, NestedDomain, SmmuDomain, StaticDomain, SvaDomain } from "./domain.ts";
 import {
   cdUsed,
   type EntryWriter,
@@ -556,6 +557,29 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     if (!master.cdTable) return;
     for (const [a] of master.cdTable.allocs) this.m.pages.free(a);
     master.cdTable = null;
+  }
+
+  /**
+   * `domain_alloc_sva`: a domain sharing `mm` (an AArch64 4-level table) for
+   * PASID attach; needs stage 1 and a PASID-capable master.
+   */
+  domainAllocSva(dev: PciDevice, mm: MmHandle): IommuDomain {
+    const master = this.#master(dev, "arm_smmu_sva_domain_alloc");
+    if (!this.info.s1 || master.ssidBits === 0) {
+      throw new IommuError(
+        "EOPNOTSUPP",
+        "arm_smmu_sva_domain_alloc",
+        `${dev.bdf}: SVA needs stage 1 and a device with PASIDs`,
+      );
+    }
+    if (mm.levels !== 4) {
+      throw new IommuError(
+        "EINVAL",
+        "arm_smmu_sva_domain_alloc",
+        `mm has ${mm.levels} levels; 4 (48-bit VA) allowed`,
+      );
+    }
+    return new SvaDomain(this, mm);
   }
 
   /** `hw_info`: `struct iommu_hw_info_arm_smmuv3` {flags, __reserved, idr[6], iidr, aidr}. */
