@@ -830,13 +830,14 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
             this.info.attrTypesOvr,
           ),
         );
-        if (master.cdTable && master.cdTable.used.size === 0) this.#freeCdTable(master);
+        // The STE no longer points at the CD table: it can go.
+        if (master.cdTable) this.#freeCdTable(master);
       }
       domain.masters.add(master);
     } else {
       if (master.pasids.size > 0) {
         // Keep the CD table for the PASIDs; the RID itself is bypassed or terminated.
-        if (master.cdTable!.used.has(0)) this.#writeCd(master, 0, new Uint32Array(16));
+        // The STE first (it stops using CD 0), then CD 0 is cleared (as the kernel orders it).
         this.#writeSte(
           master,
           this.#cdtableSte(
@@ -844,6 +845,7 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
             domain.type === DomainType.IDENTITY ? S1DSS.BYPASS : S1DSS.TERMINATE,
           ),
         );
+        if (master.cdTable!.used.has(0)) this.#writeCd(master, 0, new Uint32Array(16));
       } else {
         this.#writeSte(
           master,
@@ -889,6 +891,9 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       master.pasids.delete(pasid);
       if (![...master.pasids.values()].includes(old)) old.masters.delete(master);
       if (master.ats) this.#atcInvMaster(master, pasid, 0, true);
+      // The last PASID gone: an identity/blocked RID goes back to a plain bypass/abort STE.
+      const rid = master.domain;
+      if (master.pasids.size === 0 && rid instanceof StaticDomain) this.attachRid(dev, rid);
       return;
     }
     if (domain.stage !== "S1") {

@@ -97,6 +97,9 @@ Deno.test("driver walks every STE/CD transition; at each CFGI the SMMU sees old,
     ["pasid 5 removed", () => d.blockedDomain.setDevPasid!(dev, 5, s1a)],
     ["s2", () => s2.attachDev(dev, null)],
     ["abort", () => d.blockedDomain.attachDev(dev, null)],
+    ["identity", () => d.identityDomain.attachDev(dev, null)],
+    ["pasid 7 on identity", () => pasidDom.setDevPasid!(dev, 7, null)],
+    ["pasid 7 removed", () => d.blockedDomain.setDevPasid!(dev, 7, pasidDom)],
   ];
   let prevSte = view(steWords(m, smmu, dev.rid), steUsed);
   const prevCd = new Map<number, string>();
@@ -130,6 +133,8 @@ Deno.test("driver walks every STE/CD transition; at each CFGI the SMMU sees old,
     void prevCd;
   }
   assert.ok(d.stats.steSyncRounds - roundsBefore >= steps.length);
+  // The last PASID gone, the identity RID is back on a plain bypass STE.
+  assert.equal((steWords(m, smmu, dev.rid)[0] >>> 1) & 7, 4);
   // Every attach leaves the device translating as its domain says.
   assert.deepEqual(smmu.missed, []);
 });
