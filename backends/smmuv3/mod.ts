@@ -34,6 +34,7 @@ import {
   CORE_API_VERSION,
   type FieldTable,
   type Machine,
+  type PciDevice,
 } from "@iommu-lab/core";
 import { resolveFeatures, SMMU_OPTIONS } from "./hw/features.ts";
 import { SmmuV3 } from "./hw/smmu.ts";
@@ -85,11 +86,17 @@ export const SMMUV3_STRUCTURES: Record<string, FieldTable> = {
   ...Object.fromEntries(Object.entries(REGISTER_FIELDS).map(([k, v]) => [`REG_${k}`, v])),
 };
 
-/** Build the hardware model, map it on the bus and put it in front of every PCI device. */
+/** True when `dev` is on the segment and buses of `hw` (its IORT ID mapping). */
+export function behind(hw: SmmuV3, dev: PciDevice): boolean {
+  const f = hw.features;
+  return dev.segment === f.segment && dev.bus >= f.busFirst && dev.bus <= f.busLast;
+}
+
+/** Build the hardware model, map it on the bus and put it in front of the PCI devices on its buses. */
 export function createSmmuHardware(machine: Machine, options: BackendOptions = {}): SmmuV3 {
   const hw = new SmmuV3(machine, resolveFeatures(options));
   machine.bus.map(hw.mmioBase, hw);
-  for (const dev of machine.pci.devices) machine.pci.setTranslator(dev, hw);
+  for (const dev of machine.pci.devices) if (behind(hw, dev)) machine.pci.setTranslator(dev, hw);
   return hw;
 }
 
@@ -104,7 +111,7 @@ const plugin: BackendPlugin = {
   },
   create(machine: Machine, options: BackendOptions): BackendInstance {
     const hw = createSmmuHardware(machine, options);
-    const driver = new SmmuV3Driver(machine, hw.mmioBase, hw.name);
+    const driver = new SmmuV3Driver(machine, hw.mmioBase, hw.name, (dev) => behind(hw, dev));
     return { hw, driver };
   },
 };

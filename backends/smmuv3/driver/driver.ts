@@ -219,8 +219,23 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     { stall: boolean; sid: number; ssid: number; ssv: boolean }
   >();
 
-  /** Probe the SMMU at `regs` (its interrupt lines are named `<hwName>:<line>`). */
-  constructor(machine: Machine, regs: number, hwName: string) {
+  /**
+   * Which devices sit behind this SMMU (the firmware's IORT ID mapping);
+   * probe refuses the others with ENODEV.
+   */
+  readonly owns: (dev: PciDevice) => boolean;
+
+  /**
+   * Probe the SMMU at `regs` (its interrupt lines are named
+   * `<hwName>:<line>`); `owns` says which devices are behind it (all by default).
+   */
+  constructor(
+    machine: Machine,
+    regs: number,
+    hwName: string,
+    owns: (dev: PciDevice) => boolean = () => true,
+  ) {
+    this.owns = owns;
     this.m = machine;
     this.#regs = regs;
     this.#hwName = hwName;
@@ -511,6 +526,9 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   /** `probe_device`. */
   probeDevice(dev: PciDevice): void {
     const sid = dev.rid;
+    if (!this.owns(dev)) {
+      throw new IommuError("ENODEV", "arm_smmu_probe_device", `${dev.bdf} is not behind this SMMU`);
+    }
     if (sid >= 2 ** Math.min(this.info.sidBits, this.#strtabLog2)) {
       throw new IommuError(
         "ENODEV",

@@ -61,11 +61,24 @@ export interface SmmuFeatures {
   base: number;
   /** Instance name. */
   name: string;
+  /** PCI segment of the devices behind this SMMU. */
+  segment: number;
+  /** First PCI bus behind this SMMU. */
+  busFirst: number;
+  /** Last PCI bus behind this SMMU. */
+  busLast: number;
 }
 
 /** The backend's options (for the CLI and `deno task cli backends`). */
 export const SMMU_OPTIONS: readonly BackendOptionSpec[] = [
   { name: "name", type: "string", default: "smmu0", description: "instance name" },
+  {
+    name: "buses",
+    type: "string",
+    default: "0-255",
+    description: "PCI buses behind this SMMU, FIRST-LAST (the IORT ID mapping)",
+  },
+  { name: "segment", type: "number", default: 0, min: 0, max: 0xffff, description: "PCI segment" },
   {
     name: "base",
     type: "number",
@@ -165,7 +178,18 @@ export function resolveFeatures(opts: BackendOptions = {}): SmmuFeatures {
     }
     v[k] = val;
   }
+  const bm = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(String(v.buses));
+  if (!bm || Number(bm[1]) > Number(bm[2]) || Number(bm[2]) > 255) {
+    throw new IommuError(
+      "EINVAL",
+      "smmuv3_options",
+      `option buses=${v.buses} is not FIRST-LAST with 0 <= FIRST <= LAST <= 255`,
+    );
+  }
   return {
+    segment: v.segment as number,
+    busFirst: Number(bm[1]),
+    busLast: Number(bm[2]),
     s1: v.stages !== "s2",
     s2: v.stages !== "s1",
     st2lvl: v.st_2lvl as boolean,

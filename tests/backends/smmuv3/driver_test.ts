@@ -281,3 +281,17 @@ Deno.test("an unmap that frees tables costs one TLBI + CMD_SYNC round, issued at
   assert.equal(hw.counters.cmd_TLBI_NH_VA - tlbi, 1);
   assert.equal(tr(hw, dev, 0x7_0000_0000).ok, false);
 });
+
+Deno.test("two SMMUs split the PCI buses: each translates and probes only its own devices", () => {
+  const m = new Machine();
+  const a = m.pci.add({ name: "a", bus: 1, device: 0, fn: 0 });
+  const b = m.pci.add({ name: "b", bus: 0x80, device: 0, fn: 0 });
+  const s0 = plugin.create(m, { name: "smmu0", buses: "0-127" });
+  const s1 = plugin.create(m, { name: "smmu1", buses: "128-255", base: 0x0a00_0000 });
+  assert.equal(m.pci.translatorOf(a), s0.hw);
+  assert.equal(m.pci.translatorOf(b), s1.hw);
+  s0.driver.probeDevice(a);
+  assert.throws(() => s0.driver.probeDevice(b), /ENODEV/);
+  s1.driver.probeDevice(b);
+  assert.throws(() => plugin.create(new Machine(), { buses: "9-3" }), /buses=9-3/);
+});
