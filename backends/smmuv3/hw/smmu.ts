@@ -966,7 +966,12 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     this.#translateUntranslated(req, out, ste, true);
   }
 
-  /** The untranslated path: CD, TLB, walks, events. `record` false for ATS translation requests. */
+  /**
+   * The untranslated path: CD, TLB, walks, events. `record` is false for the
+   * translation requests of PRI-capable ATS devices: their translation faults
+   * go back in the completion (and become page requests), configuration
+   * errors are still recorded.
+   */
   #translateUntranslated(
     req: DmaRequest,
     out: TranslateResult,
@@ -984,11 +989,11 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         if (
           ste.cdMax === 0 || ssid >= 2 ** ste.cdMax || (ssid === 0 && ste.s1dss === S1DSS.SSID0)
         ) {
-          return this.#event(req, out, EVT.C_BAD_SUBSTREAMID, 0, 0, false, !record);
+          return this.#event(req, out, EVT.C_BAD_SUBSTREAMID, 0, 0, false, false);
         }
       } else if (ste.cdMax !== 0) {
         if (ste.s1dss === S1DSS.TERMINATE) {
-          return this.#event(req, out, EVT.F_STREAM_DISABLED, 0, 0, false, !record);
+          return this.#event(req, out, EVT.F_STREAM_DISABLED, 0, 0, false, false);
         }
         if (ste.s1dss === S1DSS.BYPASS) s1 = false;
       }
@@ -1009,7 +1014,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
           this.#w.ipa = this.#w2.ipa;
           return this.#event(req, out, -e, EVT_CLASS.CD, this.#w2.ipa, true, !record);
         }
-        if (e !== 0) return this.#event(req, out, e, 0, 0, false, !record);
+        if (e !== 0) return this.#event(req, out, e, 0, 0, false, false);
         cd = cloneCd(sc.cd);
         this.#cdCache.set(cdKey, cd);
       }
