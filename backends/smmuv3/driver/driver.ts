@@ -963,6 +963,11 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     }
     const end = iova + size;
     let a = iova;
+    if (this.info.rangeInv && size / 2 ** tgShift >= 2 ** 31) {
+      // SCALE is 5 bits: a range this large cannot be encoded; invalidate the context.
+      this.flushAll(domain);
+      return;
+    }
     if (this.info.rangeInv) {
       let numPages = Math.floor(size / 2 ** tgShift);
       const tg = (tgShift - 10) / 2;

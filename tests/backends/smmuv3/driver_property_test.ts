@@ -34,15 +34,19 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   }),
 );
 
-const SLOT = 0x20_0000; // each slot is 2 MiB of IOVA: one block, or a 4 KiB page at its start
 const BASE = 0x4000_0000;
 
-for (
-  const opts of [{ stages: "both", range_inv: true }, { stages: "both", range_inv: false }, {
-    stages: "s2",
-    range_inv: true,
-  }]
-) {
+const CONFIGS: { opts: Record<string, string | boolean>; page: number; block: number }[] = [
+  { opts: { stages: "both", range_inv: true }, page: 4096, block: 0x20_0000 },
+  { opts: { stages: "both", range_inv: false }, page: 4096, block: 0x20_0000 },
+  { opts: { stages: "s2", range_inv: true }, page: 4096, block: 0x20_0000 },
+  { opts: { stages: "both", gran4k: false, gran64k: false }, page: 16384, block: 0x200_0000 },
+  { opts: { stages: "s2", gran4k: false, gran16k: false }, page: 65536, block: 0x2000_0000 },
+];
+
+for (const { opts, page, block } of CONFIGS) {
+  // Each slot is one block of IOVA: a block mapping, or one page at its start.
+  const SLOT = block;
   Deno.test(`random map/unmap/DMA sequences match a reference with no missed invalidation (${JSON.stringify(opts)})`, () => {
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), (ops) => {
@@ -63,7 +67,7 @@ for (
         for (const op of ops) {
           if (op.kind === "map") {
             if (ref.has(op.slot)) continue;
-            const size = op.big ? SLOT : 4096;
+            const size = op.big ? SLOT : page;
             const pa = BASE + op.slot * SLOT;
             assert.equal(dom.mapPages(op.slot * SLOT, pa, size, 1, IOMMU_READ | IOMMU_WRITE), size);
             ref.set(op.slot, { pa, size });
@@ -90,12 +94,12 @@ for (
               ? slots[op.slot % slots.length]
               : op.slot;
             const e = ref.get(slot);
-            req.addr = slot * SLOT + op.off * 4096;
+            req.addr = slot * SLOT + op.off * page;
             req.access = op.write ? 3 : 1;
             smmu.translate(req, out);
-            const mapped = e !== undefined && op.off * 4096 < e.size;
+            const mapped = e !== undefined && op.off * page < e.size;
             assert.equal(out.ok, mapped);
-            if (mapped) assert.equal(out.pa, e!.pa + op.off * 4096);
+            if (mapped) assert.equal(out.pa, e!.pa + op.off * page);
           }
         }
         assert.deepEqual(smmu.missed, []);

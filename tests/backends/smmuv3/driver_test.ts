@@ -295,3 +295,30 @@ Deno.test("two SMMUs split the PCI buses: each translates and probes only its ow
   s1.driver.probeDevice(b);
   assert.throws(() => plugin.create(new Machine(), { buses: "9-3" }), /buses=9-3/);
 });
+
+for (
+  const [opts, granule] of [[{ gran4k: false, gran16k: true, gran64k: false }, 16384], [{
+    gran4k: false,
+    gran16k: false,
+    gran64k: true,
+  }, 65536]] as const
+) {
+  for (const stages of ["both", "s2"]) {
+    Deno.test(`${granule / 1024}K granule (${stages === "both" ? "stage 1" : "stage 2"}): the walker reads the io-pgtable's tables`, () => {
+      const { hw, dev, d, m } = setup({ ...opts, stages });
+      const dom = d.domainAllocPaging(dev, 0) as SmmuDomain;
+      dom.attachDev(dev, null);
+      assert.equal(dom.granule, granule);
+      const pa = m.pages.allocPages(5); // 128 KiB, aligned
+      dom.mapPages!(0x4000_0000, pa, granule, 1, RW);
+      const o = tr(hw, dev, 0x4000_0000 + granule - 8, true);
+      assert.equal(o.ok, true, o.fault);
+      assert.equal(o.pa, pa + granule - 8);
+      assert.equal(o.span, granule);
+      const g = new IotlbGather();
+      assert.equal(dom.unmapPages!(0x4000_0000, granule, 1, g), granule);
+      dom.iotlbSync!(g);
+      assert.equal(tr(hw, dev, 0x4000_0000).ok, false);
+    });
+  }
+}
