@@ -42,6 +42,12 @@ const CONFIGS: { opts: Record<string, string | boolean>; page: number; block: nu
   { opts: { stages: "s2", range_inv: true }, page: 4096, block: 0x20_0000 },
   { opts: { stages: "both", gran4k: false, gran64k: false }, page: 16384, block: 0x200_0000 },
   { opts: { stages: "s2", gran4k: false, gran16k: false }, page: 65536, block: 0x2000_0000 },
+  { opts: { stages: "both", gran4k: false, gran16k: false }, page: 65536, block: 0x2000_0000 },
+  {
+    opts: { stages: "s2", gran4k: false, gran64k: false, range_inv: false },
+    page: 16384,
+    block: 0x200_0000,
+  },
 ];
 
 for (const { opts, page, block } of CONFIGS) {
