@@ -437,7 +437,15 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
         cmdq.issueOne(cfgiSte(c, master.sid, true), true);
       },
     };
-    this.stats.steSyncRounds += writeEntry(w, target);
+    const rounds = writeEntry(w, target);
+    this.stats.steSyncRounds += rounds;
+    if (this.m.trace.observed) {
+      this.m.trace.emit(`${this.#hwName}-drv`, "arm_smmu_write_ste", {
+        sid: master.sid,
+        config: (target[0] >>> 1) & 7,
+        rounds,
+      });
+    }
     // The SMMU may have cached translations under the old config via ATS.
     if (master.ats) this.#atcInvMaster(master, 0, 0, true);
   }
@@ -509,7 +517,16 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
         cmdq.issueOne(cfgiCd(c, master.sid, ssid, true), true);
       },
     };
-    this.stats.cdSyncRounds += writeEntry(w, target);
+    const rounds = writeEntry(w, target);
+    this.stats.cdSyncRounds += rounds;
+    if (this.m.trace.observed) {
+      this.m.trace.emit(`${this.#hwName}-drv`, "arm_smmu_write_cd", {
+        sid: master.sid,
+        ssid,
+        valid: (target[0] & 0x80000000) !== 0,
+        rounds,
+      });
+    }
     if ((target[0] & 0x80000000) !== 0) master.cdTable!.used.add(ssid);
     else master.cdTable!.used.delete(ssid);
   }

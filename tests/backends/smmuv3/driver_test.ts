@@ -322,3 +322,20 @@ for (
     });
   }
 }
+
+Deno.test("STE and CD writes are traced with their sync rounds", () => {
+  const { dev, d, m } = setup();
+  m.trace.enabled = true;
+  const dom = d.domainAllocPaging(dev, 0) as SmmuDomain;
+  dom.attachDev(dev, null);
+  const ste = m.trace.events.filter((e) => e.name === "arm_smmu_write_ste");
+  const cd = m.trace.events.filter((e) => e.name === "arm_smmu_write_cd");
+  assert.equal(ste.length, 1);
+  assert.equal(ste[0].fields.config, 5);
+  assert.equal(cd.length, 1);
+  assert.equal(cd[0].fields.valid, true);
+  assert.equal(
+    (ste[0].fields.rounds as number) + (cd[0].fields.rounds as number),
+    d.stats.steSyncRounds + d.stats.cdSyncRounds,
+  );
+});
