@@ -35,6 +35,8 @@ export interface CtxEntry {
   raw: Uint32Array;
   /** Address the entry was fetched from. */
   addr: number;
+  /** Legacy mode: the IOTLB map of this entry's DID tag, once resolved (maps are never removed). */
+  tlb: Map<number, TlbEntry> | null;
 }
 
 /** A decoded PASID entry held in the PASID cache. */
@@ -54,6 +56,8 @@ export interface PasidCacheEntry {
   flptr: number;
   raw: Uint32Array;
   addr: number;
+  /** The IOTLB map of this entry's (DID, PASID) tag, once resolved (maps are never removed). */
+  tlb: Map<number, TlbEntry> | null;
 }
 
 /** Entry counts of every cache. */
@@ -90,6 +94,11 @@ export class VtdCaches {
   maybeNested = false;
   /** Options (capacities). */
   readonly opts: VtdOptions;
+  /**
+   * Generation of the context and PASID caches: bumped whenever an entry
+   * of either is added or removed, so a memo of the last lookup stays exact.
+   */
+  gen = 0;
 
   /** Empty caches. */
   constructor(opts: VtdOptions) {
@@ -98,6 +107,7 @@ export class VtdCaches {
 
   /** Context-cache invalidation: 1 global, 2 domain (global in scalable mode), 3 device with function mask. */
   invContext(sm: boolean, gran: number, did: number, sid: number, fm: number): void {
+    this.gen++;
     if (gran === 1 || (gran === 2 && sm)) {
       this.ctx.clear();
       return;
@@ -181,6 +191,7 @@ export class VtdCaches {
 
   /** PASID-cache invalidation: 0 domain, 1 PASID within domain, 3 global. */
   invPasidCache(gran: number, did: number, pasid: number): void {
+    this.gen++;
     for (const [k, e] of this.pasid) {
       if (
         gran === 3 || (gran === 0 && e.did === did) ||

@@ -330,9 +330,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     if (v & GCMD.SRTP) {
       const lo = this.#regs[REG.RTADDR >> 2];
       const hi = this.#regs[(REG.RTADDR + 4) >> 2];
-      this.#rta = (hi & 0xfffff) * TWO32 + (lo & 0xfffff000) >>> 0;
       this.#rta = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
       this.#ttm = (lo >>> 10) & 3;
+      this.#c.gen++;
       sts |= GCMD.SRTP;
       if (this.#m.trace.observed) {
         this.#m.trace.emit(this.name, "vtd_reg_dmar_root", {
@@ -407,6 +407,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   /** Fault reason for a failed memory access by the structure fetch in progress. */
   #accessCode = 0x38;
+  // Memo of the last context/PASID cache lookup (see #translate).
+  #memoRid = -1;
+  #memoReqPasid = 0;
+  #memoGen = -1;
+  #memoCtx: CtxEntry | null = null;
+  #memoPe: PasidCacheEntry | null = null;
+  #memoPasid = 0;
 
   #translate(req: DmaRequest, out: TranslateResult): void {
     this.counters.translations++;
@@ -422,7 +429,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
     const rid = req.rid;
     // Device TLB (ATS-translated requests): consulted first.
-    const dt = this.#c.devtlb.get(rid);
+    const dt = this.#c.devtlb.size === 0 ? undefined : this.#c.devtlb.get(rid);
     if (dt !== undefined) {
       const e = this.#tlbLookup(dt.get(req.pasid === NO_PASID ? TWO20 : req.pasid), req.addr);
       if (e !== null && (e.perm & req.access) === req.access) {
@@ -437,10 +444,27 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.#fault(out, req, 0x30, false, false);
       return;
     }
+    if (
+      rid === this.#memoRid && req.pasid === this.#memoReqPasid && this.#memoGen === this.#c.gen &&
+      !this.checking
+    ) {
+      // Same requester as the last translation and no context/PASID cache
+      // change since: the same cache hits, without the lookups.
+      this.counters.ctxHits++;
+      const mpe = this.#memoPe;
+      if (mpe === null) this.#translateLegacy(this.#memoCtx!, req, out);
+      else {
+        this.counters.pasidHits++;
+        this.#translateScalable(this.#memoCtx!, mpe, this.#memoPasid, req, out);
+      }
+      return;
+    }
+    this.#memoRid = -1;
     const sm = this.#ttm === RTADDR_TTM_SCALABLE;
     const ctx = this.#context(rid, sm, out, req, true);
     if (ctx === null) return;
     if (!sm) {
+      this.#memo(rid, req.pasid, ctx, null, 0);
       this.#translateLegacy(ctx, req, out);
       return;
     }
@@ -455,7 +479,31 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
     const pe = this.#pasidEntry(ctx, pasid, out, req, true);
     if (pe === null) return;
+    this.#memo(rid, req.pasid, ctx, pe, pasid);
     this.#translateScalable(ctx, pe, pasid, req, out);
+  }
+
+  /** Remember the cached entries `rid`/`reqPasid` resolved to (valid while the cache generation holds). */
+  #memo(
+    rid: number,
+    reqPasid: number,
+    ctx: CtxEntry,
+    pe: PasidCacheEntry | null,
+    pasid: number,
+  ): void {
+    this.#memoRid = rid;
+    this.#memoReqPasid = reqPasid;
+    this.#memoGen = this.#c.gen;
+    this.#memoCtx = ctx;
+    this.#memoPe = pe;
+    this.#memoPasid = pasid;
+  }
+
+  /** The IOTLB map of `tag` (created empty when new: maps are never removed, only emptied). */
+  #tlbOf(tag: number): Map<number, TlbEntry> {
+    let m = this.#c.iotlb.get(tag);
+    if (m === undefined) this.#c.iotlb.set(tag, m = new Map());
+    return m;
   }
 
   #hit(e: TlbEntry, addr: number, out: TranslateResult): void {
@@ -496,7 +544,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return;
     }
     const tag = ctx.did * TWO20;
-    if (this.#iotlbTry(tag, req, out, ctx.rid, ctx.fpd)) return;
+    const tlb = ctx.tlb ?? (ctx.tlb = this.#tlbOf(tag));
+    if (this.#iotlbTry(tlb, req, out, ctx.rid, ctx.fpd)) return;
     this.#wNotPresent = false;
     this.#pscTag = tag;
     this.#pscUsed = false;
@@ -523,13 +572,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   }
 
   #iotlbTry(
-    tag: number,
+    tlb: Map<number, TlbEntry>,
     req: DmaRequest,
     out: TranslateResult,
     rid: number,
     fpd: boolean,
   ): boolean {
-    const e = this.#tlbLookup(this.#c.iotlb.get(tag), req.addr);
+    const e = this.#tlbLookup(tlb, req.addr);
     if (e !== null && e.fault !== 0) {
       // Caching mode: a not-present result cached until invalidated.
       this.counters.iotlbHits++;
@@ -619,7 +668,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return;
     }
     const tag = pe.did * TWO20 + pasid;
-    if (this.#iotlbTry(tag, req, out, ctx.rid, pe.fpd || ctx.fpd)) return;
+    const tlb = pe.tlb ?? (pe.tlb = this.#tlbOf(tag));
+    if (this.#iotlbTry(tlb, req, out, ctx.rid, pe.fpd || ctx.fpd)) return;
     this.#wNotPresent = false;
     let code: number;
     let kind: number;
@@ -935,6 +985,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       ridPasid: 0,
       raw,
       addr: ctp,
+      tlb: null,
     };
     if (!sm) {
       e.tt = (w0 >>> 2) & 3;
@@ -960,7 +1011,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       if (e.dte && !this.opts.dt) return this.#fault(out, req, 0x43, fpd, true);
       if (e.pre && !this.opts.prs) return this.#fault(out, req, 0x43, fpd, true);
     }
-    if (useCache) this.#c.ctx.set(rid, e);
+    if (useCache) {
+      this.#c.ctx.set(rid, e);
+      this.#c.gen++;
+    }
     return e;
   }
 
@@ -1023,6 +1077,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       flptr: (w[5] & 0xfffff) * TWO32 + ((w[4] & 0xfffff000) >>> 0),
       raw,
       addr: ta,
+      tlb: null,
     };
     const o = this.opts;
     const usesSs = e.pgtt === PGTT_SL_ONLY || e.pgtt === PGTT_NESTED;
@@ -1035,7 +1090,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       (e.ssade && !o.slads);
     if (bad) return this.#fault(out, req, 0x5b, fpd, true);
     if (e.sre && !o.srs) return this.#fault(out, req, 0x5b, fpd, true);
-    if (useCache) this.#c.pasid.set(key, e);
+    if (useCache) {
+      this.#c.pasid.set(key, e);
+      this.#c.gen++;
+    }
     return e;
   }
 
