@@ -17,6 +17,9 @@ export const PAGE_SHIFT = 12;
 /** Largest physical address width the model accepts. */
 export const MAX_PA_BITS = 52;
 
+/** One zero page, copied to zero a page quickly (never written). */
+const ZERO_WORDS = new Uint32Array(PAGE_SIZE >>> 2);
+
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error("iommu-lab needs a little-endian host");
 }
@@ -266,9 +269,12 @@ export class PhysMem {
       const pfn = Math.floor(a / PAGE_SIZE);
       if (byte !== 0 || this.#peek(pfn) !== null) {
         const p = this.#back(pfn);
-        // A whole page: fill its words in place (no view allocated).
-        if (n === PAGE_SIZE) p.fill((byte & 0xff) * 0x01010101);
-        else new Uint8Array(p.buffer, off, n).fill(byte);
+        // A whole page: write its words in place (no view allocated); zeroing
+        // copies a zero page (memcpy), the fastest way on V8.
+        if (n === PAGE_SIZE) {
+          if (byte === 0) p.set(ZERO_WORDS);
+          else p.fill((byte & 0xff) * 0x01010101);
+        } else new Uint8Array(p.buffer, off, n).fill(byte);
       }
       i += n;
     }
