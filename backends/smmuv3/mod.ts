@@ -69,6 +69,7 @@ export {
   writeEntry,
 } from "./driver/entry.ts";
 export { type CmdqStats, DriverCmdq } from "./driver/cmdq.ts";
+export { type FaultContext, FaultQueues, type LoggedEvent } from "./driver/faults.ts";
 export * from "./driver/cmds.ts";
 export * from "./hw/walk.ts";
 export * from "./hw/tlb.ts";

@@ -12,12 +12,6 @@
 import {
   DomainType,
   type HwInfo,
-  IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
-  IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
-  IOMMU_FAULT_PERM_EXEC,
-  IOMMU_FAULT_PERM_PRIV,
-  IOMMU_FAULT_PERM_READ,
-  IOMMU_FAULT_PERM_WRITE,
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
   type IommuCap,
@@ -26,27 +20,17 @@ import {
   type IommuKernelHooks,
   type IommuOpsWithHooks,
   type IommuPageResponse,
-  IommuPageResponseCode,
   type IopfFault,
   type Machine,
   type MmHandle,
   type PciDevice,
   type ResvRegion,
 } from "@iommu-lab/core";
-import { CR0, GERROR, IRQ_CTRL, OAS_BITS, Q_OVF, REG } from "../hw/regs.ts";
-import { EVT_NAME, OP, PRI_RESP, RESUME_ACTION, S1DSS, S1FMT } from "../hw/structs.ts";
-import {
-  atcInv,
-  cfgiAll,
-  cfgiCd,
-  cfgiSte,
-  newCmd,
-  priResp,
-  resume,
-  tlbiCtx,
-  tlbiVa,
-} from "./cmds.ts";
+import { CR0, GERROR, IRQ_CTRL, OAS_BITS, REG } from "../hw/regs.ts";
+import { OP, S1DSS, S1FMT } from "../hw/structs.ts";
+import { atcInv, cfgiAll, cfgiCd, cfgiSte, newCmd, tlbiCtx, tlbiVa } from "./cmds.ts";
 import { type CmdqStats, DriverCmdq } from "./cmdq.ts";
+import { FaultQueues } from "./faults.ts";
 import { ffs, NestedDomain, SmmuDomain, StaticDomain, SvaDomain } from "./domain.ts";
 import {
   cdUsed,
@@ -192,8 +176,8 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   readonly blockedDomain: IommuDomain;
   /** The command queue. */
   readonly cmdq: DriverCmdq;
-  /** Unhandled event records (when no hook consumed them). */
-  readonly eventLog: { id: number; name: string; sid: number; ssid: number; addr: number }[] = [];
+  /** The event and PRI queues (set up at reset). */
+  faults!: FaultQueues;
 
   /** The machine. */
   readonly m: Machine;
@@ -205,19 +189,11 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   #strtab2lvl = false;
   #strtabLog2 = 0;
   readonly #l2 = new Map<number, number>();
-  #evtq = 0;
-  #evtqLog2 = 0;
-  #priq = 0;
-  #priqLog2 = 0;
   readonly #asids = new Set<number>();
   readonly #vmids = new Set<number>();
   readonly #cmd = newCmd();
   readonly #cmds: Uint32Array[] = [];
   readonly #target = new Uint32Array(16);
-  readonly #pendingIopf = new Map<
-    string,
-    { stall: boolean; sid: number; ssid: number; ssv: boolean }
-  >();
 
   /**
    * Which devices sit behind this SMMU (the firmware's IORT ID mapping);
@@ -343,26 +319,36 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       this.cmdq.issueOne(tlbiCtx(c, OP.TLBI_EL2_ALL, 0, 0), true);
     }
     // Event queue.
-    this.#evtqLog2 = Math.min(info.evtqs, MAX_Q_LOG2);
-    this.#evtq = pages.allocPages(Math.max(0, this.#evtqLog2 + 5 - 12));
-    this.m.bus.write64(
-      this.#regs + REG.EVTQ_BASE,
-      BigInt(this.#evtq) | BigInt(this.#evtqLog2) | (1n << 62n),
-    );
+    const evtqLog2 = Math.min(info.evtqs, MAX_Q_LOG2);
+    const evtq = pages.allocPages(Math.max(0, evtqLog2 + 5 - 12));
+    this.m.bus.write64(this.#regs + REG.EVTQ_BASE, BigInt(evtq) | BigInt(evtqLog2) | (1n << 62n));
     this.#w32(REG.EVTQ_PROD, 0);
     this.#w32(REG.EVTQ_CONS, 0);
     let cr0 = CR0.CMDQEN | CR0.EVTQEN;
+    let priq = 0;
+    let priqLog2 = 0;
     if (info.pri) {
-      this.#priqLog2 = Math.min(info.priqs, MAX_Q_LOG2);
-      this.#priq = pages.allocPages(Math.max(0, this.#priqLog2 + 4 - 12));
-      this.m.bus.write64(
-        this.#regs + REG.PRIQ_BASE,
-        BigInt(this.#priq) | BigInt(this.#priqLog2) | (1n << 62n),
-      );
+      priqLog2 = Math.min(info.priqs, MAX_Q_LOG2);
+      priq = pages.allocPages(Math.max(0, priqLog2 + 4 - 12));
+      this.m.bus.write64(this.#regs + REG.PRIQ_BASE, BigInt(priq) | BigInt(priqLog2) | (1n << 62n));
       this.#w32(REG.PRIQ_PROD, 0);
       this.#w32(REG.PRIQ_CONS, 0);
       cr0 |= CR0.PRIQEN;
     }
+    this.faults = new FaultQueues(
+      {
+        machine: this.m,
+        regs: this.#regs,
+        cmdq: this.cmdq,
+        master: (sid) => this.#masters.get(sid),
+        hooks: () => this.#hooks,
+        stats: this.stats,
+      },
+      evtq,
+      evtqLog2,
+      priq,
+      priqLog2,
+    );
     this.#w32(REG.CR0, cr0);
     // Interrupts.
     const irq = this.m.irq;
@@ -801,28 +787,7 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   /** `page_response`: PRI_RESP for PRI masters, RESUME for stalls. */
   pageResponse(dev: PciDevice, evt: IopfFault, msg: IommuPageResponse): void {
     const master = this.#masters.get(dev.rid);
-    if (!master) return;
-    const key = `${master.sid}:${evt.prm.grpid}`;
-    const p = this.#pendingIopf.get(key);
-    this.#pendingIopf.delete(key);
-    const c = this.#cmd;
-    if (p?.stall ?? !master.pri) {
-      const action = msg.code === IommuPageResponseCode.SUCCESS
-        ? RESUME_ACTION.RETRY
-        : RESUME_ACTION.ABORT;
-      this.cmdq.issueOne(resume(c, master.sid, evt.prm.grpid, action), true);
-    } else {
-      const resp = msg.code === IommuPageResponseCode.SUCCESS
-        ? PRI_RESP.SUCC
-        : msg.code === IommuPageResponseCode.INVALID
-        ? PRI_RESP.DENY
-        : PRI_RESP.FAIL;
-      const ssv = (evt.prm.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID) !== 0;
-      this.cmdq.issueOne(
-        priResp(c, master.sid, ssv ? evt.prm.pasid : 0, ssv, evt.prm.grpid, resp),
-        true,
-      );
-    }
+    if (master) this.faults.pageResponse(master, evt, msg);
   }
 
   // -------------------------------------------------------------------------
@@ -1054,109 +1019,16 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   }
 
   // -------------------------------------------------------------------------
-  // Event and PRI queues
+  // Event and PRI queues (the interrupt threads)
 
-  /** Drain the event queue (the evtq interrupt thread). */
+  /** Drain the event queue. */
   handleEvtq(): void {
-    const w = new Uint32Array(8);
-    let cons = this.#r32(REG.EVTQ_CONS);
-    const prod = this.#r32(REG.EVTQ_PROD);
-    const n = 2 ** this.#evtqLog2;
-    const wrap = 2 * n - 1;
-    while ((cons & wrap) !== (prod & wrap)) {
-      this.m.mem.readWords(this.#evtq + (cons & (n - 1)) * 32, w);
-      this.#handleEvent(w);
-      cons = (cons & wrap) + 1 & wrap;
-    }
-    // Acknowledge overflow by copying PROD.OVFLG.
-    this.#w32(REG.EVTQ_CONS, (cons | (prod & Q_OVF)) >>> 0);
+    this.faults.handleEvtq();
   }
 
-  #handleEvent(w: Uint32Array): void {
-    this.stats.events++;
-    const id = w[0] & 0xff;
-    const ssv = (w[0] & 0x800) !== 0;
-    const ssid = ssv ? (w[0] >>> 12) & 0xfffff : 0;
-    const sid = w[1];
-    const addr = w[5] * TWO32 + w[4];
-    const stall = (w[2] & 0x80000000) !== 0;
-    const master = this.#masters.get(sid);
-    if (stall && master) {
-      const stag = w[2] & 0xffff;
-      const write = (w[3] & (1 << 3)) === 0;
-      const fault: IopfFault = {
-        type: "PAGE_REQ",
-        prm: {
-          flags: IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE |
-            (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
-          pasid: ssid,
-          grpid: stag,
-          perm: (write ? IOMMU_FAULT_PERM_WRITE : IOMMU_FAULT_PERM_READ) |
-            (w[3] & (1 << 2) ? IOMMU_FAULT_PERM_EXEC : 0) |
-            (w[3] & (1 << 1) ? IOMMU_FAULT_PERM_PRIV : 0),
-          addr: addr - (addr % 4096),
-          privateData: [stag, sid],
-        },
-      };
-      this.#pendingIopf.set(`${sid}:${stag}`, { stall: true, sid, ssid, ssv });
-      if (this.#hooks) {
-        this.#hooks.reportDeviceFault(master.dev, fault);
-      } else {
-        // No fault handler: terminate the stalled transaction.
-        this.cmdq.issueOne(resume(this.#cmd, sid, stag, RESUME_ACTION.ABORT), true);
-      }
-      return;
-    }
-    const name = EVT_NAME[id] ?? `0x${id.toString(16)}`;
-    this.eventLog.push({ id, name, sid, ssid: ssv ? ssid : -1, addr });
-    this.#hooks?.reportIommuFault(master?.dev ?? null, addr, (w[3] & (1 << 3)) === 0, name);
-  }
-
-  /** Drain the PRI queue (the priq interrupt thread). */
+  /** Drain the PRI queue. */
   handlePriq(): void {
-    const w = new Uint32Array(4);
-    let cons = this.#r32(REG.PRIQ_CONS);
-    const prod = this.#r32(REG.PRIQ_PROD);
-    const n = 2 ** this.#priqLog2;
-    const wrap = 2 * n - 1;
-    while ((cons & wrap) !== (prod & wrap)) {
-      this.m.mem.readWords(this.#priq + (cons & (n - 1)) * 16, w);
-      this.#handlePri(w);
-      cons = (cons & wrap) + 1 & wrap;
-    }
-    this.#w32(REG.PRIQ_CONS, (cons | (prod & Q_OVF)) >>> 0);
-  }
-
-  #handlePri(w: Uint32Array): void {
-    this.stats.pageRequests++;
-    const sid = w[0];
-    const ssv = (w[1] & 0x80000000) !== 0;
-    const ssid = w[1] & 0xfffff;
-    const grpid = w[2] & 0x1ff;
-    const addr = w[3] * TWO32 + ((w[2] & 0xfffff000) >>> 0);
-    const last = (w[1] & (1 << 30)) !== 0;
-    const master = this.#masters.get(sid);
-    const perm = (w[1] & (1 << 28) ? IOMMU_FAULT_PERM_READ : 0) |
-      (w[1] & (1 << 29) ? IOMMU_FAULT_PERM_WRITE : 0) |
-      (w[1] & (1 << 27) ? IOMMU_FAULT_PERM_EXEC : 0) |
-      (w[1] & (1 << 26) ? IOMMU_FAULT_PERM_PRIV : 0);
-    if (!master || !this.#hooks) {
-      if (last) this.cmdq.issueOne(priResp(this.#cmd, sid, ssid, ssv, grpid, PRI_RESP.DENY), true);
-      return;
-    }
-    this.#pendingIopf.set(`${sid}:${grpid}`, { stall: false, sid, ssid, ssv });
-    this.#hooks.reportDeviceFault(master.dev, {
-      type: "PAGE_REQ",
-      prm: {
-        flags: (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0) |
-          (last ? IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE : 0),
-        pasid: ssid,
-        grpid,
-        perm,
-        addr,
-        privateData: [0, sid],
-      },
-    });
+    this.faults.handlePriq();
   }
 
   /** The gerror interrupt: command errors are recovered inline by the queue; others are acknowledged. */
