@@ -305,3 +305,17 @@ Deno.test("stage-2 HTTU: STE.S2HA sets AF, STE.S2HD sets S2AP[1] on a DBM page",
   assert.equal(r.tr(1, 0x1000, { write: true }).pa, 0x9000);
   assert.equal(r.m.mem.read32(leaf) & 0x80, 0x80);
 });
+
+Deno.test("interrupt lines: CMD_SYNC CS=IRQ without an MSI address, GERROR on a command error, EVTQ on an event", () => {
+  const { r, q } = s1();
+  r.cmd(q.cmdq, LOG, COMMANDS.CMD_SYNC.encode({ OP: 0x46, CS: 1 }));
+  assert.equal(r.m.irq.raised["smmu0:cmdq-sync"], 1);
+  r.cmd(q.cmdq, LOG, new Uint32Array([0x7d, 0, 0, 0]));
+  assert.equal(r.m.irq.raised["smmu0:gerror"], 1);
+  r.tr(SID, 0x7000);
+  assert.equal(r.m.irq.raised["smmu0:evtq"], 1);
+  // With IRQ_CTRL off, nothing is raised.
+  r.reg32("IRQ_CTRL", 0);
+  r.tr(SID, 0x8000);
+  assert.equal(r.m.irq.raised["smmu0:evtq"], 1);
+});
