@@ -531,6 +531,21 @@ export abstract class RadixPgtable implements IoPgtable {
     }
     const first = this.#idx(ilo, ihi, target);
     const n = Math.min(remaining, this.#entries[target] - first);
+    if (n === 1) {
+      // One page (the common DMA case): an empty slot takes the leaf at once.
+      const w = this.#wordsW(table, first, target);
+      const o = this.#off;
+      if (!this.isPresent(w[o], w[o + 1])) {
+        stats.reads += 2;
+        this.encodeLeaf(paddr, target);
+        w[o + 1] = this.outHi;
+        w[o] = this.outLo;
+        stats.writes += 2;
+        this.#countAdd(table, 1, target);
+        this.#nNew = 0;
+        return 1;
+      }
+    }
     // Check every slot before writing any.
     let present = false;
     for (let i = 0; i < n; i++) {
