@@ -44,9 +44,16 @@ export function pgsizesOf(bitmap: number): number[] {
 
 /** Smallest page size in the bitmap (the granule, `1 << __ffs(bitmap)`); 0 for an empty bitmap. */
 export function pgsizeMin(bitmap: number): number {
+  if (bitmap === minOfBitmap) return minOfResult;
   const i = ffs(bitmap);
-  return i < 0 ? 0 : POW2[i];
+  const min = i < 0 ? 0 : POW2[i];
+  minOfBitmap = bitmap;
+  minOfResult = min;
+  return min;
 }
+// pgsizeMin's last answer: map and unmap ask it several times per call for one bitmap.
+let minOfBitmap = -1;
+let minOfResult = 0;
 
 /** Largest page size in the bitmap. */
 export function pgsizeMax(bitmap: number): number {
