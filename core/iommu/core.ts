@@ -437,15 +437,12 @@ export class IommuCore implements IommuKernelHooks {
   // PASID.
 
   /**
-   * `iommu_attach_device_pasid`: route `pasid` of every device in `dev`'s
-   * group to `domain`. EOPNOTSUPP when the domain has no setDevPasid or the
-   * driver's blocked domain cannot take PASIDs; ENODEV without IOMMU; EINVAL
-   * for another driver's domain, IOMMU_NO_PASID, or a PASID ≥ max_pasids of
-   * any group device; EBUSY when the PASID is attached already. A driver
-   * failure reverts the devices already set and frees the slot.
+   * The checks attach and replace of a PASID share: the domain can take a
+   * PASID (EOPNOTSUPP), the device has an IOMMU (ENODEV) whose blocked domain
+   * takes PASIDs, the domain is of the device's driver (EINVAL), and the
+   * PASID value is valid (EINVAL). Returns the device's core state.
    */
-  attachDevicePasid(domain: IommuDomain, dev: PciDevice, pasid: number): void {
-    const op = "iommu_attach_device_pasid";
+  #pasidAttachState(domain: IommuDomain, dev: PciDevice, pasid: number, op: string) {
     if (!domain.setDevPasid) {
       throw new IommuError(
         "EOPNOTSUPP",
@@ -456,7 +453,6 @@ export class IommuCore implements IommuKernelHooks {
       );
     }
     const st = this.#state(dev, op);
-    const g = st.group;
     this.#checkBlockedPasid(st.ops, op);
     if (st.ops !== domain.owner) {
       throw new IommuError(
@@ -466,6 +462,21 @@ export class IommuCore implements IommuKernelHooks {
       );
     }
     this.#checkPasidValue(pasid, op);
+    return st;
+  }
+
+  /**
+   * `iommu_attach_device_pasid`: route `pasid` of every device in `dev`'s
+   * group to `domain`. EOPNOTSUPP when the domain has no setDevPasid or the
+   * driver's blocked domain cannot take PASIDs; ENODEV without IOMMU; EINVAL
+   * for another driver's domain, IOMMU_NO_PASID, or a PASID ≥ max_pasids of
+   * any group device; EBUSY when the PASID is attached already. A driver
+   * failure reverts the devices already set and frees the slot.
+   */
+  attachDevicePasid(domain: IommuDomain, dev: PciDevice, pasid: number): void {
+    const op = "iommu_attach_device_pasid";
+    const st = this.#pasidAttachState(domain, dev, pasid, op);
+    const g = st.group;
     for (const d of g.devices) {
       const max = d.iommu?.maxPasids ?? 0;
       if (pasid >= max) {
@@ -525,26 +536,8 @@ export class IommuCore implements IommuKernelHooks {
    */
   replaceDevicePasid(domain: IommuDomain, dev: PciDevice, pasid: number): void {
     const op = "iommu_replace_device_pasid";
-    if (!domain.setDevPasid) {
-      throw new IommuError(
-        "EOPNOTSUPP",
-        op,
-        `domain ${
-          domain.label ?? domainTypeName(domain.type)
-        } cannot be attached to a PASID (no set_dev_pasid)`,
-      );
-    }
-    const st = this.#state(dev, op);
+    const st = this.#pasidAttachState(domain, dev, pasid, op);
     const g = st.group;
-    this.#checkBlockedPasid(st.ops, op);
-    if (st.ops !== domain.owner) {
-      throw new IommuError(
-        "EINVAL",
-        op,
-        `domain belongs to driver ${domain.owner?.name}, ${dev.name} to ${st.ops.name}`,
-      );
-    }
-    this.#checkPasidValue(pasid, op);
     const cur = g.pasidArray.get(pasid);
     if (!cur) {
       throw new IommuError(
