@@ -428,16 +428,21 @@ export class VtdDriver implements IommuOpsWithHooks {
     }
     const a = this.#qBase + this.#qTail;
     const mem = this.#m.mem;
-    mem.write32(a, w0 >>> 0);
-    mem.write32(a + 4, w1 >>> 0);
-    mem.write32(a + 8, w2 >>> 0);
-    mem.write32(a + 12, w3 >>> 0);
+    // The queue is page-aligned: a descriptor lies in one page.
+    const p = mem.backPageWords(Math.floor(a / 4096));
+    const o = (a & 0xfff) >>> 2;
+    p[o] = w0;
+    p[o + 1] = w1;
+    p[o + 2] = w2;
+    p[o + 3] = w3;
     if (dsz === 32) {
-      mem.write32(a + 16, 0);
-      mem.write32(a + 20, 0);
-      mem.write32(a + 24, 0);
-      mem.write32(a + 28, 0);
+      p[o + 4] =
+        p[o + 5] =
+        p[o + 6] =
+        p[o + 7] =
+          0;
     }
+    mem.stats.writes += dsz >>> 2;
     this.#qTail = next;
   }
 

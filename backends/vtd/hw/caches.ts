@@ -32,7 +32,7 @@ export interface CtxEntry {
   pasidDir: number;
   ridPasid: number;
   /** Raw words as fetched (for checking mode). */
-  raw: Uint32Array;
+  raw: readonly number[];
   /** Address the entry was fetched from. */
   addr: number;
   /** Legacy mode: the IOTLB map of this entry's DID tag, once resolved (maps are never removed). */
@@ -54,7 +54,7 @@ export interface PasidCacheEntry {
   flpm: number;
   wpe: boolean;
   flptr: number;
-  raw: Uint32Array;
+  raw: readonly number[];
   addr: number;
   /** The IOTLB map of this entry's (DID, PASID) tag, once resolved (maps are never removed). */
   tlb: Map<number, TlbEntry> | null;
@@ -90,6 +90,18 @@ export class VtdCaches {
   readonly pscSs: Map<number, Map<number, PscEntry>> = new Map();
   /** First-stage paging-structure cache, per (DID, PASID) tag. */
   readonly pscFs: Map<number, Map<number, PscEntry>> = new Map();
+  /** Tags of the IOTLB maps, in creation order (parallel to `iotlbMaps`; maps are never removed). */
+  readonly iotlbTags: number[] = [];
+  /** The IOTLB maps, in creation order. */
+  readonly iotlbMaps: Map<number, TlbEntry>[] = [];
+  /** Tags of the second-stage paging-structure cache maps (parallel to `pscSsMaps`). */
+  readonly pscSsTags: number[] = [];
+  /** The second-stage paging-structure cache maps, in creation order. */
+  readonly pscSsMaps: Map<number, PscEntry>[] = [];
+  /** Tags of the first-stage paging-structure cache maps (parallel to `pscFsMaps`). */
+  readonly pscFsTags: number[] = [];
+  /** The first-stage paging-structure cache maps, in creation order. */
+  readonly pscFsMaps: Map<number, PscEntry>[] = [];
   /** Some nested translation may be in the IOTLB (cleared by a global invalidation). */
   maybeNested = false;
   /** Options (capacities). */
@@ -103,6 +115,29 @@ export class VtdCaches {
   /** Empty caches. */
   constructor(opts: VtdOptions) {
     this.opts = opts;
+  }
+
+  /** The IOTLB map of a (DID, PASID) tag, created empty when new. */
+  iotlbFor(tag: number): Map<number, TlbEntry> {
+    let m = this.iotlb.get(tag);
+    if (m === undefined) {
+      this.iotlb.set(tag, m = new Map());
+      this.iotlbTags.push(tag);
+      this.iotlbMaps.push(m);
+    }
+    return m;
+  }
+
+  /** The paging-structure cache map of a tag (second stage when `ss`), created empty when new. */
+  pscFor(ss: boolean, tag: number): Map<number, PscEntry> {
+    const byTag = ss ? this.pscSs : this.pscFs;
+    let m = byTag.get(tag);
+    if (m === undefined) {
+      byTag.set(tag, m = new Map());
+      (ss ? this.pscSsTags : this.pscFsTags).push(tag);
+      (ss ? this.pscSsMaps : this.pscFsMaps).push(m);
+    }
+    return m;
   }
 
   /** Context-cache invalidation: 1 global, 2 domain (global in scalable mode), 3 device with function mask. */
@@ -130,19 +165,24 @@ export class VtdCaches {
    * with the paging-structure caches it implies.
    */
   invIotlb(sm: boolean, gran: number, did: number, addr: number, am: number, ih = 0): void {
-    this.invPsc(this.pscSs, gran === 1 ? -1 : did, -1, gran === 3, addr, am, ih);
+    if (gran === 1) {
+      // Global: every entry, first-stage ones included, and every
+      // paging-structure cache entry. (The maps stay: holders keep them.)
+      clearAll(this.iotlbMaps);
+      clearAll(this.pscSsMaps);
+      clearAll(this.pscFsMaps);
+      this.maybeNested = false;
+      return;
+    }
+    this.invPsc(true, did, -1, gran === 3, addr, am, ih);
     if (!sm || gran !== 3 || ih === 0) {
       // Nested entries are cached first-stage structures over this second stage.
-      this.invPsc(this.pscFs, gran === 1 ? -1 : did, -1, false, 0, 0, 0);
+      this.invPsc(false, did, -1, false, 0, 0, 0);
     }
-    if (gran === 1) {
-      // Global: every entry, first-stage ones included.
-      for (const m of this.iotlb.values()) m.clear();
-      this.maybeNested = false;
-      this.invPsc(this.pscFs, -1, -1, false, 0, 0, 0);
-    }
-    for (const [tag, m] of this.iotlb) {
-      if (gran === 1 || Math.floor(tag / TWO20) !== did) continue;
+    const tags = this.iotlbTags, maps = this.iotlbMaps;
+    for (let i = 0; i < maps.length; i++) {
+      const m = maps[i];
+      if (m.size === 0 || Math.floor(tags[i] / TWO20) !== did) continue;
       const skip = sm ? KIND_FS : -1;
       if (gran === 3) {
         dropRange(m, addr, am, skip);
@@ -155,16 +195,19 @@ export class VtdCaches {
 
   /** PASID-based IOTLB invalidation (0x6): 2 all in PASID, 3 page range; first-stage and nested entries. */
   invPiotlb(gran: number, did: number, pasid: number, addr: number, am: number, ih = 0): void {
-    this.invPsc(this.pscFs, did, pasid, gran === 3, addr, am, ih);
+    this.invPsc(false, did, pasid, gran === 3, addr, am, ih);
     const m = this.iotlb.get(did * TWO20 + pasid);
     if (m === undefined) return;
     if (gran === 3) dropRange(m, addr, am, KIND_SS);
     else for (const [k, e] of m) if (e.kind !== KIND_SS) m.delete(k);
   }
 
-  /** Drop paging-structure entries of `did` (-1 all) / `pasid` (-1 all) that cover the range (IH=1 keeps them). */
+  /**
+   * Drop paging-structure entries (second stage when `ss`) of `did` (-1 all)
+   * / `pasid` (-1 all) that cover the range (IH=1 keeps them).
+   */
   invPsc(
-    psc: Map<number, Map<number, PscEntry>>,
+    ss: boolean,
     did: number,
     pasid: number,
     page: boolean,
@@ -175,7 +218,11 @@ export class VtdCaches {
     if (page && ih) return;
     const size = 4096 * 2 ** am;
     const start = addr - (addr % size);
-    for (const [tag, m] of psc) {
+    const tags = ss ? this.pscSsTags : this.pscFsTags;
+    const maps = ss ? this.pscSsMaps : this.pscFsMaps;
+    for (let i = 0; i < maps.length; i++) {
+      const m = maps[i], tag = tags[i];
+      if (m.size === 0) continue;
       if (did >= 0 && Math.floor(tag / TWO20) !== did) continue;
       if (pasid >= 0 && tag % TWO20 !== pasid) continue;
       if (!page) {
@@ -234,4 +281,9 @@ export class VtdCaches {
     for (const d of this.devtlb.values()) for (const m of d.values()) devtlb += m.size;
     return { context: this.ctx.size, pasid: this.pasid.size, iotlb, devtlb, pscFs, pscSs };
   }
+}
+
+/** Empty every map of `maps` (an empty one is left alone: clearing reallocates its table). */
+function clearAll(maps: readonly Map<number, unknown>[]): void {
+  for (let i = 0; i < maps.length; i++) if (maps[i].size !== 0) maps[i].clear();
 }

@@ -63,6 +63,29 @@ import {
 const TWO32 = 4294967296;
 const TWO20 = 1048576;
 
+/** The descriptor tables whose reserved bits are checked, in the index order `#rsv` takes. */
+const RSV_TABLES = [
+  QI_CC_DESC,
+  QI_IOTLB_DESC,
+  QI_DIOTLB_DESC,
+  QI_IEC_DESC,
+  QI_IWD_DESC,
+  QI_EIOTLB_DESC,
+  QI_PC_DESC,
+  QI_DEIOTLB_DESC,
+  QI_PGRP_RESP_DESC,
+];
+
+/** Reserved masks of the first four words of every RSV_TABLES entry, decoded once. */
+function rsvMaskTable(): Uint32Array {
+  const out = new Uint32Array(RSV_TABLES.length * 4);
+  for (let t = 0; t < RSV_TABLES.length; t++) {
+    const m = RSV_TABLES[t].reservedMask();
+    for (let i = 0; i < 4; i++) out[t * 4 + i] = m[i];
+  }
+  return out;
+}
+
 /** A primary fault as reported to the fault-event hook. */
 export interface VtdFault {
   /** Requester ID. */
@@ -145,6 +168,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #irqInv: string;
   #irqPrq: string;
   readonly #w = new Uint32Array(16);
+  /** Scratch words of a context or PASID entry being fetched. */
+  readonly #fetch = new Uint32Array(16);
+  /** Fault recording registers saved around a checking-mode fresh walk. */
+  readonly #saveFr: Uint32Array;
   readonly #dw = new Uint32Array(8);
   // walk scratch results
   #wPa = 0;
@@ -167,6 +194,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.registers = vtdRegisterSpecs(opts.nfr);
     [this.#capLo, this.#capHi] = encodeCap(opts);
     [this.#ecapLo, this.#ecapHi] = encodeEcap(opts);
+    this.#saveFr = new Uint32Array(4 * opts.nfr);
     this.#hawHi = machine.mem.sizeBits > 32 ? 2 ** (machine.mem.sizeBits - 32) : 1;
     this.#irqFault = `${this.name}:fault`;
     this.#irqInv = `${this.name}:inv`;
@@ -499,13 +527,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.#memoPasid = pasid;
   }
 
-  /** The IOTLB map of `tag` (created empty when new: maps are never removed, only emptied). */
-  #tlbOf(tag: number): Map<number, TlbEntry> {
-    let m = this.#c.iotlb.get(tag);
-    if (m === undefined) this.#c.iotlb.set(tag, m = new Map());
-    return m;
-  }
-
   #hit(e: TlbEntry, addr: number, out: TranslateResult): void {
     out.ok = true;
     out.pa = e.pa + (addr - e.iova);
@@ -516,7 +537,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   }
 
   #tlbLookup(m: Map<number, TlbEntry> | undefined, addr: number): TlbEntry | null {
-    if (m === undefined) return null;
+    if (m === undefined || m.size === 0) return null;
     for (let s = 0; s < 3; s++) {
       const size = SIZES[s];
       const e = m.get(Math.floor(addr / size) * 4 + s);
@@ -544,7 +565,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return;
     }
     const tag = ctx.did * TWO20;
-    const tlb = ctx.tlb ?? (ctx.tlb = this.#tlbOf(tag));
+    const tlb = ctx.tlb ?? (ctx.tlb = this.#c.iotlbFor(tag));
     if (this.#iotlbTry(tlb, req, out, ctx.rid, ctx.fpd)) return;
     this.#wNotPresent = false;
     this.#pscTag = tag;
@@ -606,8 +627,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   #fillNegative(tag: number, did: number, pasid: number, addr: number, kind: number, code: number) {
     const iova = addr - (addr % 4096);
-    let m = this.#c.iotlb.get(tag);
-    if (m === undefined) this.#c.iotlb.set(tag, m = new Map());
+    const m = this.#c.iotlbFor(tag);
     this.#tlbInsert(m, { did, pasid, iova, pa: 0, size: 4096, perm: 0, kind, fault: code });
   }
 
@@ -626,8 +646,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const pa = this.#wPa - (addr - iova);
     const e: TlbEntry = { did, pasid, iova, pa, size, perm: this.#wPerm, kind, fault: 0 };
     if (kind === KIND_NESTED) this.#c.maybeNested = true;
-    let m = this.#c.iotlb.get(tag);
-    if (m === undefined) this.#c.iotlb.set(tag, m = new Map());
+    const m = this.#c.iotlbFor(tag);
     this.#tlbInsert(m, e);
     if (devtlbRid >= 0 && this.#m.pci.byRid(devtlbRid)?.ats) {
       let d = this.#c.devtlb.get(devtlbRid);
@@ -668,7 +687,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return;
     }
     const tag = pe.did * TWO20 + pasid;
-    const tlb = pe.tlb ?? (pe.tlb = this.#tlbOf(tag));
+    const tlb = pe.tlb ?? (pe.tlb = this.#c.iotlbFor(tag));
     if (this.#iotlbTry(tlb, req, out, ctx.rid, pe.fpd || ctx.fpd)) return;
     this.#wNotPresent = false;
     let code: number;
@@ -812,7 +831,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       if (l === 2 && tag >= 0) {
-        if (psc === undefined) this.#c.pscSs.set(tag, psc = new Map());
+        if (psc === undefined) psc = this.#c.pscFor(true, tag);
         if (psc.size >= this.opts.psc_entries) psc.delete(psc.keys().next().value!);
         psc.set(region, { table: next, perm });
       }
@@ -908,7 +927,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       if (l === 2 && tag >= 0) {
-        if (psc === undefined) this.#c.pscFs.set(tag, psc = new Map());
+        if (psc === undefined) psc = this.#c.pscFor(false, tag);
         if (psc.size >= this.opts.psc_entries) psc.delete(psc.keys().next().value!);
         psc.set(region, { table: next, perm: rw | (us << 1) | (xd << 2) });
       }
@@ -959,11 +978,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       ctp = (phi & 0xfffff) * TWO32 + ((plo & 0xfffff000) >>> 0) + (devfn & 0x7f) * 32;
     }
     const n = sm ? 8 : 4;
-    const raw = new Uint32Array(n);
+    const f = this.#fetch;
     this.counters.walkReads++;
     this.#accessCode = sm ? 0x40 : 0x9;
-    mem.readWords(ctp, raw, n);
-    const w0 = raw[0];
+    mem.readWords(ctp, f, n);
+    // A plain copy for the cache (allocating a typed array costs far more).
+    const raw = sm ? [f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]] : [f[0], f[1], f[2], f[3]];
+    const w0 = f[0];
     const fpd = (w0 & 2) !== 0;
     if (!(w0 & 1)) {
       // FPD is only meaningful in a present entry.
@@ -1046,11 +1067,29 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     if (!(d0 & 1)) return this.#fault(out, req, 0x51, ctx.fpd, true);
     if (d0 & 0xffc) return this.#fault(out, req, 0x52, ctx.fpd || (d0 & 2) !== 0, true);
     const ta = (d1 & 0xfffff) * TWO32 + ((d0 & 0xfffff000) >>> 0) + (pasid % 64) * 64;
-    const raw = new Uint32Array(16);
+    const w = this.#fetch;
     this.counters.walkReads++;
     this.#accessCode = 0x58;
-    mem.readWords(ta, raw, 16);
-    const w = raw;
+    mem.readWords(ta, w, 16);
+    // A plain copy for the cache (allocating a typed array costs far more).
+    const raw = [
+      w[0],
+      w[1],
+      w[2],
+      w[3],
+      w[4],
+      w[5],
+      w[6],
+      w[7],
+      w[8],
+      w[9],
+      w[10],
+      w[11],
+      w[12],
+      w[13],
+      w[14],
+      w[15],
+    ];
     const fpd = ctx.fpd || (w[0] & 2) !== 0;
     if (!(w[0] & 1)) return this.#fault(out, req, 0x59, ctx.fpd, true);
     // reserved: bits 11:10, 86:80, 127:89, 139:136 except 135/133?, 191 beyond + words 6..15
@@ -1258,11 +1297,30 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.#event(REG.FECTL, this.#irqFault);
       return;
     }
+    const mem = this.#mem;
+    const nw = dsz >> 2;
     while (head !== tail) {
-      w.fill(0);
       let err: number;
       try {
-        this.#mem.readWords(base + head, w, dsz >> 2);
+        const a = base + head;
+        if (a + dsz <= mem.limit) {
+          // A descriptor never crosses a page (the queue is page-aligned).
+          const p = mem.pageWords(Math.floor(a / 4096));
+          const o = (a & 0xfff) >>> 2;
+          if (p === null) w.fill(0, 0, 8);
+          else for (let i = 0; i < nw; i++) w[i] = p[o + i];
+          if (nw === 4) {
+            w[4] =
+              w[5] =
+              w[6] =
+              w[7] =
+                0;
+          }
+          mem.stats.reads += nw;
+        } else {
+          w.fill(0);
+          mem.readWords(a, w, nw);
+        }
         this.counters.qiDescriptors++;
         err = this.#descriptor(w, wide);
       } catch (e) {
@@ -1312,7 +1370,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const sm = this.#ttm === RTADDR_TTM_SCALABLE;
     switch (type) {
       case QI_TYPE.CC: {
-        if (this.#rsv(w, QI_CC_DESC)) return 1;
+        if (this.#rsv(w, 0)) return 1;
         this.counters.qiCc++;
         this.#c.invContext(
           this.#ttm === RTADDR_TTM_SCALABLE,
@@ -1324,14 +1382,14 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       case QI_TYPE.IOTLB: {
-        if (this.#rsv(w, QI_IOTLB_DESC)) return 1;
+        if (this.#rsv(w, 1)) return 1;
         this.counters.qiIotlb++;
         const addr = (w[3] & 0xfffff) * TWO32 + ((w[2] & 0xfffff000) >>> 0);
         this.#invIotlb((w[0] >>> 4) & 3, w[0] >>> 16, addr, w[2] & 0x3f, (w[2] >>> 6) & 1);
         return 0;
       }
       case QI_TYPE.DIOTLB: {
-        if (this.#rsv(w, QI_DIOTLB_DESC)) return 1;
+        if (this.#rsv(w, 2)) return 1;
         this.counters.qiDevIotlb++;
         const sid = w[1] & 0xffff;
         if (this.#atsTimeout.delete(sid)) return -1;
@@ -1339,11 +1397,11 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       case QI_TYPE.IEC:
-        if (this.#rsv(w, QI_IEC_DESC)) return 1;
+        if (this.#rsv(w, 3)) return 1;
         this.counters.qiIec++;
         return 0;
       case QI_TYPE.IWD: {
-        if (this.#rsv(w, QI_IWD_DESC)) return 1;
+        if (this.#rsv(w, 4)) return 1;
         this.counters.qiWait++;
         if (w[0] & 0x20) {
           const a = (w[3] & 0xfffff) * TWO32 + ((w[2] & 0xfffffffc) >>> 0);
@@ -1357,7 +1415,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       }
       case QI_TYPE.EIOTLB: {
         if (!sm && !this.opts.smts) return 1;
-        if (this.#rsv(w, QI_EIOTLB_DESC)) return 1;
+        if (this.#rsv(w, 5)) return 1;
         this.counters.qiPiotlb++;
         const gran = (w[0] >>> 4) & 3;
         if (gran < 2) return 1;
@@ -1366,7 +1424,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       case QI_TYPE.PC: {
-        if (this.#rsv(w, QI_PC_DESC)) return 1;
+        if (this.#rsv(w, 6)) return 1;
         this.counters.qiPc++;
         const gran = (w[0] >>> 4) & 3;
         if (gran === 2) return 1;
@@ -1374,7 +1432,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       case QI_TYPE.DEIOTLB: {
-        if (this.#rsv(w, QI_DEIOTLB_DESC)) return 1;
+        if (this.#rsv(w, 7)) return 1;
         this.counters.qiDevPiotlb++;
         const sid = w[0] >>> 16;
         if (this.#atsTimeout.delete(sid)) return -1;
@@ -1388,7 +1446,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       case QI_TYPE.PGRP_RESP: {
-        if (this.#rsv(w, QI_PGRP_RESP_DESC)) return 1;
+        if (this.#rsv(w, 8)) return 1;
         this.counters.qiPgrpResp++;
         this.counters.pageResponses++;
         const rid = w[0] >>> 16;
@@ -1414,11 +1472,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
   }
 
-  readonly #rsvMasks = new Map<string, Uint32Array>();
-  #rsv(w: Uint32Array, t: { name: string; reservedMask(): Uint32Array }): boolean {
-    let m = this.#rsvMasks.get(t.name);
-    if (m === undefined) this.#rsvMasks.set(t.name, m = t.reservedMask());
-    return ((w[0] & m[0]) | (w[1] & m[1]) | (w[2] & m[2]) | (w[3] & m[3])) !== 0;
+  /** Reserved-bit masks of the first 128 bits of each descriptor, 4 words per table, by table. */
+  readonly #rsvMasks: Uint32Array = rsvMaskTable();
+  /** True when a reserved bit of descriptor table `t` (RSV_*) is set in `w`. */
+  #rsv(w: Uint32Array, t: number): boolean {
+    const m = this.#rsvMasks, o = t * 4;
+    return ((w[0] & m[o]) | (w[1] & m[o + 1]) | (w[2] & m[o + 2]) | (w[3] & m[o + 3])) !== 0;
   }
 
   #invIotlb(gran: number, did: number, addr: number, am: number, ih = 0): void {
@@ -1434,7 +1493,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #checkRaw(
     cache: string,
     addr: number,
-    raw: Uint32Array,
+    raw: readonly number[],
     rid: number,
     pasid: number,
     did: number,
@@ -1488,24 +1547,24 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const out = this.#scratch;
     const sm = this.#ttm === RTADDR_TTM_SCALABLE;
     const hook = this.faultHook;
-    const quiet = (): number => {
-      this.faultHook = hook;
-      return -1;
-    };
     this.faultHook = null;
-    const saveFs = this.#regs.slice(FRO_OFFSET >> 2, (FRO_OFFSET >> 2) + 4 * this.opts.nfr);
-    const saveFsts = this.#regs[REG.FSTS >> 2];
+    const regs = this.#regs, saveFr = this.#saveFr, fr0 = FRO_OFFSET >> 2;
+    for (let i = 0; i < saveFr.length; i++) saveFr[i] = regs[fr0 + i];
+    const saveFsts = regs[REG.FSTS >> 2];
     const saveNext = this.#nextFr;
-    const restore = () => {
-      this.#regs.set(saveFs, FRO_OFFSET >> 2);
-      this.#regs[REG.FSTS >> 2] = saveFsts;
-      this.#nextFr = saveNext;
-    };
+    const code = this.#freshWalkInner(req, rid, sm, out);
+    // Leave the fault state as it was: a fresh walk records nothing.
+    for (let i = 0; i < saveFr.length; i++) regs[fr0 + i] = saveFr[i];
+    regs[REG.FSTS >> 2] = saveFsts;
+    this.#nextFr = saveNext;
+    this.faultHook = hook;
+    return code === 0 ? this.#wPa : -1;
+  }
+
+  /** The walk of #freshWalk: 0, a fault reason, or -1 for a structure fault. */
+  #freshWalkInner(req: DmaRequest, rid: number, sm: boolean, out: TranslateResult): number {
     const ctx = this.#context(rid, sm, out, req, false);
-    if (ctx === null) {
-      restore();
-      return quiet();
-    }
+    if (ctx === null) return -1;
     let code = 0;
     if (!sm) {
       if (ctx.tt === 2) {
@@ -1515,10 +1574,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     } else {
       const pasid = req.pasid === NO_PASID ? (this.opts.rps ? ctx.ridPasid : 0) : req.pasid;
       const pe = this.#pasidEntry(ctx, pasid, out, req, false);
-      if (pe === null) {
-        restore();
-        return quiet();
-      }
+      if (pe === null) return -1;
       if (pe.pgtt === PGTT_PT) {
         this.#wPa = req.addr;
         this.#wPerm = 7;
@@ -1529,9 +1585,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         code = this.#fsWalk(pe, req.addr, req.access, priv, pe.pgtt === PGTT_NESTED);
       }
     }
-    restore();
-    this.faultHook = hook;
-    return code === 0 ? this.#wPa : -1;
+    return code;
   }
 
   #stale(cache: string, entry: string, missing: string): void {
