@@ -193,6 +193,8 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   readonly #vmids = new Set<number>();
   readonly #cmd = newCmd();
   readonly #cmds: Uint32Array[] = [];
+  /** Reusable 4-word command buffers for invRange (the ring copies them; grown on demand). */
+  readonly #cmdPool: Uint32Array[] = [];
   readonly #target = new Uint32Array(16);
 
   /**
@@ -959,14 +961,16 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       while (a < end && numPages > 0) {
         const scale = ffs(numPages);
         const num = Math.floor(numPages / 2 ** scale) & 31;
-        cmds.push(tlbiVa(newCmd(), op, vmid, asid, a, leaf, num - 1, scale, ttl, tg));
+        cmds.push(
+          tlbiVa(this.#poolCmd(cmds.length), op, vmid, asid, a, leaf, num - 1, scale, ttl, tg),
+        );
         const inv = num * 2 ** (scale + tgShift);
         numPages -= num * 2 ** scale;
         a += inv;
       }
     } else {
       for (; a < end; a += granule) {
-        cmds.push(tlbiVa(newCmd(), op, vmid, asid, a, leaf, 0, 0, 0, 0));
+        cmds.push(tlbiVa(this.#poolCmd(cmds.length), op, vmid, asid, a, leaf, 0, 0, 0, 0));
       }
     }
     this.stats.tlbi += cmds.length;
@@ -977,6 +981,13 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       this.cmdq.issueOne(tlbiCtx(this.#cmd, OP.TLBI_NH_ALL, domain.id, 0), true);
     }
     this.#atcInvDomain(domain, iova, size);
+  }
+
+  /** The `i`th reusable command buffer (allocated once, on first use). */
+  #poolCmd(i: number): Uint32Array {
+    const pool = this.#cmdPool;
+    while (pool.length <= i) pool.push(newCmd());
+    return pool[i];
   }
 
   /** Invalidate every TLB entry of the domain (TLBI_NH_ASID / TLBI_S12_VMALL) and its ATCs. */
