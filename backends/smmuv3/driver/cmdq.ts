@@ -33,6 +33,12 @@ export class DriverCmdq {
   readonly base: number;
   /** Log2 of the number of entries. */
   readonly log2: number;
+  /** 2^log2 - 1: the index bits of PROD/CONS. */
+  readonly #idxMask: number;
+  /** 2^log2: the wrap bit. */
+  readonly #wrapBit: number;
+  /** 2^(log2+1) - 1: index and wrap bits. */
+  readonly #wrapMask: number;
   #prod = 0;
   readonly #m: Machine;
   readonly #regs: number;
@@ -57,6 +63,9 @@ export class DriverCmdq {
     this.#regs = regs;
     this.base = base;
     this.log2 = log2;
+    this.#wrapBit = 2 ** log2;
+    this.#idxMask = this.#wrapBit - 1;
+    this.#wrapMask = this.#wrapBit * 2 - 1;
     this.#msi = msi;
     this.stats = stats;
   }
@@ -71,10 +80,6 @@ export class DriverCmdq {
     this.#lastCons = 0;
   }
 
-  get #wrapMask(): number {
-    return (2 ** (this.log2 + 1)) - 1;
-  }
-
   #cons(): number {
     return this.#m.bus.read32(this.#regs + REG.CMDQ_CONS);
   }
@@ -83,8 +88,8 @@ export class DriverCmdq {
   #lastCons = 0;
 
   #full(cons: number): boolean {
-    const n = 2 ** this.log2;
-    return (this.#prod & (n - 1)) === (cons & (n - 1)) && (this.#prod & n) !== (cons & n);
+    const n = this.#wrapBit;
+    return (this.#prod & this.#idxMask) === (cons & this.#idxMask) && (this.#prod & n) !== (cons & n);
   }
 
   /** Append one command (ringing PROD first when the ring is full). */
@@ -94,7 +99,7 @@ export class DriverCmdq {
       this.#doorbell();
       this.#waitCons();
     }
-    const idx = this.#prod & ((2 ** this.log2) - 1);
+    const idx = this.#prod & this.#idxMask;
     const a = this.base + idx * 16;
     this.#m.mem.writeWords(a, cmd);
     this.#prod = (this.#prod + 1) & this.#wrapMask;
@@ -140,7 +145,7 @@ export class DriverCmdq {
     this.stats.errors++;
     if (err === CERROR.ILL) {
       // Replace the illegal command by a CMD_SYNC (no completion signal).
-      const idx = cons & ((2 ** this.log2) - 1);
+      const idx = cons & this.#idxMask;
       this.#m.mem.writeWords(this.base + idx * 16, sync(newCmd(), 0, 0, 0));
     }
     // ABT: retry; ATC_INV_SYNC: the CMD_SYNC is repeated (it may fail again).
@@ -170,7 +175,7 @@ export class DriverCmdq {
   /** CMD_SYNC and wait: MSI write of 0 into the sync entry's first word (polled), else CONS. */
   #issueSync(): void {
     this.stats.syncs++;
-    const idx = this.#prod & ((2 ** this.log2) - 1);
+    const idx = this.#prod & this.#idxMask;
     const a = this.base + idx * 16;
     if (this.#msi) sync(this.#sync, 1, a, 0);
     else sync(this.#sync, 2, 0, 0);
