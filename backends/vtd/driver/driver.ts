@@ -274,7 +274,13 @@ export class VtdDriver implements IommuOpsWithHooks {
   #gcmd = 0;
   #root = 0;
   #qBase = 0;
+  /** Scratch list of the PASIDs a flushRange has already invalidated. */
+  readonly #seen: number[] = [];
   #qTail = 0;
+  /** The tail last written to IQT: the hardware's head too, unless `#qHeadUnknown`. */
+  #qHwTail = 0;
+  /** A queue error was seen and no clean sync since: read IQH for the free-space check. */
+  #qHeadUnknown = false;
   #qShift = 4;
   #qStatus = 0;
   #qSeq = 0;
@@ -422,9 +428,14 @@ export class VtdDriver implements IommuOpsWithHooks {
     const dsz = 1 << this.#qShift;
     const qsize = QI_LENGTH * dsz;
     const next = (this.#qTail + dsz) % qsize;
-    if (next === (this.#r32(REG.IQH) & 0x7fff0)) {
+    // Free space as the kernel's free_cnt: with no error pending the
+    // hardware has consumed everything up to the last IQT write.
+    const head = this.#qHeadUnknown ? this.#r32(REG.IQH) & 0x7fff0 : this.#qHwTail;
+    if (next === head) {
       // Queue full: let the hardware catch up.
       this.#w64(REG.IQT, this.#qTail);
+      this.#qHwTail = this.#qTail;
+      this.#qHeadUnknown = true; // an error may have stopped it: ask until the next sync
     }
     const a = this.#qBase + this.#qTail;
     const mem = this.#m.mem;
@@ -456,7 +467,9 @@ export class VtdDriver implements IommuOpsWithHooks {
       Math.floor(this.#qStatus / TWO32),
     );
     this.#w64(REG.IQT, this.#qTail);
+    this.#qHwTail = this.#qTail;
     const fsts = this.#r32(REG.FSTS);
+    this.#qHeadUnknown = (fsts & (FSTS.IQE | FSTS.ITE | FSTS.ICE)) !== 0;
     if (fsts & FSTS.IQE) {
       // qi_check_fault: overwrite the bad descriptor (at IQH) with the wait
       // descriptor, then clear IQE so the hardware resumes past it.
@@ -990,17 +1003,20 @@ export class VtdDriver implements IommuOpsWithHooks {
       }
       addr = Math.floor(pfn / aligned) * aligned * 4096;
     }
-    const seen = new Set<number>();
-    for (const a of domain.attachments) {
-      this.#flushTag(domain.did, domain.firstStage, a, all, addr, mask, ih, seen);
+    // PASIDs already flushed for this DID (-1: the whole second stage); few, so an array.
+    const seen = this.#seen;
+    seen.length = 0;
+    const atts = domain.attachments;
+    for (let i = 0; i < atts.length; i++) {
+      this.#flushTag(domain.did, domain.firstStage, atts[i], all, addr, mask, ih, seen);
     }
     // A nest parent's second stage also backs its nested children (cache
     // tags of type NESTING_IOTLB/DEVTLB): IOTLB invalidation with their DIDs.
     for (const child of domain.nestedChildren) {
-      const childSeen = new Set<number>();
+      seen.length = 0;
       for (const a of child.attachments) {
         // The device TLB caches nested results by IOVA: flush it whole (NESTING_DEVTLB).
-        this.#flushTag(child.did, false, a, all, addr, mask, ih, childSeen, true);
+        this.#flushTag(child.did, false, a, all, addr, mask, ih, seen, true);
       }
     }
     this.#qiSync();
@@ -1015,14 +1031,14 @@ export class VtdDriver implements IommuOpsWithHooks {
     addr: number,
     mask: number,
     ih: number,
-    seen: Set<number>,
+    seen: number[],
     wholeDevtlb = false,
   ): void {
     const mamv = (this.#capHi >>> 16) & 0x3f;
     const psi = (this.#capHi >>> 7) & 1;
     const dw = this.#capBit(54), dr = this.#capBit(55);
-    if (!seen.has(a.pasid)) {
-      seen.add(a.pasid);
+    if (seen.indexOf(a.pasid) < 0) {
+      seen.push(a.pasid);
       if (firstStage) {
         if (all || mask > mamv) {
           this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (did << 16), a.pasid, 0, 0);
@@ -1034,8 +1050,8 @@ export class VtdDriver implements IommuOpsWithHooks {
             Math.floor(addr / TWO32),
           );
         }
-      } else if (!seen.has(-1)) {
-        seen.add(-1);
+      } else if (seen.indexOf(-1) < 0) {
+        seen.push(-1);
         const base = QI_TYPE.IOTLB | (dw << 6) | (dr << 7) | (did << 16);
         if (all || !psi || mask > mamv) this.#qiDesc(base | (2 << 4), 0, 0, 0);
         else {

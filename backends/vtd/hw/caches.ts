@@ -144,7 +144,7 @@ export class VtdCaches {
   invContext(sm: boolean, gran: number, did: number, sid: number, fm: number): void {
     this.gen++;
     if (gran === 1 || (gran === 2 && sm)) {
-      this.ctx.clear();
+      if (this.ctx.size !== 0) this.ctx.clear();
       return;
     }
     if (gran === 2) {
@@ -239,6 +239,10 @@ export class VtdCaches {
   /** PASID-cache invalidation: 0 domain, 1 PASID within domain, 3 global. */
   invPasidCache(gran: number, did: number, pasid: number): void {
     this.gen++;
+    if (gran === 3) {
+      if (this.pasid.size !== 0) this.pasid.clear();
+      return;
+    }
     for (const [k, e] of this.pasid) {
       if (
         gran === 3 || (gran === 0 && e.did === did) ||
