@@ -1089,17 +1089,19 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       permP &= p2;
       permU &= p2;
     }
-    const span = 2 ** sizeShift;
-    const va = req.addr - (req.addr % span);
-    this.#tlb.insert(tag, {
-      va,
-      pa: oa - (req.addr % span),
-      ipa: ipa - (ipa % span),
-      sizeShift,
-      permP,
-      permU,
-      nested: cd !== null && ste.s2,
-    });
+    // Aligned bases without fmod: floor(x * 2^-s) * 2^s.
+    const span = POW2[sizeShift];
+    const inv = INV_POW2[sizeShift];
+    const va = Math.floor(req.addr * inv) * span;
+    const te = this.#tlb.recycled();
+    te.va = va;
+    te.pa = oa - (req.addr - va);
+    te.ipa = Math.floor(ipa * inv) * span;
+    te.sizeShift = sizeShift;
+    te.permP = permP;
+    te.permU = permU;
+    te.nested = cd !== null && ste.s2;
+    this.#tlb.insert(tag, te);
     this.#ok(out, oa, req.priv ? permP : permU, sizeShift);
   }
 
@@ -1445,6 +1447,8 @@ const Q_IDX_MASK: Uint32Array = Uint32Array.from({ length: 32 }, (_, i) => 2 ** 
 
 /** 2^n for n in 0..52 (spans without Math.pow on the hot path). */
 const POW2: Float64Array = Float64Array.from({ length: 53 }, (_, i) => 2 ** i);
+/** 2^-n for n in 0..52: `Math.floor(a * INV_POW2[n])` is `a >> n` on a double, exactly. */
+const INV_POW2: Float64Array = Float64Array.from({ length: 53 }, (_, i) => 2 ** -i);
 
 const CMD_COUNTER: Record<number, string> = Object.fromEntries(
   Object.entries(OP).map(([k, v]) => [v, `cmd_${k}`]),

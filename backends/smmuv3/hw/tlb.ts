@@ -3,8 +3,9 @@
  * The SMMU's translation caches: the TLB (tagged by translation regime, VMID
  * and ASID, or as a stage-2-only entry) and the per-device ATC of ATS
  * masters (tagged by StreamID and SubstreamID). Entries are keyed by their
- * naturally aligned base address plus the log2 of their size, so a lookup
- * probes each size in use without allocating.
+ * naturally aligned base address / 32 plus the log2 of their size (a small
+ * integer key for addresses below 64 GiB), so a lookup probes each size in
+ * use without allocating.
  */
 
 /** One cached translation. */
@@ -46,6 +47,11 @@ export function atcTag(sid: number, ssid: number): number {
   return sid * 2097152 + (ssid + 1);
 }
 
+/** Map key of an entry at `va` (aligned to its size, at least 128 bytes) of size 2^sizeShift. */
+function entryKey(va: number, sizeShift: number): number {
+  return va * 0.03125 + sizeShift;
+}
+
 /** A tagged translation cache with a capacity (oldest entries evicted first). */
 export class TranslationCache {
   /** Most entries kept. */
@@ -54,6 +60,15 @@ export class TranslationCache {
   #count = 0;
   readonly #sizes: number[] = [];
   readonly #bytes: number[] = [];
+  /** 2^-size of each size in use (floor(addr * inv) is addr >> size, exactly). */
+  readonly #inv: number[] = [];
+  /** 2^(size-5) of each size in use: (addr >> size) * keyMul is the key's base part. */
+  readonly #keyMul: number[] = [];
+  /** The tag looked up last and its map (NaN: none); reset whenever a tag's map is removed. */
+  #lastTag = NaN;
+  #lastMap: Map<number, TlbEntry> | undefined = undefined;
+  /** Evicted entries, handed out again by {@link recycled} (no allocation per insert). */
+  readonly #free: TlbEntry[] = [];
 
   /** An empty cache of `capacity` entries. */
   constructor(capacity: number) {
@@ -65,6 +80,16 @@ export class TranslationCache {
     return this.#count;
   }
 
+  /**
+   * An entry object to fill and {@link insert}: a previously evicted one when
+   * there is one (its fields are stale), else a new one.
+   */
+  recycled(): TlbEntry {
+    const e = this.#free.pop();
+    if (e !== undefined) return e;
+    return { va: 0, pa: 0, ipa: 0, sizeShift: 12, permP: 0, permU: 0, nested: false };
+  }
+
   /** Insert `e` under `tag` (replacing an entry of the same base and size). */
   insert(tag: number, e: TlbEntry): void {
     let m = this.#tags.get(tag);
@@ -72,35 +97,52 @@ export class TranslationCache {
       m = new Map();
       this.#tags.set(tag, m);
     }
-    const key = e.va + e.sizeShift;
+    const key = entryKey(e.va, e.sizeShift);
     if (!m.has(key)) this.#count++;
     m.set(key, e);
     if (!this.#sizes.includes(e.sizeShift)) {
       this.#sizes.push(e.sizeShift);
       this.#bytes.push(2 ** e.sizeShift);
+      this.#inv.push(2 ** -e.sizeShift);
+      this.#keyMul.push(2 ** (e.sizeShift - 5));
     }
     if (this.#count > this.capacity) {
       // Evict the oldest entry of the oldest tag.
       for (const [t, mm] of this.#tags) {
-        const first = mm.keys().next();
+        const first = mm.entries().next();
         if (!first.done) {
-          mm.delete(first.value);
+          mm.delete(first.value[0]);
           this.#count--;
+          if (first.value[1] !== e) this.#free.push(first.value[1]);
         }
-        if (mm.size === 0) this.#tags.delete(t);
+        if (mm.size === 0) this.#removeTag(t);
         break;
       }
     }
   }
 
+  /** Remove the map of `tag` (and forget it as the last looked-up tag). */
+  #removeTag(tag: number): void {
+    this.#tags.delete(tag);
+    this.#lastTag = NaN;
+    this.#lastMap = undefined;
+  }
+
   /** The entry of `tag` holding `addr`, if any (no allocation). */
   lookup(tag: number, addr: number): TlbEntry | undefined {
-    const m = this.#tags.get(tag);
-    if (!m) return undefined;
+    let m: Map<number, TlbEntry> | undefined;
+    if (tag === this.#lastTag) m = this.#lastMap;
+    else {
+      m = this.#tags.get(tag);
+      if (!m) return undefined;
+      this.#lastTag = tag;
+      this.#lastMap = m;
+    }
     const sizes = this.#sizes;
-    const bytes = this.#bytes;
+    const inv = this.#inv;
+    const keyMul = this.#keyMul;
     for (let i = 0; i < sizes.length; i++) {
-      const e = m.get(addr - (addr % bytes[i]) + sizes[i]);
+      const e = m!.get(Math.floor(addr * inv[i]) * keyMul[i] + sizes[i]);
       if (e !== undefined) return e;
     }
     return undefined;
@@ -111,7 +153,7 @@ export class TranslationCache {
     const m = this.#tags.get(tag);
     if (m) {
       this.#count -= m.size;
-      this.#tags.delete(tag);
+      this.#removeTag(tag);
     }
   }
 
@@ -119,6 +161,8 @@ export class TranslationCache {
   clear(): void {
     this.#tags.clear();
     this.#count = 0;
+    this.#lastTag = NaN;
+    this.#lastMap = undefined;
   }
 
   /** TLB: drop every non-EL2 entry (TLBI_NSNH_ALL). */
@@ -188,7 +232,7 @@ export class TranslationCache {
     for (let i = 0; i < sizes.length; i++) {
       const b = bytes[i];
       for (let a = addr - (addr % b); a < end; a += b) {
-        if (m.delete(a + sizes[i])) this.#count--;
+        if (m.delete(entryKey(a, sizes[i]))) this.#count--;
       }
     }
     return true;

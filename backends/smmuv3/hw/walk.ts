@@ -103,12 +103,15 @@ export function newWalkOut(): WalkOut {
 }
 
 const TWO32 = 4294967296;
+/** 2^n for n in 0..64 (no Math.pow on the walk). */
+const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** i);
+/** 2^-n for n in 0..64: `Math.floor(a * INV_POW2[n])` is `a >> n` on a double, exactly. */
+const INV_POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** -i);
 
-/** Output address bits [47:granShift] of a descriptor given as halves (48-bit OA). */
+/** Output address bits [47:granShift] of a descriptor given as halves (48-bit OA; granShift < 32). */
 function descAddr(lo: number, hi: number, granShift: number): number {
   const hiPart = hi & 0xffff; // bits 47:32
-  const loPart = (lo >>> granShift) * 2 ** granShift;
-  return hiPart * TWO32 + (loPart >>> 0);
+  return hiPart * TWO32 + (((lo >>> granShift) << granShift) >>> 0);
 }
 
 /** Stage-1 start level for `inBits` and granule (VMSAv8-64). */
@@ -154,14 +157,15 @@ export function walk(
   out.ipa = addr;
   const g = cfg.granShift;
   const stride = g - 3;
-  if (addr >= 2 ** cfg.inBits) {
+  if (addr >= POW2[cfg.inBits]) {
     out.fault = WALK_F_TRANSLATION;
     out.level = cfg.startLevel;
     return;
   }
   let level = cfg.startLevel;
   let table = cfg.ttb;
-  if (table >= 2 ** cfg.outBits) {
+  const outLimit = POW2[cfg.outBits];
+  if (table >= outLimit) {
     // The table base is beyond the configured output size.
     out.fault = WALK_F_ADDR_SIZE;
     out.level = level;
@@ -172,7 +176,9 @@ export function walk(
   let idxBits = cfg.inBits - shift;
   // Hierarchical permissions are not modelled (APTable/XNTable); see README of the backend.
   for (;;) {
-    const idx = Math.floor(addr / 2 ** shift) % 2 ** idxBits;
+    // idx = (addr >> shift) mod 2^idxBits, on doubles without fmod.
+    const q = Math.floor(addr * INV_POW2[shift]);
+    const idx = q - Math.floor(q * INV_POW2[idxBits]) * POW2[idxBits];
     let tablePa = table;
     if (s2 !== null) {
       tablePa = s2.tableAddr(table, out);
@@ -188,8 +194,23 @@ export function walk(
       out.level = level;
       return;
     }
-    const lo = mem.read32(da);
-    const hi = mem.read32(da + 4);
+    // An 8-byte aligned descriptor lies in one page: read both halves in place
+    // (counted as two reads in mem.stats, as read32 would).
+    const pfn = Math.floor(da * INV_POW2[12]);
+    const words = mem.pageWords(pfn);
+    mem.stats.reads += 2;
+    let lo = 0;
+    let hi = 0;
+    if ((da & 7) !== 0) {
+      // Not reachable from table addresses (all 16-byte aligned); kept exact anyway.
+      mem.stats.reads -= 2;
+      lo = mem.read32(da);
+      hi = mem.read32(da + 4);
+    } else if (words !== null) {
+      const wi = (da - pfn * 4096) >>> 2;
+      lo = words[wi];
+      hi = words[wi + 1];
+    }
     out.reads++;
     out.level = level;
     if ((lo & 1) === 0) {
@@ -199,7 +220,7 @@ export function walk(
     const isTable = (lo & 2) !== 0 && level < 3;
     if (isTable) {
       const next = descAddr(lo, hi, g);
-      if (next >= 2 ** cfg.outBits) {
+      if (next >= outLimit) {
         out.fault = WALK_F_ADDR_SIZE;
         return;
       }
@@ -219,7 +240,7 @@ export function walk(
       return;
     }
     const base = descAddr(lo, hi, shift);
-    if (base >= 2 ** cfg.outBits) {
+    if (base >= outLimit) {
       out.fault = WALK_F_ADDR_SIZE;
       return;
     }
@@ -267,7 +288,7 @@ export function walk(
       mem.write32(da, newLo >>> 0);
       newHi = hi;
     }
-    out.oa = base + (addr % 2 ** shift);
+    out.oa = base + (addr - Math.floor(addr * INV_POW2[shift]) * POW2[shift]);
     out.sizeShift = shift;
     out.r = r;
     out.w = w;
