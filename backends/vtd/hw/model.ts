@@ -62,6 +62,8 @@ import {
 
 const TWO32 = 4294967296;
 const TWO20 = 1048576;
+/** Bytes mapped by one entry of a level-`l` table (index l, 1..5); [6] bounds a 5-level walk. */
+const LEVEL_SIZE: readonly number[] = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48, 2 ** 57];
 
 /** The descriptor tables whose reserved bits are checked, in the index order `#rsv` takes. */
 const RSV_TABLES = [
@@ -761,6 +763,74 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   // --- walks: results in #wPa/#wPerm/#wSize, return 0 or a fault reason.
 
+  /** Page (pfn) last read through each walk slot (second stage: level; first stage: 8 + level). */
+  readonly #slotPfn: Float64Array = new Float64Array(16).fill(-1);
+  /** That page's live words (PhysMem keeps a backed page's array for its lifetime). */
+  readonly #slotWords: (Uint32Array | null)[] = new Array(16).fill(null);
+  /**
+   * Read `n` words at `a` (a structure that does not cross a page) into
+   * #fetch, counted as `n` memory reads, through the slot's remembered page;
+   * beyond physical memory it throws EFAULT as read32 does.
+   */
+  #fetchWords(a: number, n: number, slot: number): Uint32Array {
+    const mem = this.#mem, f = this.#fetch;
+    const pfn = Math.floor(a / 4096);
+    let p: Uint32Array | null;
+    if (this.#slotPfn[slot] === pfn) p = this.#slotWords[slot];
+    else {
+      if (!(a >= 0 && a + 4 * n <= mem.limit)) return mem.readWords(a, f, n);
+      p = mem.pageWords(pfn);
+      if (p !== null) {
+        this.#slotPfn[slot] = pfn;
+        this.#slotWords[slot] = p;
+      }
+    }
+    mem.stats.reads += n;
+    if (p === null) f.fill(0, 0, n);
+    else {
+      const o = (a & 0xfff) >>> 2;
+      for (let i = 0; i < n; i++) f[i] = p[o + i];
+    }
+    return f;
+  }
+
+  /** The entry last loaded by #loadEntry: low and high words. */
+  #eLo = 0;
+  #eHi = 0;
+
+  /**
+   * Load the 8-byte-aligned table entry at `ea` into #eLo/#eHi (counted as
+   * two memory reads), through the slot's remembered page; beyond physical
+   * memory it throws EFAULT as read32 does (the access fault of the fetch).
+   */
+  #loadEntry(ea: number, slot: number): void {
+    const mem = this.#mem;
+    const pfn = Math.floor(ea / 4096);
+    let p: Uint32Array | null;
+    if (this.#slotPfn[slot] === pfn) p = this.#slotWords[slot];
+    else {
+      if (!(ea >= 0 && ea + 8 <= mem.limit)) {
+        this.#eLo = mem.read32(ea);
+        this.#eHi = mem.read32(ea + 4);
+        return;
+      }
+      p = mem.pageWords(pfn);
+      if (p !== null) {
+        this.#slotPfn[slot] = pfn;
+        this.#slotWords[slot] = p;
+      }
+    }
+    mem.stats.reads += 2;
+    if (p === null) {
+      this.#eLo = 0;
+      this.#eHi = 0;
+      return;
+    }
+    const o = (ea & 0xfff) >>> 2;
+    this.#eLo = p[o];
+    this.#eHi = p[o + 1];
+  }
+
   /** Second-stage walk. `levels` 3..5. */
   #ssWalk(
     root: number,
@@ -774,7 +844,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const tag = this.#pscTag;
     this.#pscTag = -1; // nested walks inside this one do not use it
     this.#accessCode = sm ? 0x68 : 0x7;
-    if (addr >= 2 ** (12 + 9 * levels)) return sm ? 0x73 : 0x4;
+    if (addr >= LEVEL_SIZE[levels + 1]) return sm ? 0x73 : 0x4;
     let table = root;
     let perm = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
     let start = levels;
@@ -792,13 +862,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       } else this.counters.pscMisses++;
     }
     for (let l = start; l >= 1; l--) {
-      const shift = 12 + 9 * (l - 1);
-      const size = 2 ** shift;
+      const size = LEVEL_SIZE[l];
       const idx = Math.floor(addr / size) % 512;
       const ea = table + idx * 8;
       this.counters.walkReads++;
-      let lo = mem.read32(ea);
-      const hi = mem.read32(ea + 4);
+      this.#loadEntry(ea, l);
+      let lo = this.#eLo;
+      const hi = this.#eHi;
       if ((lo & 3) === 0) {
         this.#wNotPresent = true;
         return sm ? 0x69 : ((access & ACCESS_WRITE) ? 0x5 : 0x6);
@@ -853,7 +923,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.#pscTag = -1;
     this.#accessCode = 0x60;
     const levels = pe.flpm === 1 ? 5 : 4;
-    if (levels === 4 && addr >= 2 ** 47) return 0x70;
+    if (levels === 4 && addr >= 140737488355328) return 0x70; // 2^47
     let table = pe.flptr;
     let rw = 1;
     let us = 1;
@@ -876,7 +946,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       } else this.counters.pscMisses++;
     }
     for (let l = start; l >= 1; l--) {
-      let ea = table + (Math.floor(addr / 2 ** (12 + 9 * (l - 1))) % 512) * 8;
+      let ea = table + (Math.floor(addr / LEVEL_SIZE[l]) % 512) * 8;
       if (nested) {
         const c = this.#ssWalk(pe.slptr, pe.aw + 2, ea, ACCESS_READ | ACCESS_WRITE, pe.ssade, true);
         if (c !== 0) return c;
@@ -884,8 +954,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.#accessCode = 0x60;
       }
       this.counters.walkReads++;
-      let lo = mem.read32(ea);
-      const hi = mem.read32(ea + 4);
+      this.#loadEntry(ea, 8 + l);
+      let lo = this.#eLo;
+      const hi = this.#eHi;
       if ((lo & 1) === 0) {
         this.#wNotPresent = true;
         return 0x61;
@@ -906,7 +977,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       }
       const next = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
       if (leaf) {
-        const size = 2 ** (12 + 9 * (l - 1));
+        const size = LEVEL_SIZE[l];
         if (next % size !== 0) return 0x62;
         if (!priv && !us) return 0x71;
         const canWrite = rw === 1 || (priv && !pe.wpe);
@@ -954,16 +1025,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       }
       this.counters.ctxMisses++;
     }
-    const mem = this.#mem;
     const bus = rid >>> 8;
     const devfn = rid & 0xff;
     const ra = this.#rta + bus * 16;
     this.#accessCode = sm ? 0x38 : 0x8;
     this.counters.walkReads++;
-    const r0 = mem.read32(ra),
-      r1 = mem.read32(ra + 4),
-      r2 = mem.read32(ra + 8),
-      r3 = mem.read32(ra + 12);
+    const rw = this.#fetchWords(ra, 4, 13);
+    const r0 = rw[0], r1 = rw[1], r2 = rw[2], r3 = rw[3];
     let ctp: number;
     if (!sm) {
       if (!(r0 & 1)) return this.#fault(out, req, 0x1, false, true);
@@ -978,10 +1046,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       ctp = (phi & 0xfffff) * TWO32 + ((plo & 0xfffff000) >>> 0) + (devfn & 0x7f) * 32;
     }
     const n = sm ? 8 : 4;
-    const f = this.#fetch;
     this.counters.walkReads++;
     this.#accessCode = sm ? 0x40 : 0x9;
-    mem.readWords(ctp, f, n);
+    const f = this.#fetchWords(ctp, n, 14);
     // A plain copy for the cache (allocating a typed array costs far more).
     const raw = sm ? [f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]] : [f[0], f[1], f[2], f[3]];
     const w0 = f[0];
@@ -1056,21 +1123,20 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       }
       this.counters.pasidMisses++;
     }
-    const mem = this.#mem;
     if (pasid >= 2 ** (ctx.pdts + 7) * 64 || pasid >= 2 ** (this.opts.pss + 1)) {
       return this.#fault(out, req, 0x46, ctx.fpd, true);
     }
     const da = ctx.pasidDir + Math.floor(pasid / 64) * 8;
     this.#accessCode = 0x50;
     this.counters.walkReads++;
-    const d0 = mem.read32(da), d1 = mem.read32(da + 4);
+    this.#loadEntry(da, 12);
+    const d0 = this.#eLo, d1 = this.#eHi;
     if (!(d0 & 1)) return this.#fault(out, req, 0x51, ctx.fpd, true);
     if (d0 & 0xffc) return this.#fault(out, req, 0x52, ctx.fpd || (d0 & 2) !== 0, true);
     const ta = (d1 & 0xfffff) * TWO32 + ((d0 & 0xfffff000) >>> 0) + (pasid % 64) * 64;
-    const w = this.#fetch;
     this.counters.walkReads++;
     this.#accessCode = 0x58;
-    mem.readWords(ta, w, 16);
+    const w = this.#fetchWords(ta, 16, 15);
     // A plain copy for the cache (allocating a typed array costs far more).
     const raw = [
       w[0],
