@@ -220,6 +220,15 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   #fetchAddr = 0;
   readonly #steCache = new Map<number, SteConfig>();
   readonly #cdCache = new Map<number, CdConfig>();
+  /**
+   * The configuration-cache entries translate used last (a lookup memo, not
+   * a cache of its own): -1 / null when unknown. Every change to #steCache
+   * or #cdCache forgets them.
+   */
+  #memoSid = -1;
+  #memoSte: SteConfig | null = null;
+  #memoCdKey = -1;
+  #memoCd: CdConfig | null = null;
   readonly #tlb: TranslationCache;
   readonly #atc: TranslationCache = new TranslationCache(Number.POSITIVE_INFINITY);
   readonly #stalls: Stall[] = [];
@@ -537,7 +546,11 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       const page = mem.pageWords(Math.floor(a / 4096));
       stats.reads += 4;
       if (page === null) {
-        cmd[0] = cmd[1] = cmd[2] = cmd[3] = 0;
+        cmd[0] =
+          cmd[1] =
+          cmd[2] =
+          cmd[3] =
+            0;
       } else {
         const i = (a % 4096) >>> 2;
         cmd[0] = page[i];
@@ -584,12 +597,14 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       case OP.PREFETCH_CONFIG: {
         // Load the STE (and the CD when SSV) into the configuration cache; faults are not reported.
         if (!this.#steCache.has(sid) && this.#fetchSte(sid, this.#scratch) === 0) {
+          this.#forgetConfigMemo();
           this.#steCache.set(sid, cloneSte(this.#scratch.ste));
         }
         const ste = this.#steCache.get(sid);
         if (ste !== undefined && ste.s1 && (c[0] & 0x800) !== 0 && !ste.s2) {
           const key = sid * 1048576 + ssid;
           if (!this.#cdCache.has(key) && this.#fetchCd(ste, ssid, this.#scratch) === 0) {
+            this.#forgetConfigMemo();
             this.#cdCache.set(key, cloneCd(this.#scratch.cd));
           }
         }
@@ -604,6 +619,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       case OP.CFGI_STE_RANGE: {
         const range = c[2] & 0x1f;
         if (range === 31) {
+          this.#forgetConfigMemo();
           this.#steCache.clear();
           this.#cdCache.clear();
         } else {
@@ -619,6 +635,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         return CERROR.NONE;
       }
       case OP.CFGI_CD:
+        this.#forgetConfigMemo();
         this.#cdCache.delete(sid * 1048576 + (c[0] & 0x800 ? ssid : 0));
         if (this.#m.trace.observed) {
           this.#m.trace.emit(this.name, "smmuv3_cmdq_cfgi_cd", { sid, ssid });
@@ -743,11 +760,21 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   }
 
   #invalidateSte(sid: number, withCds: boolean): void {
+    this.#forgetConfigMemo();
     this.#steCache.delete(sid);
     if (withCds) this.#dropCds(sid);
   }
 
+  /** Forget the translate memo of the configuration caches (call on every change to them). */
+  #forgetConfigMemo(): void {
+    this.#memoSid = -1;
+    this.#memoSte = null;
+    this.#memoCdKey = -1;
+    this.#memoCd = null;
+  }
+
   #dropCds(sid: number): void {
+    this.#forgetConfigMemo();
     for (const k of [...this.#cdCache.keys()]) {
       if (Math.floor(k / 1048576) === sid) this.#cdCache.delete(k);
     }
@@ -949,8 +976,10 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       }
     }
     // Stream table (through the configuration cache).
-    let ste = this.#steCache.get(sid);
+    let ste = sid === this.#memoSid ? this.#memoSte! : this.#steCache.get(sid);
     if (ste !== undefined) {
+      this.#memoSid = sid;
+      this.#memoSte = ste;
       this.counters.steHits++;
       if (this.checking) this.#checkSte(sid, ste);
     } else {
@@ -958,6 +987,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       const e = this.#fetchSte(sid, sc);
       if (e !== 0) return this.#event(req, out, e, 0, 0, false, false);
       ste = cloneSte(sc.ste);
+      this.#forgetConfigMemo();
       this.#steCache.set(sid, ste);
       this.#dropCds(sid);
     }
@@ -1011,8 +1041,10 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     }
     if (s1) {
       const cdKey = sid * 1048576 + (ssid === NO_PASID ? 0 : ssid);
-      cd = this.#cdCache.get(cdKey) ?? null;
+      cd = cdKey === this.#memoCdKey ? this.#memoCd : this.#cdCache.get(cdKey) ?? null;
       if (cd !== null) {
+        this.#memoCdKey = cdKey;
+        this.#memoCd = cd;
         this.counters.cdHits++;
         if (this.checking) this.#checkCd(sid, ssid, ste, cd);
       } else {
@@ -1027,6 +1059,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         }
         if (e !== 0) return this.#event(req, out, e, 0, 0, false, false);
         cd = cloneCd(sc.cd);
+        this.#forgetConfigMemo();
         this.#cdCache.set(cdKey, cd);
       }
     }

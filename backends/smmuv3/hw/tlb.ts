@@ -69,6 +69,15 @@ export class TranslationCache {
   #lastMap: Map<number, TlbEntry> | undefined = undefined;
   /** Evicted entries, handed out again by {@link recycled} (no allocation per insert). */
   readonly #free: TlbEntry[] = [];
+  /**
+   * The last entry lookup found at the first size probed, with its tag and
+   * range: any address in that range probes the same key first, so it finds
+   * the same entry until the cache changes (every change forgets it).
+   */
+  #hitTag = NaN;
+  #hitLo = 0;
+  #hitHi = 0;
+  #hitEntry: TlbEntry | undefined = undefined;
 
   /** An empty cache of `capacity` entries. */
   constructor(capacity: number) {
@@ -92,6 +101,7 @@ export class TranslationCache {
 
   /** Insert `e` under `tag` (replacing an entry of the same base and size). */
   insert(tag: number, e: TlbEntry): void {
+    this.#forgetHit();
     let m = this.#tags.get(tag);
     if (!m) {
       m = new Map();
@@ -121,6 +131,12 @@ export class TranslationCache {
     }
   }
 
+  /** Forget the last hit (on every change to the cache). */
+  #forgetHit(): void {
+    this.#hitTag = NaN;
+    this.#hitEntry = undefined;
+  }
+
   /** Remove the map of `tag` (and forget it as the last looked-up tag). */
   #removeTag(tag: number): void {
     this.#tags.delete(tag);
@@ -130,6 +146,7 @@ export class TranslationCache {
 
   /** The entry of `tag` holding `addr`, if any (no allocation). */
   lookup(tag: number, addr: number): TlbEntry | undefined {
+    if (tag === this.#hitTag && addr >= this.#hitLo && addr < this.#hitHi) return this.#hitEntry;
     let m: Map<number, TlbEntry> | undefined;
     if (tag === this.#lastTag) m = this.#lastMap;
     else {
@@ -143,13 +160,22 @@ export class TranslationCache {
     const keyMul = this.#keyMul;
     for (let i = 0; i < sizes.length; i++) {
       const e = m!.get(Math.floor(addr * inv[i]) * keyMul[i] + sizes[i]);
-      if (e !== undefined) return e;
+      if (e !== undefined) {
+        if (i === 0) {
+          this.#hitTag = tag;
+          this.#hitLo = e.va;
+          this.#hitHi = e.va + this.#bytes[0];
+          this.#hitEntry = e;
+        }
+        return e;
+      }
     }
     return undefined;
   }
 
   /** Drop every entry of `tag`. */
   dropTag(tag: number): void {
+    this.#forgetHit();
     const m = this.#tags.get(tag);
     if (m) {
       this.#count -= m.size;
@@ -159,6 +185,7 @@ export class TranslationCache {
 
   /** Drop everything. */
   clear(): void {
+    this.#forgetHit();
     this.#tags.clear();
     this.#count = 0;
     this.#lastTag = NaN;
@@ -167,6 +194,7 @@ export class TranslationCache {
 
   /** TLB: drop every non-EL2 entry (TLBI_NSNH_ALL). */
   dropAllEl1(): void {
+    this.#forgetHit();
     for (const tag of [...this.#tags.keys()]) if (tag < EL2_UNIT) this.dropTag(tag);
   }
 
@@ -175,6 +203,7 @@ export class TranslationCache {
    * or {@link ALL_ASIDS}; `vmid` is ignored in the EL2 regime.
    */
   dropContexts(el2: number, vmid: number, asid: number): void {
+    this.#forgetHit();
     if (asid >= 0) {
       this.dropTag(tlbTag(el2, vmid, asid));
       return;
@@ -193,6 +222,7 @@ export class TranslationCache {
    * of the VMID (by VA), or {@link BY_IPA} for stage-2 and nested entries by IPA.
    */
   dropRange(el2: number, vmid: number, asid: number, addr: number, size: number): void {
+    this.#forgetHit();
     const end = addr + size;
     if (asid >= 0 && this.#dropProbe(tlbTag(el2, vmid, asid), addr, end)) return;
     for (const [tag, m] of this.#tags) {
@@ -251,6 +281,7 @@ export class TranslationCache {
     span: number,
     all: boolean,
   ): void {
+    this.#forgetHit();
     for (const [tag, m] of this.#tags) {
       if (Math.floor(tag / 2097152) !== sid) continue;
       if (!global && (tag % 2097152) - 1 !== ssid) continue;
