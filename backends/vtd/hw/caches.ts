@@ -111,6 +111,8 @@ export class VtdCaches {
    * of either is added or removed, so a memo of the last lookup stays exact.
    */
   gen = 0;
+  /** Generation of the IOTLB and device TLBs: bumped by every fill and every invalidation. */
+  tlbGen = 0;
 
   /** Empty caches. */
   constructor(opts: VtdOptions) {
@@ -165,6 +167,7 @@ export class VtdCaches {
    * with the paging-structure caches it implies.
    */
   invIotlb(sm: boolean, gran: number, did: number, addr: number, am: number, ih = 0): void {
+    this.tlbGen++;
     if (gran === 1) {
       // Global: every entry, first-stage ones included, and every
       // paging-structure cache entry. (The maps stay: holders keep them.)
@@ -195,6 +198,7 @@ export class VtdCaches {
 
   /** PASID-based IOTLB invalidation (0x6): 2 all in PASID, 3 page range; first-stage and nested entries. */
   invPiotlb(gran: number, did: number, pasid: number, addr: number, am: number, ih = 0): void {
+    this.tlbGen++;
     this.invPsc(false, did, pasid, gran === 3, addr, am, ih);
     const m = this.iotlb.get(did * TWO20 + pasid);
     if (m === undefined) return;
@@ -255,6 +259,7 @@ export class VtdCaches {
 
   /** Device-TLB invalidation; pasid -1 = without PASID, -2 = all PASIDs. */
   invDevtlb(sid: number, pasid: number, w2: number, w3: number): void {
+    this.tlbGen++;
     const d = this.devtlb.get(sid);
     if (d === undefined) return;
     const s = w2 & 1;

@@ -549,6 +549,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   }
 
   #tlbInsert(m: Map<number, TlbEntry>, e: TlbEntry): void {
+    this.#c.tlbGen++;
     const s = e.size === 4096 ? 0 : e.size === 2097152 ? 1 : 2;
     if (m.size >= this.opts.tlb_entries) {
       m.delete(m.keys().next().value!); // evict the oldest
@@ -601,7 +602,19 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     rid: number,
     fpd: boolean,
   ): boolean {
-    const e = this.#tlbLookup(tlb, req.addr);
+    const pfn = Math.floor(req.addr / 4096);
+    let e: TlbEntry | null;
+    if (tlb === this.#lastTlb && pfn === this.#lastPfn && this.#lastTlbGen === this.#c.tlbGen) {
+      // The same 4 KiB page of the same tag as the last lookup, and no IOTLB
+      // entry added or removed since: the lookup would find the same entry.
+      e = this.#lastEntry;
+    } else {
+      e = this.#tlbLookup(tlb, req.addr);
+      this.#lastTlb = tlb;
+      this.#lastPfn = pfn;
+      this.#lastTlbGen = this.#c.tlbGen;
+      this.#lastEntry = e;
+    }
     if (e !== null && e.fault !== 0) {
       // Caching mode: a not-present result cached until invalidated.
       this.counters.iotlbHits++;
@@ -626,6 +639,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.counters.iotlbMisses++;
     return false;
   }
+
+  // Memo of the last IOTLB lookup (see #iotlbTry).
+  #lastTlb: Map<number, TlbEntry> | null = null;
+  #lastPfn = -1;
+  #lastTlbGen = -1;
+  #lastEntry: TlbEntry | null = null;
 
   #fillNegative(tag: number, did: number, pasid: number, addr: number, kind: number, code: number) {
     const iova = addr - (addr % 4096);
