@@ -89,7 +89,8 @@ export class DriverCmdq {
 
   #full(cons: number): boolean {
     const n = this.#wrapBit;
-    return (this.#prod & this.#idxMask) === (cons & this.#idxMask) && (this.#prod & n) !== (cons & n);
+    return (this.#prod & this.#idxMask) === (cons & this.#idxMask) &&
+      (this.#prod & n) !== (cons & n);
   }
 
   /** Append one command (ringing PROD first when the ring is full). */

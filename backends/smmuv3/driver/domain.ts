@@ -25,6 +25,7 @@ import type { Master, SmmuV3Driver, StageKind } from "./driver.ts";
 
 /** `__ffs`: index of the lowest set bit of a positive integer. */
 export function ffs(x: number): number {
+  if (x > 0 && x <= 0x7fff_ffff && Number.isInteger(x)) return 31 - Math.clz32(x & -x);
   let n = 0;
   while (x % 2 === 0) {
     x /= 2;

@@ -933,39 +933,39 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   /** arm_smmu_tlb_inv_range_domain: TLBI by VA/IPA (range when supported), SYNC, then ATC. */
   invRange(domain: SmmuDomain, iova: number, size: number, granule: number, leaf: boolean): void {
     if (size === 0) return;
-    const tgShift = Math.log2(domain.granule);
+    const tgShift = log2Exact(domain.granule);
     const cmds = this.#cmds;
     cmds.length = 0;
     const s1 = domain.stage === "S1";
     const op = s1 ? OP.TLBI_NH_VA : OP.TLBI_S2_IPA;
     const vmid = s1 ? 0 : domain.id;
     const asid = s1 ? domain.id : 0;
-    if (!this.info.rangeInv && size >= 2 ** (tgShift - 3) * domain.granule) {
+    if (!this.info.rangeInv && size >= POW2[tgShift - 3] * domain.granule) {
       // CMDQ_MAX_TLBI_OPS: past this many commands, invalidate the whole context.
       this.flushAll(domain);
       return;
     }
     const end = iova + size;
     let a = iova;
-    if (this.info.rangeInv && size / 2 ** tgShift >= 2 ** 31) {
+    if (this.info.rangeInv && size * INV_POW2[tgShift] >= 2 ** 31) {
       // SCALE is 5 bits: a range this large cannot be encoded; invalidate the context.
       this.flushAll(domain);
       return;
     }
     if (this.info.rangeInv) {
-      let numPages = Math.floor(size / 2 ** tgShift);
+      let numPages = Math.floor(size * INV_POW2[tgShift]);
       const tg = (tgShift - 10) / 2;
       let ttl = 0;
-      if (leaf) ttl = 4 - Math.floor((Math.log2(granule) - 3) / (tgShift - 3));
+      if (leaf) ttl = 4 - Math.floor((log2Exact(granule) - 3) / (tgShift - 3));
       else if ((numPages & 31) === 1) numPages++;
       while (a < end && numPages > 0) {
         const scale = ffs(numPages);
-        const num = Math.floor(numPages / 2 ** scale) & 31;
+        const num = Math.floor(numPages * INV_POW2[scale]) & 31;
         cmds.push(
           tlbiVa(this.#poolCmd(cmds.length), op, vmid, asid, a, leaf, num - 1, scale, ttl, tg),
         );
-        const inv = num * 2 ** (scale + tgShift);
-        numPages -= num * 2 ** scale;
+        const inv = num * POW2[scale + tgShift];
+        numPages -= num * POW2[scale];
         a += inv;
       }
     } else {
@@ -1049,4 +1049,15 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     const active = (gerror ^ gerrorn) & ~GERROR.CMDQ_ERR;
     if (active) this.#w32(REG.GERRORN, (gerrorn ^ active) >>> 0);
   }
+}
+
+/** 2^n for n in 0..64 (no Math.pow on the invalidation path). */
+const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** i);
+/** 2^-n for n in 0..64 (`x * INV_POW2[n]` is `x / 2^n`, exactly). */
+const INV_POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** -i);
+
+/** log2 of a power of two (exact; Math.log2 otherwise). */
+function log2Exact(x: number): number {
+  if (x >= 1 && x <= 0x4000_0000 && (x & (x - 1)) === 0) return 31 - Math.clz32(x);
+  return Math.log2(x);
 }
