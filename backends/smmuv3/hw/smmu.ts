@@ -335,6 +335,12 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       this.#m.trace.emit(this.name, "smmuv3_write_mmio", { addr: offset, val: value });
     }
     const r = this.#regs;
+    if (offset === REG.CMDQ_PROD) {
+      // The doorbell: the most frequent write, before the general dispatch.
+      this.#cmdqProd = value & this.#qMask(REG.CMDQ_BASE);
+      this.#processCmdq();
+      return;
+    }
     switch (offset) {
       case REG.IDR0:
       case REG.IDR1:
@@ -582,9 +588,9 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const op = c[0] & 0xff;
     const f = this.features;
     this.counters.commands++;
-    const name = OP_NAME[op];
-    if (name !== undefined) this.counters[CMD_COUNTER[op]]++;
+    countOpcode(this.counters, op);
     if (this.#m.trace.observed) {
+      const name = OP_NAME[op];
       this.#m.trace.emit(this.name, "smmuv3_cmdq_opcode", {
         opcode: name ?? `0x${op.toString(16)}`,
       });
@@ -663,14 +669,14 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         const addrHi = op === OP.TLBI_S2_IPA ? c[3] & 0xfffff : c[3] & 0xfffff; // model addresses < 2^52
         const addr = addrHi * TWO32 + ((c[2] & 0xfffff000) >>> 0);
         let size = 1;
-        if (tg !== 0 && f.rangeInv) size = (num + 1) * 2 ** scale * 2 ** CMD_TG_SHIFT[tg];
+        if (tg !== 0 && f.rangeInv) size = (num + 1) * POW2[scale + CMD_TG_SHIFT[tg]];
         const el2 = op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA ? 1 : 0;
         const a = op === OP.TLBI_NH_VA || op === OP.TLBI_EL2_VA ? asid : -1;
         if (op === OP.TLBI_S2_IPA) this.#tlb.dropRange(0, vmid, BY_IPA, addr, size);
         else this.#tlb.dropRange(el2, el2 ? 0 : vmid, a, addr, size);
         if (this.#m.trace.observed) {
           this.#m.trace.emit(this.name, "smmuv3_cmdq_tlbi", {
-            op: name,
+            op: OP_NAME[op],
             vmid,
             asid,
             addr,
@@ -1483,9 +1489,90 @@ const POW2: Float64Array = Float64Array.from({ length: 53 }, (_, i) => 2 ** i);
 /** 2^-n for n in 0..52: `Math.floor(a * INV_POW2[n])` is `a >> n` on a double, exactly. */
 const INV_POW2: Float64Array = Float64Array.from({ length: 53 }, (_, i) => 2 ** -i);
 
-const CMD_COUNTER: Record<number, string> = Object.fromEntries(
-  Object.entries(OP).map(([k, v]) => [v, `cmd_${k}`]),
-);
+/**
+ * Count a command of opcode `op` under `cmd_<NAME>` (one named increment per
+ * opcode, literal cases as in {@link OP}: a computed key on the 48-field
+ * counter set cost as much as executing the command).
+ */
+function countOpcode(c: Counters, op: number): void {
+  switch (op) {
+    case 0x01: // PREFETCH_CONFIG
+      c.cmd_PREFETCH_CONFIG++;
+      return;
+    case 0x02: // PREFETCH_ADDR
+      c.cmd_PREFETCH_ADDR++;
+      return;
+    case 0x03: // CFGI_STE
+      c.cmd_CFGI_STE++;
+      return;
+    case 0x04: // CFGI_STE_RANGE
+      c.cmd_CFGI_STE_RANGE++;
+      return;
+    case 0x05: // CFGI_CD
+      c.cmd_CFGI_CD++;
+      return;
+    case 0x06: // CFGI_CD_ALL
+      c.cmd_CFGI_CD_ALL++;
+      return;
+    case 0x07: // CFGI_VMS_PIDM
+      c.cmd_CFGI_VMS_PIDM++;
+      return;
+    case 0x10: // TLBI_NH_ALL
+      c.cmd_TLBI_NH_ALL++;
+      return;
+    case 0x11: // TLBI_NH_ASID
+      c.cmd_TLBI_NH_ASID++;
+      return;
+    case 0x12: // TLBI_NH_VA
+      c.cmd_TLBI_NH_VA++;
+      return;
+    case 0x13: // TLBI_NH_VAA
+      c.cmd_TLBI_NH_VAA++;
+      return;
+    case 0x18: // TLBI_EL3_ALL
+      c.cmd_TLBI_EL3_ALL++;
+      return;
+    case 0x1a: // TLBI_EL3_VA
+      c.cmd_TLBI_EL3_VA++;
+      return;
+    case 0x20: // TLBI_EL2_ALL
+      c.cmd_TLBI_EL2_ALL++;
+      return;
+    case 0x21: // TLBI_EL2_ASID
+      c.cmd_TLBI_EL2_ASID++;
+      return;
+    case 0x22: // TLBI_EL2_VA
+      c.cmd_TLBI_EL2_VA++;
+      return;
+    case 0x23: // TLBI_EL2_VAA
+      c.cmd_TLBI_EL2_VAA++;
+      return;
+    case 0x28: // TLBI_S12_VMALL
+      c.cmd_TLBI_S12_VMALL++;
+      return;
+    case 0x2a: // TLBI_S2_IPA
+      c.cmd_TLBI_S2_IPA++;
+      return;
+    case 0x30: // TLBI_NSNH_ALL
+      c.cmd_TLBI_NSNH_ALL++;
+      return;
+    case 0x40: // ATC_INV
+      c.cmd_ATC_INV++;
+      return;
+    case 0x41: // PRI_RESP
+      c.cmd_PRI_RESP++;
+      return;
+    case 0x44: // RESUME
+      c.cmd_RESUME++;
+      return;
+    case 0x45: // STALL_TERM
+      c.cmd_STALL_TERM++;
+      return;
+    case 0x46: // CMD_SYNC
+      c.cmd_CMD_SYNC++;
+      return;
+  }
+}
 
 function newSte(): SteConfig {
   return {

@@ -256,13 +256,17 @@ export class TranslationCache {
     if (m === undefined) return true;
     const sizes = this.#sizes;
     const bytes = this.#bytes;
+    const inv = this.#inv;
     let probes = 0;
-    for (let i = 0; i < sizes.length; i++) probes += Math.ceil((end - addr) / bytes[i]) + 1;
+    for (let i = 0; i < sizes.length; i++) probes += Math.ceil((end - addr) * inv[i]) + 1;
     if (probes > 256) return false;
     for (let i = 0; i < sizes.length; i++) {
       const b = bytes[i];
-      for (let a = addr - (addr % b); a < end; a += b) {
-        if (m.delete(entryKey(a, sizes[i]))) this.#count--;
+      // Keys of the aligned bases from addr's down to end, without fmod.
+      const step = this.#keyMul[i];
+      let key = Math.floor(addr * inv[i]) * step + sizes[i];
+      for (let a = Math.floor(addr * inv[i]) * b; a < end; a += b, key += step) {
+        if (m.delete(key)) this.#count--;
       }
     }
     return true;
