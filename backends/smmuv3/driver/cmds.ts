@@ -2,6 +2,7 @@
  * @module
  * Command builders of the driver (arm_smmu_cmdq_build_cmd): each fills a
  * reusable 4-word array with the architecture's layout, on 32-bit halves.
+ * `addr & mask` takes the low half directly (ToInt32 is modulo 2^32).
  */
 
 import { OP } from "../hw/structs.ts";
@@ -73,7 +74,7 @@ export function tlbiVa(
 ): Uint32Array {
   c[0] = (op | ((num & 0x1f) << 12) | ((scale & 0x1f) << 20)) >>> 0;
   c[1] = ((vmid & 0xffff) | ((asid & 0xffff) << 16)) >>> 0;
-  c[2] = (((addr % TWO32) & 0xfffff000) | (leaf ? 1 : 0) | ((ttl & 3) << 8) | ((tg & 3) << 10)) >>>
+  c[2] = ((addr & 0xfffff000) | (leaf ? 1 : 0) | ((ttl & 3) << 8) | ((tg & 3) << 10)) >>>
     0;
   c[3] = Math.floor(addr / TWO32) >>> 0;
   return c;
@@ -89,7 +90,7 @@ export function atcInv(
 ): Uint32Array {
   c[0] = (OP.ATC_INV | (ssid !== 0 ? 0x800 : 0) | ((ssid & 0xfffff) << 12)) >>> 0;
   c[1] = sid >>> 0;
-  c[2] = (((addr % TWO32) & 0xfffff000) | (sizeLog & 0x3f)) >>> 0;
+  c[2] = ((addr & 0xfffff000) | (sizeLog & 0x3f)) >>> 0;
   c[3] = Math.floor(addr / TWO32) >>> 0;
   return c;
 }
@@ -123,7 +124,7 @@ export function resume(c: Uint32Array, sid: number, stag: number, action: number
 export function sync(c: Uint32Array, cs: number, msiAddr: number, data: number): Uint32Array {
   c[0] = (OP.CMD_SYNC | ((cs & 3) << 12) | (3 << 22) | (0xf << 24)) >>> 0;
   c[1] = data >>> 0;
-  c[2] = ((msiAddr % TWO32) & 0xfffffffc) >>> 0;
+  c[2] = (msiAddr & 0xfffffffc) >>> 0;
   c[3] = Math.floor(msiAddr / TWO32) >>> 0;
   return c;
 }

@@ -541,6 +541,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const cmd = this.#cmd;
     const mem = this.#mem;
     const stats = mem.stats;
+    let page: Uint32Array | null = null;
+    let pagePfn = -1;
     while (cons !== (this.#cmdqProd & wrapMask)) {
       const a = base + (cons & idxMask) * 16;
       if (a + 16 > mem.limit) {
@@ -548,8 +550,13 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         return;
       }
       // A command is 16-byte aligned, so it lies in one page: read its words in place
-      // (counted as four reads, as read32 would).
-      const page = mem.pageWords(Math.floor(a / 4096));
+      // (counted as four reads, as read32 would); the page is looked up when it changes
+      // (a backed page's words never move; an unbacked one is asked again).
+      const pfn = Math.floor(a / 4096);
+      if (pfn !== pagePfn || page === null) {
+        page = mem.pageWords(pfn);
+        pagePfn = pfn;
+      }
       stats.reads += 4;
       if (page === null) {
         cmd[0] =
@@ -558,7 +565,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
           cmd[3] =
             0;
       } else {
-        const i = (a % 4096) >>> 2;
+        const i = (a - pfn * 4096) >>> 2;
         cmd[0] = page[i];
         cmd[1] = page[i + 1];
         cmd[2] = page[i + 2];
