@@ -991,15 +991,20 @@ export class VtdDriver implements IommuOpsWithHooks {
     if (!all) {
       const pfn = Math.floor(start / 4096);
       const pages = Math.floor(end / 4096) - pfn + 1;
-      let aligned = 2 ** Math.ceil(Math.log2(pages));
-      mask = Math.log2(aligned);
+      // The smallest power of two >= pages (no log2/pow on this path).
+      let aligned = 1;
+      mask = 0;
+      while (aligned < pages) {
+        aligned *= 2;
+        mask++;
+      }
       if (pfn % aligned !== 0) {
         const endPfn = pfn + pages - 1;
         // Lowest bit above `mask` where pfn and endPfn agree from there up.
-        let m = mask;
-        while (m < 52 && Math.floor(pfn / 2 ** m) !== Math.floor(endPfn / 2 ** m)) m++;
-        mask = m;
-        aligned = 2 ** mask;
+        while (mask < 52 && Math.floor(pfn / aligned) !== Math.floor(endPfn / aligned)) {
+          mask++;
+          aligned *= 2;
+        }
       }
       addr = Math.floor(pfn / aligned) * aligned * 4096;
     }

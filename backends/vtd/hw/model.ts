@@ -62,6 +62,14 @@ import {
 
 const TWO32 = 4294967296;
 const TWO20 = 1048576;
+/** Page-memo slots of structure fetches (walk levels use 1..5 and 9..13). */
+const SLOT_ROOT = 16,
+  SLOT_CONTEXT = 17,
+  SLOT_PASID_DIR = 18,
+  SLOT_PASID_TABLE = 19,
+  SLOT_QUEUE = 20;
+/** Number of page-memo slots. */
+const SLOTS = 21;
 /** Bytes mapped by one entry of a level-`l` table (index l, 1..5); [6] bounds a 5-level walk. */
 const LEVEL_SIZE: readonly number[] = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48, 2 ** 57];
 
@@ -782,22 +790,25 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   // --- walks: results in #wPa/#wPerm/#wSize, return 0 or a fault reason.
 
-  /** Page (pfn) last read through each walk slot (second stage: level; first stage: 8 + level). */
-  readonly #slotPfn: Float64Array = new Float64Array(16).fill(-1);
+  /** Page (pfn) last read through each slot (second stage: level; first stage: 8 + level; SLOT_*). */
+  readonly #slotPfn: Float64Array = new Float64Array(SLOTS).fill(-1);
   /** That page's live words (PhysMem keeps a backed page's array for its lifetime). */
-  readonly #slotWords: (Uint32Array | null)[] = new Array(16).fill(null);
+  readonly #slotWords: (Uint32Array | null)[] = new Array(SLOTS).fill(null);
   /**
    * Read `n` words at `a` (a structure that does not cross a page) into
    * #fetch, counted as `n` memory reads, through the slot's remembered page;
    * beyond physical memory it throws EFAULT as read32 does.
    */
-  #fetchWords(a: number, n: number, slot: number): Uint32Array {
-    const mem = this.#mem, f = this.#fetch;
+  #fetchWords(a: number, n: number, slot: number, f: Uint32Array = this.#fetch): Uint32Array {
+    const mem = this.#mem;
     const pfn = Math.floor(a / 4096);
     let p: Uint32Array | null;
     if (this.#slotPfn[slot] === pfn) p = this.#slotWords[slot];
     else {
-      if (!(a >= 0 && a + 4 * n <= mem.limit)) return mem.readWords(a, f, n);
+      if (!(a >= 0 && a + 4 * n <= mem.limit)) {
+        f.fill(0, 0, n);
+        return mem.readWords(a, f, n);
+      }
       p = mem.pageWords(pfn);
       if (p !== null) {
         this.#slotPfn[slot] = pfn;
@@ -1049,7 +1060,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const ra = this.#rta + bus * 16;
     this.#accessCode = sm ? 0x38 : 0x8;
     this.counters.walkReads++;
-    const rw = this.#fetchWords(ra, 4, 13);
+    const rw = this.#fetchWords(ra, 4, SLOT_ROOT);
     const r0 = rw[0], r1 = rw[1], r2 = rw[2], r3 = rw[3];
     let ctp: number;
     if (!sm) {
@@ -1067,7 +1078,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const n = sm ? 8 : 4;
     this.counters.walkReads++;
     this.#accessCode = sm ? 0x40 : 0x9;
-    const f = this.#fetchWords(ctp, n, 14);
+    const f = this.#fetchWords(ctp, n, SLOT_CONTEXT);
     // A plain copy for the cache (allocating a typed array costs far more).
     const raw = sm ? [f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]] : [f[0], f[1], f[2], f[3]];
     const w0 = f[0];
@@ -1148,14 +1159,14 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const da = ctx.pasidDir + Math.floor(pasid / 64) * 8;
     this.#accessCode = 0x50;
     this.counters.walkReads++;
-    this.#loadEntry(da, 12);
+    this.#loadEntry(da, SLOT_PASID_DIR);
     const d0 = this.#eLo, d1 = this.#eHi;
     if (!(d0 & 1)) return this.#fault(out, req, 0x51, ctx.fpd, true);
     if (d0 & 0xffc) return this.#fault(out, req, 0x52, ctx.fpd || (d0 & 2) !== 0, true);
     const ta = (d1 & 0xfffff) * TWO32 + ((d0 & 0xfffff000) >>> 0) + (pasid % 64) * 64;
     this.counters.walkReads++;
     this.#accessCode = 0x58;
-    const w = this.#fetchWords(ta, 16, 15);
+    const w = this.#fetchWords(ta, 16, SLOT_PASID_TABLE);
     // A plain copy for the cache (allocating a typed array costs far more).
     const raw = [
       w[0],
@@ -1367,7 +1378,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const base = (aHi & 0xfffff) * TWO32 + ((aLo & 0xfffff000) >>> 0);
     const wide = (aLo & IQA_DW) !== 0;
     const dsz = wide ? 32 : 16;
-    const qsize = 4096 * 2 ** (aLo & 7);
+    const qsize = 4096 << (aLo & 7);
     let head = this.#regs[REG.IQH >> 2] & 0x7fff0;
     const tail = this.#regs[REG.IQT >> 2] & 0x7fff0;
     const w = this.#w;
@@ -1382,30 +1393,19 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.#event(REG.FECTL, this.#irqFault);
       return;
     }
-    const mem = this.#mem;
     const nw = dsz >> 2;
     while (head !== tail) {
       let err: number;
       try {
-        const a = base + head;
-        if (a + dsz <= mem.limit) {
-          // A descriptor never crosses a page (the queue is page-aligned).
-          const p = mem.pageWords(Math.floor(a / 4096));
-          const o = (a & 0xfff) >>> 2;
-          if (p === null) w.fill(0, 0, 8);
-          else for (let i = 0; i < nw; i++) w[i] = p[o + i];
-          if (nw === 4) {
-            w[4] =
-              w[5] =
-              w[6] =
-              w[7] =
-                0;
-          }
-          mem.stats.reads += nw;
-        } else {
-          w.fill(0);
-          mem.readWords(a, w, nw);
+        // A descriptor never crosses a page (the queue is page-aligned).
+        if (nw === 4) {
+          w[4] =
+            w[5] =
+            w[6] =
+            w[7] =
+              0;
         }
+        this.#fetchWords(base + head, nw, SLOT_QUEUE, w);
         this.counters.qiDescriptors++;
         err = this.#descriptor(w, wide);
       } catch (e) {
