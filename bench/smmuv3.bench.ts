@@ -1,7 +1,8 @@
 /**
- * SMMUv3 benchmarks: translation through the hardware model (TLB hit,
- * stage-1 walk, stage-2 walk), map/unmap through the driver (4 KiB and
- * 2 MiB, strict TLBI + CMD_SYNC) and command-queue throughput.
+ * SMMUv3 benchmarks: translation through the hardware model (TLB hit on one
+ * page and on 64 pages in turn, stage-1 walk, stage-2 walk), map/unmap
+ * through the driver (4 KiB and 2 MiB, strict TLBI + CMD_SYNC) and
+ * command-queue throughput.
  */
 
 import { bench, do_not_optimize, group } from "mitata";
@@ -42,6 +43,20 @@ for (const stages of ["both", "s2"]) {
     hitEnv.hw.translate(req, out);
     bench(`smmuv3 ${stage}: TLB hit`, () => {
       hitEnv.hw.translate(req, out);
+      do_not_optimize(out.pa);
+    });
+    // Hits on 64 pages in turn: never the same page twice in a row.
+    const reqs = newDmaRequest();
+    reqs.rid = hitEnv.dev.rid;
+    reqs.access = ACCESS_READ;
+    for (let p = 0; p < 64; p++) {
+      reqs.addr = p * 4096;
+      hitEnv.hw.translate(reqs, out);
+    }
+    let k = 0;
+    bench(`smmuv3 ${stage}: TLB hit, 64 pages in turn`, () => {
+      reqs.addr = (k++ & 63) * 4096;
+      hitEnv.hw.translate(reqs, out);
       do_not_optimize(out.pa);
     });
     // A one-entry TLB: every other address misses and walks all levels.
@@ -104,7 +119,8 @@ group("smmuv3 command queue", () => {
   bench("smmuv3 cmdq: 64 x TLBI_NH_VA + CMD_SYNC", () => {
     drv.cmdq.issue(cmds, true);
   });
+  const none: Uint32Array[] = [];
   bench("smmuv3 cmdq: CMD_SYNC alone", () => {
-    drv.cmdq.issue([], true);
+    drv.cmdq.issue(none, true);
   });
 });
