@@ -37,6 +37,8 @@ export interface CtxEntry {
   addr: number;
   /** Legacy mode: the IOTLB map of this entry's DID tag, once resolved (maps are never removed). */
   tlb: Map<number, TlbEntry> | null;
+  /** Legacy mode: the second-stage paging-structure cache map of that tag, once resolved. */
+  psc: Map<number, PscEntry> | null;
 }
 
 /** A decoded PASID entry held in the PASID cache. */
@@ -58,6 +60,8 @@ export interface PasidCacheEntry {
   addr: number;
   /** The IOTLB map of this entry's (DID, PASID) tag, once resolved (maps are never removed). */
   tlb: Map<number, TlbEntry> | null;
+  /** The paging-structure cache map (of the stage PGTT walks) of that tag, once resolved. */
+  psc: Map<number, PscEntry> | null;
 }
 
 /** Entry counts of every cache. */

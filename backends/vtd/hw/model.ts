@@ -172,6 +172,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   readonly #atsTimeout = new Set<number>();
   /** Tag the next top-level walk may use the paging-structure cache with (-1 = none). */
   #pscTag = -1;
+  /** The paging-structure cache map of #pscTag (set with it). */
+  #pscMap: Map<number, PscEntry> | null = null;
   #pscUsed = false;
   #prgi = 0;
   #irqFault: string;
@@ -548,7 +550,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   #tlbLookup(m: Map<number, TlbEntry> | undefined, addr: number): TlbEntry | null {
     if (m === undefined || m.size === 0) return null;
+    const seen = this.#sizesSeen;
     for (let s = 0; s < 3; s++) {
+      if (!((seen >>> s) & 1)) continue; // no entry of this size was ever cached
       const size = SIZES[s];
       const e = m.get(Math.floor(addr / size) * 4 + s);
       if (e !== undefined) return e;
@@ -556,9 +560,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     return null;
   }
 
+  /** Bit s set once a TLB entry of size class s (SIZES) has been cached: lookups skip the others. */
+  #sizesSeen = 0;
+
   #tlbInsert(m: Map<number, TlbEntry>, e: TlbEntry): void {
     this.#c.tlbGen++;
     const s = e.size === 4096 ? 0 : e.size === 2097152 ? 1 : 2;
+    this.#sizesSeen |= 1 << s;
     if (m.size >= this.opts.tlb_entries) {
       m.delete(m.keys().next().value!); // evict the oldest
       this.counters.evictions++;
@@ -580,6 +588,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     if (this.#iotlbTry(tlb, req, out, ctx.rid, ctx.fpd)) return;
     this.#wNotPresent = false;
     this.#pscTag = tag;
+    this.#pscMap = ctx.psc ?? (ctx.psc = this.#c.pscFor(true, tag));
     this.#pscUsed = false;
     const code = this.#ssWalk(ctx.slptr, ctx.aw + 2, req.addr, req.access, false, false);
     if (code === 0 && this.#pscUsed && this.checking) this.#checkPsc(req, ctx.rid, ctx.did, -1, 0);
@@ -591,7 +600,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.#fault(out, req, code, ctx.fpd, false);
       return;
     }
-    this.#fill(tag, ctx.did, 0, req.addr, KIND_SS, out, ctx.tt === 1 ? ctx.rid : -1, NO_PASID);
+    this.#fill(tlb, ctx.did, 0, req.addr, KIND_SS, out, ctx.tt === 1 ? ctx.rid : -1, NO_PASID);
   }
 
   #passThrough(req: DmaRequest, out: TranslateResult): void {
@@ -661,7 +670,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   }
 
   #fill(
-    tag: number,
+    tlb: Map<number, TlbEntry>,
     did: number,
     pasid: number,
     addr: number,
@@ -675,15 +684,15 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const pa = this.#wPa - (addr - iova);
     const e: TlbEntry = { did, pasid, iova, pa, size, perm: this.#wPerm, kind, fault: 0 };
     if (kind === KIND_NESTED) this.#c.maybeNested = true;
-    const m = this.#c.iotlbFor(tag);
-    this.#tlbInsert(m, e);
+    this.#tlbInsert(tlb, e);
     if (devtlbRid >= 0 && this.#m.pci.byRid(devtlbRid)?.ats) {
       let d = this.#c.devtlb.get(devtlbRid);
       if (d === undefined) this.#c.devtlb.set(devtlbRid, d = new Map());
       const pk = reqPasid === NO_PASID ? TWO20 : reqPasid;
       let dm = d.get(pk);
       if (dm === undefined) d.set(pk, dm = new Map());
-      this.#tlbInsert(dm, { ...e, pasid: pk });
+      // Same shape as every other entry (a spread copy would not be).
+      this.#tlbInsert(dm, { did, pasid: pk, iova, pa, size, perm: e.perm, kind, fault: 0 });
     }
     out.ok = true;
     out.pa = this.#wPa;
@@ -722,6 +731,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     let code: number;
     let kind: number;
     this.#pscTag = tag;
+    if (pgtt !== PGTT_NESTED) {
+      this.#pscMap = pe.psc ?? (pe.psc = this.#c.pscFor(pgtt === PGTT_SL_ONLY, tag));
+    }
     this.#pscUsed = false;
     if (pgtt === PGTT_SL_ONLY) {
       code = this.#ssWalk(pe.slptr, pe.aw + 2, req.addr, req.access, pe.ssade, true);
@@ -764,7 +776,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     if (this.#pscUsed && this.checking) {
       this.#checkPsc(req, ctx.rid, pe.did, pgtt === PGTT_SL_ONLY ? -1 : pasid, 0);
     }
-    this.#fill(tag, pe.did, pasid, req.addr, kind, out, ctx.dte ? ctx.rid : -1, req.pasid);
+    this.#fill(tlb, pe.did, pasid, req.addr, kind, out, ctx.dte ? ctx.rid : -1, req.pasid);
   }
 
   /** Checking mode after a walk that used a paging-structure cache entry. */
@@ -872,6 +884,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   ): number {
     const mem = this.#mem;
     const tag = this.#pscTag;
+    const pscMap = this.#pscMap;
     this.#pscTag = -1; // nested walks inside this one do not use it
     this.#accessCode = sm ? 0x68 : 0x7;
     if (addr >= LEVEL_SIZE[levels + 1]) return sm ? 0x73 : 0x4;
@@ -881,8 +894,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const region = Math.floor(addr / 2097152);
     let psc: Map<number, PscEntry> | undefined;
     if (tag >= 0) {
-      psc = this.#c.pscSs.get(tag);
-      const e = psc?.get(region);
+      psc = pscMap!;
+      const e = psc.get(region);
       if (e !== undefined) {
         this.counters.pscHits++;
         this.#pscUsed = true;
@@ -950,6 +963,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   ): number {
     const mem = this.#mem;
     const tag = nested ? -1 : this.#pscTag;
+    const pscMap = this.#pscMap;
     this.#pscTag = -1;
     this.#accessCode = 0x60;
     const levels = pe.flpm === 1 ? 5 : 4;
@@ -963,8 +977,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const region = Math.floor(addr / 2097152);
     let psc: Map<number, PscEntry> | undefined;
     if (tag >= 0) {
-      psc = this.#c.pscFs.get(tag);
-      const e = psc?.get(region);
+      psc = pscMap!;
+      const e = psc.get(region);
       if (e !== undefined) {
         this.counters.pscHits++;
         this.#pscUsed = true;
@@ -1104,6 +1118,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       raw,
       addr: ctp,
       tlb: null,
+      psc: null,
     };
     if (!sm) {
       e.tt = (w0 >>> 2) & 3;
@@ -1213,6 +1228,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       raw,
       addr: ta,
       tlb: null,
+      psc: null,
     };
     const o = this.opts;
     const usesSs = e.pgtt === PGTT_SL_ONLY || e.pgtt === PGTT_NESTED;
