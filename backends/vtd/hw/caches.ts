@@ -115,6 +115,8 @@ export class VtdCaches {
    * of either is added or removed, so a memo of the last lookup stays exact.
    */
   gen = 0;
+  /** Bit s set once a TLB entry of size class s (SIZES) has been cached: probes skip the others. */
+  sizesSeen = 0;
   /** Generation of the IOTLB and device TLBs: bumped by every fill and every invalidation. */
   tlbGen = 0;
 
@@ -192,7 +194,7 @@ export class VtdCaches {
       if (m.size === 0 || Math.floor(tags[i] / TWO20) !== did) continue;
       const skip = sm ? KIND_FS : -1;
       if (gran === 3) {
-        dropRange(m, addr, am, skip);
+        dropRange(m, addr, am, skip, this.sizesSeen);
         // Nested entries are tagged by first-stage input address: a change
         // to the second stage may affect any of them, so drop them all.
         if (this.maybeNested) { for (const [k, e] of m) if (e.kind === KIND_NESTED) m.delete(k); }
@@ -206,7 +208,7 @@ export class VtdCaches {
     this.invPsc(false, did, pasid, gran === 3, addr, am, ih);
     const m = this.iotlb.get(did * TWO20 + pasid);
     if (m === undefined) return;
-    if (gran === 3) dropRange(m, addr, am, KIND_SS);
+    if (gran === 3) dropRange(m, addr, am, KIND_SS, this.sizesSeen);
     else for (const [k, e] of m) if (e.kind !== KIND_SS) m.delete(k);
   }
 

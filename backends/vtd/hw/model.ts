@@ -62,6 +62,8 @@ import {
 
 const TWO32 = 4294967296;
 const TWO20 = 1048576;
+/** The raw words of a structure entry decoded for a fresh walk (never cached, never compared). */
+const NO_RAW: readonly number[] = [];
 /** Page-memo slots of structure fetches (walk levels use 1..5 and 9..13). */
 const SLOT_ROOT = 16,
   SLOT_CONTEXT = 17,
@@ -550,7 +552,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   #tlbLookup(m: Map<number, TlbEntry> | undefined, addr: number): TlbEntry | null {
     if (m === undefined || m.size === 0) return null;
-    const seen = this.#sizesSeen;
+    const seen = this.#c.sizesSeen;
     for (let s = 0; s < 3; s++) {
       if (!((seen >>> s) & 1)) continue; // no entry of this size was ever cached
       const size = SIZES[s];
@@ -560,13 +562,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     return null;
   }
 
-  /** Bit s set once a TLB entry of size class s (SIZES) has been cached: lookups skip the others. */
-  #sizesSeen = 0;
-
   #tlbInsert(m: Map<number, TlbEntry>, e: TlbEntry): void {
     this.#c.tlbGen++;
     const s = e.size === 4096 ? 0 : e.size === 2097152 ? 1 : 2;
-    this.#sizesSeen |= 1 << s;
+    this.#c.sizesSeen |= 1 << s;
     if (m.size >= this.opts.tlb_entries) {
       m.delete(m.keys().next().value!); // evict the oldest
       this.counters.evictions++;
@@ -1093,8 +1092,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.counters.walkReads++;
     this.#accessCode = sm ? 0x40 : 0x9;
     const f = this.#fetchWords(ctp, n, SLOT_CONTEXT);
-    // A plain copy for the cache (allocating a typed array costs far more).
-    const raw = sm ? [f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]] : [f[0], f[1], f[2], f[3]];
+    // A plain copy for the cache (a fresh walk's entry is dropped: no copy).
+    const raw = !useCache
+      ? NO_RAW
+      : sm
+      ? [f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]]
+      : [f[0], f[1], f[2], f[3]];
     const w0 = f[0];
     const fpd = (w0 & 2) !== 0;
     if (!(w0 & 1)) {
@@ -1122,10 +1125,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     };
     if (!sm) {
       e.tt = (w0 >>> 2) & 3;
-      e.slptr = (raw[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
-      e.aw = raw[2] & 7;
-      e.did = (raw[2] >>> 8) & 0xffff;
-      if ((w0 & 0xff0) || (raw[2] & 0xf8) || (raw[2] >>> 24) || raw[3]) {
+      e.slptr = (f[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
+      e.aw = f[2] & 7;
+      e.did = (f[2] >>> 8) & 0xffff;
+      if ((w0 & 0xff0) || (f[2] & 0xf8) || (f[2] >>> 24) || f[3]) {
         return this.#fault(out, req, 0xb, fpd, true);
       }
       const badTt = e.tt === 3 || (e.tt === 1 && !this.opts.dt) || (e.tt === 2 && !this.opts.pt);
@@ -1136,9 +1139,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       e.paside = (w0 & 8) !== 0;
       e.pre = (w0 & 16) !== 0;
       e.pdts = (w0 >>> 9) & 7;
-      e.pasidDir = (raw[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
-      e.ridPasid = raw[2] & 0xfffff;
-      if ((w0 & 0x1e0) || (raw[2] >>> 20) || raw[3] || raw[4] || raw[5] || raw[6] || raw[7]) {
+      e.pasidDir = (f[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
+      e.ridPasid = f[2] & 0xfffff;
+      if ((w0 & 0x1e0) || (f[2] >>> 20) || f[3] || f[4] || f[5] || f[6] || f[7]) {
         return this.#fault(out, req, 0x42, fpd, true);
       }
       if (e.dte && !this.opts.dt) return this.#fault(out, req, 0x43, fpd, true);
@@ -1183,7 +1186,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.#accessCode = 0x58;
     const w = this.#fetchWords(ta, 16, SLOT_PASID_TABLE);
     // A plain copy for the cache (allocating a typed array costs far more).
-    const raw = [
+    const raw = !useCache ? NO_RAW : [
       w[0],
       w[1],
       w[2],

@@ -45,13 +45,22 @@ export interface PscEntry {
 
 /**
  * Delete the entries of `m` (except kind `skip`) that overlap the 2^am pages
- * at `addr`: direct key probes for small ranges, a scan for large ones.
+ * at `addr`: direct key probes for small ranges (only of the size classes
+ * set in `sizes`, bit s for SIZES[s]), a scan for large ones.
  */
-export function dropRange(m: Map<number, TlbEntry>, addr: number, am: number, skip: number): void {
+export function dropRange(
+  m: Map<number, TlbEntry>,
+  addr: number,
+  am: number,
+  skip: number,
+  sizes = 7,
+): void {
+  if (m.size === 0) return;
   const size = 4096 * 2 ** am;
   const start = addr - (addr % size);
   if (am <= 6) {
     for (let s = 0; s < 3; s++) {
+      if (!((sizes >>> s) & 1)) continue;
       const sz = SIZES[s];
       const last = Math.floor((start + size - 1) / sz);
       for (let p = Math.floor(start / sz); p <= last; p++) {
