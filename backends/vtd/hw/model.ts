@@ -70,8 +70,10 @@ const SLOT_ROOT = 16,
   SLOT_PASID_DIR = 18,
   SLOT_PASID_TABLE = 19,
   SLOT_QUEUE = 20;
+/** Page-memo slot of checking mode's comparison of a cached entry with memory. */
+const SLOT_CHECK = 21;
 /** Number of page-memo slots. */
-const SLOTS = 21;
+const SLOTS = 22;
 /** Bytes mapped by one entry of a level-`l` table (index l, 1..5); [6] bounds a 5-level walk. */
 const LEVEL_SIZE: readonly number[] = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48, 2 ** 57];
 
@@ -1603,8 +1605,29 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     did: number,
   ) {
     const mem = this.#mem;
-    for (let i = 0; i < raw.length; i++) {
-      if (mem.read32(addr + 4 * i) !== raw[i]) {
+    const n = raw.length;
+    let p: Uint32Array | null = null, o = 0, direct = false;
+    if (addr >= 0 && addr + 4 * n <= mem.limit && (addr & 3) === 0) {
+      // Compare in place through the remembered page; reads counted as read32 would.
+      const pfn = Math.floor(addr / 4096);
+      if (this.#slotPfn[SLOT_CHECK] === pfn) p = this.#slotWords[SLOT_CHECK];
+      else {
+        p = mem.pageWords(pfn);
+        if (p !== null) {
+          this.#slotPfn[SLOT_CHECK] = pfn;
+          this.#slotWords[SLOT_CHECK] = p;
+        }
+      }
+      o = (addr & 0xfff) >>> 2;
+      direct = true;
+    }
+    for (let i = 0; i < n; i++) {
+      let v: number;
+      if (direct) {
+        mem.stats.reads++;
+        v = p === null ? 0 : p[o + i];
+      } else v = mem.read32(addr + 4 * i);
+      if (v !== raw[i]) {
         const missing = cache === "context-cache"
           ? `context-cache invalidation (device-selective SID 0x${rid.toString(16)})`
           : `PASID-cache invalidation (PASID-selective DID ${did} PASID ${pasid})`;
