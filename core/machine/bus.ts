@@ -39,6 +39,8 @@ export class MmioBus {
   readonly #trace: Trace | null;
   /** Access counters (registered as the `"mmio"` counter set when built with a trace). */
   readonly counters: MmioCounters;
+  /** The window of the last access (register accesses come in runs to one device). */
+  #last: Window | null = null;
   /** Optional access hook. */
   hook: MmioAccessHook | null = null;
 
@@ -93,12 +95,18 @@ export class MmioBus {
   unmap(region: MmioRegion): void {
     const i = this.#windows.findIndex((w) => w.region === region);
     if (i >= 0) this.#windows.splice(i, 1);
+    this.#last = null;
   }
 
   /** The window containing `[addr, addr+len)`, or throw (EINVAL misaligned, EFAULT unassigned). */
   #find(addr: number, len: number, what: string): Window {
     if (what === "read") this.counters.reads++;
     else this.counters.writes++;
+    const last = this.#last;
+    if (
+      last !== null && addr >= last.base && addr + len <= last.base + last.region.size &&
+      (addr & (len - 1)) === 0
+    ) return last;
     if (addr % len !== 0) {
       throw new IommuError(
         "EINVAL",
@@ -107,7 +115,10 @@ export class MmioBus {
       );
     }
     for (const w of this.#windows) {
-      if (addr >= w.base && addr + len <= w.base + w.region.size) return w;
+      if (addr >= w.base && addr + len <= w.base + w.region.size) {
+        this.#last = w;
+        return w;
+      }
     }
     this.counters.unassigned++;
     if (this.#trace?.observed) {
