@@ -74,6 +74,25 @@ const SLOT_ROOT = 16,
 const SLOT_CHECK = 21;
 /** Number of page-memo slots. */
 const SLOTS = 22;
+/**
+ * Index into a level-`l` table (1..5) of the address whose low and high
+ * 32-bit halves are `lo` and `hi`: bits 12+9(l-1) .. 20+9(l-1), without a
+ * floating-point modulo.
+ */
+function levelIndex(lo: number, hi: number, l: number): number {
+  switch (l) {
+    case 1:
+      return (lo >>> 12) & 511;
+    case 2:
+      return (lo >>> 21) & 511;
+    case 3:
+      return ((lo >>> 30) | (hi << 2)) & 511;
+    case 4:
+      return (hi >>> 7) & 511;
+    default:
+      return (hi >>> 16) & 511;
+  }
+}
 /** Bytes mapped by one entry of a level-`l` table (index l, 1..5); [6] bounds a 5-level walk. */
 const LEVEL_SIZE: readonly number[] = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48, 2 ** 57];
 
@@ -681,7 +700,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     reqPasid: number,
   ): void {
     const size = this.#wSize;
-    const iova = addr - (addr % size);
+    const iova = addr - ((addr >>> 0) & (size - 1)); // size <= 1 GiB: no modulo
     const pa = this.#wPa - (addr - iova);
     const e: TlbEntry = { did, pasid, iova, pa, size, perm: this.#wPerm, kind, fault: 0 };
     if (kind === KIND_NESTED) this.#c.maybeNested = true;
@@ -905,10 +924,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         start = 1;
       } else this.counters.pscMisses++;
     }
+    const aLo = addr >>> 0, aHi = Math.floor(addr / TWO32);
     for (let l = start; l >= 1; l--) {
       const size = LEVEL_SIZE[l];
-      const idx = Math.floor(addr / size) % 512;
-      const ea = table + idx * 8;
+      const ea = table + levelIndex(aLo, aHi, l) * 8;
       this.counters.walkReads++;
       this.#loadEntry(ea, l);
       let lo = this.#eLo;
@@ -936,10 +955,11 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       }
       const next = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
       if (leaf) {
-        if (next % size !== 0) return sm ? 0x6a : 0xc;
+        // A leaf maps at most 1 GiB (size - 1 fits the low word): no modulo.
+        if (((lo & 0xfffff000) & (size - 1)) !== 0) return sm ? 0x6a : 0xc;
         if ((access & ACCESS_WRITE) && !(perm & ACCESS_WRITE)) return sm ? 0x69 : 0x5;
         if ((access & ACCESS_READ) && !(perm & ACCESS_READ)) return sm ? 0x69 : 0x6;
-        this.#wPa = next + (addr % size);
+        this.#wPa = next + (aLo & (size - 1));
         this.#wPerm = perm;
         this.#wSize = size;
         return 0;
@@ -990,8 +1010,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         start = 1;
       } else this.counters.pscMisses++;
     }
+    const aLo = addr >>> 0, aHi = Math.floor(addr / TWO32);
     for (let l = start; l >= 1; l--) {
-      let ea = table + (Math.floor(addr / LEVEL_SIZE[l]) % 512) * 8;
+      let ea = table + levelIndex(aLo, aHi, l) * 8;
       if (nested) {
         const c = this.#ssWalk(pe.slptr, pe.aw + 2, ea, ACCESS_READ | ACCESS_WRITE, pe.ssade, true);
         if (c !== 0) return c;
@@ -1023,13 +1044,14 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       const next = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0);
       if (leaf) {
         const size = LEVEL_SIZE[l];
-        if (next % size !== 0) return 0x62;
+        // A leaf maps at most 1 GiB (size - 1 fits the low word): no modulo.
+        if (((lo & 0xfffff000) & (size - 1)) !== 0) return 0x62;
         if (!priv && !us) return 0x71;
         const canWrite = rw === 1 || (priv && !pe.wpe);
         if ((access & ACCESS_WRITE) && !canWrite) return 0x75;
         if ((access & ACCESS_EXEC) && xd) return 0x72;
         let perm = ACCESS_READ | (canWrite ? ACCESS_WRITE : 0) | (xd ? 0 : ACCESS_EXEC);
-        let pa = next + (addr % size);
+        let pa = next + (aLo & (size - 1));
         if (nested) {
           const c = this.#ssWalk(pe.slptr, pe.aw + 2, pa, access, pe.ssade, true);
           if (c !== 0) return c;
