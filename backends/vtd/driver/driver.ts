@@ -312,7 +312,8 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#m.bus.write32(this.#base + off, v >>> 0);
   }
   #w64(off: number, v: number): void {
-    this.#m.bus.write64Halves(this.#base + off, v % TWO32 >>> 0, Math.floor(v / TWO32) >>> 0);
+    // v >>> 0 is v mod 2^32 for a non-negative integer below 2^53 (no floating modulo).
+    this.#m.bus.write64Halves(this.#base + off, v >>> 0, Math.floor(v / TWO32) >>> 0);
   }
   #capBit(n: number): number {
     return n < 32 ? (this.#capLo >>> n) & 1 : (this.#capHi >>> (n - 32)) & 1;
@@ -463,7 +464,7 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#qiDesc(
       QI_TYPE.IWD | (1 << 5) | (1 << 6),
       seq,
-      this.#qStatus % TWO32,
+      this.#qStatus >>> 0,
       Math.floor(this.#qStatus / TWO32),
     );
     this.#w64(REG.IQT, this.#qTail);
@@ -1051,7 +1052,7 @@ export class VtdDriver implements IommuOpsWithHooks {
           this.#qiDesc(
             QI_TYPE.EIOTLB | (3 << 4) | (did << 16),
             a.pasid,
-            ((addr % TWO32) | (ih << 6) | mask) >>> 0,
+            ((addr >>> 0) | (ih << 6) | mask) >>> 0,
             Math.floor(addr / TWO32),
           );
         }
@@ -1063,7 +1064,7 @@ export class VtdDriver implements IommuOpsWithHooks {
           this.#qiDesc(
             base | (3 << 4),
             0,
-            ((addr % TWO32) | (ih << 6) | mask) >>> 0,
+            ((addr >>> 0) | (ih << 6) | mask) >>> 0,
             Math.floor(addr / TWO32),
           );
         }
@@ -1086,14 +1087,14 @@ export class VtdDriver implements IommuOpsWithHooks {
       this.#qiDesc(
         QI_TYPE.DIOTLB | ((sid & 0xf) << 12),
         (sid | (((sid >>> 4) & 0xfff) << 20)) >>> 0,
-        ((da % TWO32) | s) >>> 0,
+        ((da >>> 0) | s) >>> 0,
         Math.floor(da / TWO32),
       );
     } else {
       this.#qiDesc(
         QI_TYPE.DEIOTLB | ((sid & 0xf) << 12) | (sid << 16),
         (a.pasid | (((sid >>> 4) & 0xfff) << 20)) >>> 0,
-        ((da % TWO32) | (s << 11)) >>> 0,
+        ((da >>> 0) | (s << 11)) >>> 0,
         Math.floor(da / TWO32),
       );
     }

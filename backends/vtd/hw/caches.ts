@@ -9,7 +9,15 @@
  */
 
 import type { VtdOptions } from "./options.ts";
-import { dropRange, KIND_FS, KIND_NESTED, KIND_SS, type PscEntry, type TlbEntry } from "./tlb.ts";
+import {
+  alignDown,
+  dropRange,
+  KIND_FS,
+  KIND_NESTED,
+  KIND_SS,
+  type PscEntry,
+  type TlbEntry,
+} from "./tlb.ts";
 
 const TWO32 = 4294967296;
 const TWO20 = 1048576;
@@ -227,7 +235,7 @@ export class VtdCaches {
   ): void {
     if (page && ih) return;
     const size = 4096 * 2 ** am;
-    const start = addr - (addr % size);
+    const start = alignDown(addr, size);
     const tags = ss ? this.pscSsTags : this.pscFsTags;
     const maps = ss ? this.pscSsMaps : this.pscFsMaps;
     for (let i = 0; i < maps.length; i++) {
@@ -277,7 +285,7 @@ export class VtdCaches {
       while (k < 63 && Math.floor(addr / 2 ** k) % 2 === 1) k++;
       size = 2 ** (k + 1);
     }
-    const start = addr - (addr % size);
+    const start = alignDown(addr, size);
     for (const [pk, m] of d) {
       if (pasid === -1 && pk !== TWO20) continue;
       if (pasid >= 0 && pk !== pasid) continue;

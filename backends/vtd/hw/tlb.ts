@@ -43,6 +43,11 @@ export interface PscEntry {
   perm: number;
 }
 
+/** `addr` rounded down to a multiple of the power of two `size` (a mask up to 1 GiB, no floating modulo). */
+export function alignDown(addr: number, size: number): number {
+  return size <= 1073741824 ? addr - ((addr >>> 0) & (size - 1)) : addr - (addr % size);
+}
+
 /**
  * Delete the entries of `m` (except kind `skip`) that overlap the 2^am pages
  * at `addr`: direct key probes for small ranges (only of the size classes
@@ -57,7 +62,7 @@ export function dropRange(
 ): void {
   if (m.size === 0) return;
   const size = 4096 * 2 ** am;
-  const start = addr - (addr % size);
+  const start = alignDown(addr, size);
   if (am <= 6) {
     for (let s = 0; s < 3; s++) {
       if (!((sizes >>> s) & 1)) continue;
