@@ -184,18 +184,33 @@ Deno.test("STE encode/decode: the kernel's S1 cdtable STE", () => {
   assert.equal(dec.CONFIG, 5n);
 });
 
-Deno.test("iotlb_sync frees the table pages an unmap emptied, after the invalidation", () => {
+Deno.test("a one-page unmap frees no table (io-pgtable-arm keeps empty tables)", () => {
   const { dev, d, m } = setup();
   const dom = d.domainAllocPaging(dev, 0) as SmmuDomain;
   dom.attachDev(dev, null);
   dom.mapPages!(0x8000_0000, 0x9000_0000, 4096, 1, RW);
+  const live = m.pages.liveBlocks().length;
   const g = new IotlbGather();
-  dom.unmapPages!(0x8000_0000, 4096, 1, g);
+  assert.equal(dom.unmapPages!(0x8000_0000, 4096, 1, g), 4096);
+  assert.equal(g.freelist.length, 0);
+  dom.iotlbSync!(g);
+  assert.equal(m.pages.liveBlocks().length, live);
+});
+
+Deno.test("iotlb_sync frees the last-level table an unmap of its whole 2 MiB span removed, after the invalidation", () => {
+  const { dev, d, m } = setup();
+  const dom = d.domainAllocPaging(dev, 0) as SmmuDomain;
+  dom.attachDev(dev, null);
+  dom.mapPages!(0x8000_0000, 0x9000_0000, 4096, 2, RW);
+  const g = new IotlbGather();
+  // the core splits a 2 MiB-aligned 2 MiB unmap into one 2 MiB page: it meets the L3 table entry
+  assert.equal(dom.unmapPages!(0x8000_0000, 0x20_0000, 1, g), 0x20_0000);
   const freed = g.freelist.slice();
-  assert.ok(freed.length >= 1);
+  assert.equal(freed.length, 1);
+  assert.equal(m.pages.isAllocated(freed[0]), true); // not before the sync
   dom.iotlbSync!(g);
   assert.equal(g.freelist.length, 0);
-  for (const p of freed) assert.equal(m.pages.isAllocated(p), false);
+  assert.equal(m.pages.isAllocated(freed[0]), false);
 });
 
 Deno.test("without MSIs the driver completes CMD_SYNC with SEV and polls CONS", () => {
@@ -263,22 +278,35 @@ Deno.test("dirty tracking: HTTU marks written pages dirty; read-and-clear report
   assert.throws(() => setup({ httu: "access" }).d.domainAllocPaging(dev, 2), /EOPNOTSUPP/);
 });
 
-Deno.test("an unmap that frees tables costs one TLBI + CMD_SYNC round, issued at iotlb_sync", () => {
+Deno.test("an unmap that frees a table costs one TLBI + CMD_SYNC round, issued at iotlb_sync", () => {
   const { hw, dev, d, m } = setup();
   const dom = d.domainAllocPaging(dev, 0) as SmmuDomain;
   dom.attachDev(dev, null);
   const pa = m.pages.allocPage();
-  dom.mapPages!(0x7_0000_0000, pa, 4096, 1, RW); // alone: its L1, L2 and L3 tables empty on unmap
+  dom.mapPages!(0x7_0000_0000, pa, 4096, 1, RW); // alone in its L3 table
   assert.equal(tr(hw, dev, 0x7_0000_0000).ok, true);
-  const syncs = hw.counters.syncs;
-  const tlbi = hw.counters.cmd_TLBI_NH_VA;
-  const g = new IotlbGather();
+  // One page: leaf TLBI only, the (now empty) L3 table stays linked.
+  let syncs = hw.counters.syncs;
+  let tlbi = hw.counters.cmd_TLBI_NH_VA;
+  let g = new IotlbGather();
   dom.unmapPages!(0x7_0000_0000, 4096, 1, g);
   assert.equal(hw.counters.syncs, syncs); // nothing yet
-  assert.ok(g.freelist.length >= 1);
+  assert.equal(g.freelist.length, 0);
   dom.iotlbSync!(g);
   assert.equal(hw.counters.syncs - syncs, 1);
   assert.equal(hw.counters.cmd_TLBI_NH_VA - tlbi, 1);
+  assert.equal(tr(hw, dev, 0x7_0000_0000).ok, false);
+  // The whole 2 MiB span: the L3 table is freed; its walk invalidation joins the sync's round.
+  dom.mapPages!(0x7_0000_0000, pa, 4096, 1, RW);
+  syncs = hw.counters.syncs;
+  tlbi = hw.counters.cmd_TLBI_NH_VA;
+  g = new IotlbGather();
+  dom.unmapPages!(0x7_0000_0000, 0x20_0000, 1, g);
+  assert.equal(hw.counters.syncs, syncs);
+  assert.equal(g.freelist.length, 1);
+  dom.iotlbSync!(g);
+  assert.equal(hw.counters.syncs - syncs, 1);
+  assert.ok(hw.counters.cmd_TLBI_NH_VA - tlbi >= 1);
   assert.equal(tr(hw, dev, 0x7_0000_0000).ok, false);
 });
 
