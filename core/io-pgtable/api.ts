@@ -43,6 +43,13 @@ export interface IoPgtableCfg {
    * writable). Ignored by the other formats.
    */
   userMode?: boolean;
+  /**
+   * Model experiment, not the kernel: unlink and free every table page an
+   * unmap leaves empty (flushing its walk, pages through the gather's
+   * freelist). The kernel frees a table only when an unmap covers its whole
+   * span (or when the page table is freed); that is the default.
+   */
+  freeEmptyTables?: boolean;
 }
 
 /** Stage-1 register values (`arm_lpae_s1_cfg`). */

@@ -9,10 +9,20 @@
  * Rules (kernel io-pgtable semantics, see each method):
  * - validate, then mutate; a failed map leaves what it did not map exactly as
  *   before (tables it allocated are released again);
- * - a table page that becomes empty on unmap is unlinked, its walk is
- *   flushed (`tlbFlushWalk`) after the leaf invalidations were queued, and
- *   the page goes to the gather's freelist (or straight back to the
- *   allocator when no gather is given);
+ * - table lifetime as the kernel has it (about v6.12): a table page is never
+ *   freed because an unmap left it empty. It is freed only when an unmap
+ *   covers its whole span: every format frees the subtree of a table entry
+ *   met at the unmap size (`__arm_lpae_unmap`), and the Intel formats
+ *   (X86_64, VTD_SS: `dma_pte_clear_level` in intel/iommu.c before
+ *   generic_pt) also free a lower table whose whole range lies inside the
+ *   unmapped range, whatever page size the range was split into (4K x 512
+ *   aligned frees the last-level table). A freed subtree's walk is flushed
+ *   (`tlbFlushWalk`) and its pages go to the gather's freelist (or straight
+ *   back to the allocator when no gather is given), released by the driver
+ *   after the invalidation. Otherwise tables live until `free()`;
+ * - `cfg.freeEmptyTables: true` is a model experiment, not the kernel: every
+ *   table an unmap leaves empty is unlinked, flushed and freed at once
+ *   (deepest first, after the leaf invalidations were queued);
  * - the hot paths (map, unmap, iovaToPhys) allocate no objects: all walk
  *   state lives in preallocated typed arrays. They read and write entries
  *   through the live word arrays of the table pages (`PhysMem.pageWords`),
@@ -22,14 +32,14 @@
  *   same last-level table as the previous one start there (the engine alone
  *   links and unlinks tables, and drops the cache whenever it unlinks one).
  *
- * Where this knowingly differs from io-pgtable-arm.c: the kernel keeps
- * empty tables until the table is freed, and a block mapped over a table
- * entry silently frees the subtree; here empty tables are released on unmap
- * (as the Intel driver's freelist does) and a block over a table that still
- * maps something fails with EEXIST. Within one map call the pages of each
- * last-level table are checked before any is written (the kernel's
- * `arm_lpae_init_pte`), so EEXIST/ENOMEM leave that table's pages untouched
- * and `detail.mapped` counts the earlier tables' pages.
+ * Where this knowingly differs from the kernel: a block mapped over a table
+ * entry replaces the table (flushing its walk and freeing the subtree) only
+ * when the subtree maps nothing; over a subtree that still maps something it
+ * fails with EEXIST, where io-pgtable-arm (`arm_lpae_init_pte`) and the
+ * Intel driver (`switch_to_super_page`) silently unmap it. Within one map
+ * call the pages of each last-level table are checked before any is written
+ * (the kernel's `arm_lpae_init_pte`), so EEXIST/ENOMEM leave that table's
+ * pages untouched and `detail.mapped` counts the earlier tables' pages.
  */
 
 import { IommuError } from "../errors.ts";
@@ -58,6 +68,12 @@ export interface RadixGeometry {
   idxBits: readonly number[];
   /** Size in bytes of a non-root table page (the translation granule). */
   tableBytes: number;
+  /**
+   * Free a lower table whose whole range an unmap covers, whatever page size
+   * the unmap uses (the Intel driver's `dma_pte_clear_level`). Without it
+   * only a table entry met at the unmap size is freed (io-pgtable-arm).
+   */
+  freesCoveredTables?: boolean;
 }
 
 /** One leaf of a table, as {@link RadixPgtable.leaves} reports it. */
@@ -161,6 +177,10 @@ export abstract class RadixPgtable implements IoPgtable {
   readonly #entries: Float64Array;
   readonly #leafOk: Uint8Array;
   readonly #tableOrder: number;
+  /** Intel rule: an unmap covering a lower table's whole range frees it. */
+  readonly #freeCovered: boolean;
+  /** Model experiment (`cfg.freeEmptyTables`): free tables as soon as an unmap empties them. */
+  readonly #freeEmpty: boolean;
   readonly #iasLimit: number;
   readonly #oasLimit: number;
   /** Live-entry count per table page (software bookkeeping, as a driver keeps). */
@@ -212,6 +232,8 @@ export abstract class RadixPgtable implements IoPgtable {
     this.#cacheWords = Array.from({ length: n }, () => ZERO_PAGE);
     this.#leafOk = Uint8Array.from(geo.shifts, (s) => pgsizeIn(cfg.pgsizeBitmap, 2 ** s) ? 1 : 0);
     this.#tableOrder = orderOf(geo.tableBytes);
+    this.#freeEmpty = cfg.freeEmptyTables === true;
+    this.#freeCovered = !this.#freeEmpty && geo.freesCoveredTables === true;
     this.#iasLimit = 2 ** cfg.ias;
     this.#oasLimit = 2 ** cfg.oas;
     this.#pathTable = new Float64Array(n);
@@ -356,6 +378,22 @@ export abstract class RadixPgtable implements IoPgtable {
       }
     }
     this.#release(table, gather);
+  }
+
+  /** True when no leaf lies under `table` (a table at `level`): it may hold empty tables. */
+  #subtreeEmpty(table: number, level: number): boolean {
+    const c = this.#count.get(table);
+    if (c === undefined || c.n === 0) return true;
+    if (level >= this.levels - 1) return false;
+    const n = this.#entries[level];
+    for (let i = 0; i < n; i++) {
+      const lo = this.mem.read32(table + 8 * i);
+      const hi = this.mem.read32(table + 8 * i + 4);
+      if (!this.isPresent(lo, hi)) continue;
+      if (this.isLeaf(lo, hi, level)) return false;
+      if (!this.#subtreeEmpty(this.addrOf(lo, hi, level), level + 1)) return false;
+    }
+    return true;
   }
 
   /** Undo the tables the current map chunk allocated (they hold nothing). */
@@ -557,7 +595,7 @@ export abstract class RadixPgtable implements IoPgtable {
       present = true;
       if (
         this.isLeaf(lo, hi, target) ||
-        (this.#count.get(this.addrOf(lo, hi, target))?.n ?? 1) !== 0
+        !this.#subtreeEmpty(this.addrOf(lo, hi, target), target + 1)
       ) {
         stats.reads += 2 * (i + 1);
         this.#rollback();
@@ -582,7 +620,8 @@ export abstract class RadixPgtable implements IoPgtable {
         const hi = w[o + 1];
         stats.reads += 2;
         if (this.isPresent(lo, hi)) {
-          // An empty table is replaced by the leaf: drop it and its walk.
+          // A table that maps nothing is replaced by the leaf: drop it and its walk
+          // (arm_lpae_init_pte unmaps it with no gather: freed at once).
           this.#wcLevel = -1;
           w[o] = 0;
           w[o + 1] = 0;
@@ -608,10 +647,13 @@ export abstract class RadixPgtable implements IoPgtable {
    * the bytes unmapped. Stops (returning what it did so far) at an empty
    * slot or at a larger leaf covering the range ("Unmap of a partial large
    * IOPTE is not allowed": 0, nothing changed). Bad arguments return 0, as
-   * the kernel's WARN_ON paths do. A table entry at the unmap size is
-   * cleared with its whole subtree (tlbFlushWalk). Each leaf is queued with
-   * `tlbAddPage` unless the gather is `queued`; tables that become empty are
-   * unlinked and flushed after that, then freed (via `gather.freelist`).
+   * the kernel's WARN_ON paths do. Each leaf is queued with `tlbAddPage`
+   * unless the gather is `queued`. A table entry at the unmap size is
+   * cleared with its whole subtree (`tlbFlushWalk`, pages to
+   * `gather.freelist`); with the Intel formats so is any lower table (or
+   * superpage) whose whole range the unmap covers. Tables the unmap merely
+   * empties stay linked (see the module doc; `cfg.freeEmptyTables` frees
+   * them as an experiment).
    */
   unmapPages(iova: number, pgsize: number, pgcount: number, gather: IotlbGather | null): number {
     this.#alive("unmap_pages");
@@ -631,6 +673,10 @@ export abstract class RadixPgtable implements IoPgtable {
     return done * pgsize;
   }
 
+  /**
+   * Unmap from `iova` up to the end of its last-level table (or, with the
+   * Intel rule, a whole covered entry above it); returns the pages done.
+   */
   #unmapChunk(
     iova: number,
     pgsize: number,
@@ -642,10 +688,13 @@ export abstract class RadixPgtable implements IoPgtable {
     const path = this.#pathTable;
     const ilo = iova >>> 0;
     const ihi = (iova - ilo) / TWO32;
+    const bytes = remaining * pgsize;
+    // Intel rule: can this chunk cover an entry above the target level?
+    const cover = this.#freeCovered && target > 0 && bytes >= this.#blockSize[target - 1];
     let table = this.root;
     let from = 0;
     const key = target > 0 ? Math.floor(iova / this.#blockSize[target - 1]) : -1;
-    if (key >= 0 && this.#wcLevel === target && this.#wcKey === key) {
+    if (!cover && key >= 0 && this.#wcLevel === target && this.#wcKey === key) {
       table = path[target];
       from = target;
     } else this.#wcLevel = -1;
@@ -656,7 +705,29 @@ export abstract class RadixPgtable implements IoPgtable {
       const lo = w[o];
       const hi = w[o + 1];
       stats.reads += 2;
-      if (!this.isPresent(lo, hi) || this.isLeaf(lo, hi, l)) return 0;
+      if (!this.isPresent(lo, hi)) return 0;
+      if (cover) {
+        const span = this.#blockSize[l];
+        if (bytes >= span && offsetIn(iova, span) === 0) {
+          // dma_pte_clear_level: the range covers this entry's whole range.
+          this.#wcLevel = -1;
+          w[o] = 0;
+          w[o + 1] = 0;
+          stats.writes += 2;
+          this.#countAdd(table, -1, l);
+          const tlb = this.tlb;
+          if (this.isLeaf(lo, hi, l)) {
+            if (gather !== null && !gather.queued && tlb !== null && tlb.tlbAddPage !== undefined) {
+              tlb.tlbAddPage(gather, iova, span);
+            }
+          } else {
+            tlb?.tlbFlushWalk(iova, span, this.granule);
+            this.#releaseTree(this.addrOf(lo, hi, l), l + 1, gather);
+          }
+          return span / pgsize;
+        }
+      }
+      if (this.isLeaf(lo, hi, l)) return 0;
       table = this.addrOf(lo, hi, l);
     }
     path[target] = table;
@@ -685,15 +756,17 @@ export abstract class RadixPgtable implements IoPgtable {
           tlb.tlbAddPage(gather, at, pgsize);
         }
       } else {
+        // __arm_lpae_unmap: a table entry at the unmap size goes with its subtree.
         this.#wcLevel = -1;
         tlb?.tlbFlushWalk(at, pgsize, this.granule);
         this.#releaseTree(this.addrOf(lo, hi, target), target + 1, gather);
       }
     }
     if (i === 0) return 0;
-    // Unlink tables that became empty, deepest first, after the leaf work.
-    let l = target;
     let left = this.#countAdd(table, -i, target);
+    if (!this.#freeEmpty) return i;
+    // Model experiment: unlink tables that became empty, deepest first, after the leaf work.
+    let l = target;
     while (l > 0 && left === 0) {
       this.#wcLevel = -1; // before any unlink, in case a flush callback throws
       const t = path[l];

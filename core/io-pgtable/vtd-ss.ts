@@ -90,6 +90,7 @@ export class VtdSsPgtable extends RadixPgtable {
       shifts,
       idxBits: shifts.map(() => 9),
       tableBytes: 4096,
+      freesCoveredTables: true,
     });
   }
 

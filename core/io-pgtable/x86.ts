@@ -100,6 +100,7 @@ export class X86Pgtable extends RadixPgtable {
       shifts,
       idxBits: shifts.map(() => 9),
       tableBytes: 4096,
+      freesCoveredTables: true,
     });
     this.#user = cfg.userMode === true;
     this.#canonLimit = 2 ** cfg.ias;

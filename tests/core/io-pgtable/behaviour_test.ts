@@ -1,8 +1,11 @@
 /**
  * Kernel io-pgtable behaviour, checked on every format: EEXIST with
  * detail.mapped, pgcount across tables, partial-block and empty unmaps,
- * table freeing through the gather after the leaf invalidations, flush
- * callbacks, allocation-failure rollback, refusals that change nothing.
+ * the kernel's table lifetime (a table is freed only when an unmap covers
+ * its span: a table entry at the unmap size everywhere, a covered lower
+ * table on the Intel formats; empty tables otherwise stay), flush callbacks,
+ * allocation-failure rollback, refusals that change nothing, and the
+ * `freeEmptyTables` model experiment.
  */
 import assert from "node:assert/strict";
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, IommuError, IotlbGather } from "@iommu-lab/core";
@@ -16,6 +19,11 @@ function setup(fmt: IoPgtableFormat, over: Partial<IoPgtableCfg>) {
   const g = r.t.granule;
   const span = r.t.blockSize(r.t.levels - 2); // what one last-level table covers
   return { ...r, g, span };
+}
+
+/** The Intel formats free a lower table whose whole range an unmap covers (dma_pte_clear_level). */
+function freesCovered(fmt: IoPgtableFormat): boolean {
+  return fmt === "X86_64" || fmt === "VTD_SS";
 }
 
 function isErr(errno: string, re?: RegExp) {
@@ -61,10 +69,16 @@ for (const [name, fmt, over] of CONFIGS) {
       assert.equal(t.iovaToPhys(iova + k * g + 8), 0x4000_0000 + k * g + 8, `page ${k}`);
     }
     assert.equal(t.iovaToPhys(iova + n * g), 0);
+    const tables = t.tablePages;
     const g2 = new IotlbGather();
     assert.equal(t.unmapPages(iova, g, n, g2), n * g);
-    releaseGather(pages, g2);
-    assert.equal(t.tablePages, 1);
+    for (const k of [0, 1, span / g, n - 1]) assert.equal(t.iovaToPhys(iova + k * g), 0);
+    // The range covers the two middle last-level tables whole: the Intel
+    // formats free them; io-pgtable-arm frees nothing on a page-size unmap.
+    const freed = freesCovered(fmt) ? 2 : 0;
+    assert.equal(g2.freelist.length, freed);
+    assert.equal(releaseGather(pages, g2), freed);
+    assert.equal(t.tablePages, tables - freed);
   });
 
   Deno.test(`${name}: unmap of part of a block returns 0 and changes nothing`, () => {
@@ -83,14 +97,40 @@ for (const [name, fmt, over] of CONFIGS) {
     const { t, g, pages } = setup(fmt, over);
     assert.equal(t.unmapPages(0, g, 1, new IotlbGather()), 0);
     t.mapPages(0, 0x10_0000, g, 2, RW);
+    const tables = t.tablePages;
     const gather = new IotlbGather();
     assert.equal(t.unmapPages(0, g, 5, gather), 2 * g);
-    releaseGather(pages, gather);
-    assert.equal(t.tablePages, 1);
+    assert.equal(releaseGather(pages, gather), 0, "no table is covered: none is freed");
+    assert.equal(t.tablePages, tables);
   });
 
-  Deno.test(`${name}: leaf invalidations come first, then empty tables are flushed and gathered`, () => {
-    const { t, g, span, pages, tlb } = setup(fmt, over);
+  Deno.test(`${name}: an unmap that empties tables invalidates the leaves and keeps the tables`, () => {
+    const { t, g, pages, tlb } = setup(fmt, over);
+    t.mapPages(g, 0x20_0000, g, 3, RW);
+    const inUse = pages.stats.pagesInUse;
+    const tables = t.tablePages;
+    assert.equal(tables, t.levels, "root plus one table per lower level");
+    tlb.events.length = 0;
+    const gather = new IotlbGather();
+    assert.equal(t.unmapPages(g, g, 3, gather), 3 * g);
+    assert.deepEqual(tlb.events, [
+      { kind: "page", iova: g, granule: g },
+      { kind: "page", iova: 2 * g, granule: g },
+      { kind: "page", iova: 3 * g, granule: g },
+    ]);
+    assert.equal(gather.start, g);
+    assert.equal(gather.end, 4 * g - 1);
+    assert.equal(gather.freelist.length, 0);
+    assert.equal(t.tablePages, tables);
+    assert.equal(pages.stats.pagesInUse, inUse);
+    // The empty tables are reused: mapping there again allocates nothing.
+    t.mapPages(5 * g, 0x30_0000, g, 1, RW);
+    assert.equal(pages.stats.pagesInUse, inUse);
+    assert.equal(t.iovaToPhys(5 * g + 1), 0x30_0001);
+  });
+
+  Deno.test(`${name}: freeEmptyTables (model experiment): leaf invalidations first, then empty tables are flushed and gathered`, () => {
+    const { t, g, span, pages, tlb } = setup(fmt, { ...over, freeEmptyTables: true });
     t.mapPages(g, 0x20_0000, g, 3, RW);
     const inUse = pages.stats.pagesInUse;
     tlb.events.length = 0;
@@ -114,18 +154,52 @@ for (const [name, fmt, over] of CONFIGS) {
     assert.equal(t.tablePages, 1);
   });
 
-  Deno.test(`${name}: a queued gather gets no tlbAddPage; no gather frees tables at once`, () => {
-    const { t, g, pages, tlb } = setup(fmt, over);
+  Deno.test(`${name}: a queued gather gets no tlbAddPage; a freed table with no gather goes back at once`, () => {
+    const { t, g, span, pages, tlb } = setup(fmt, over);
     t.mapPages(0, 0, g, 1, RW);
     tlb.events.length = 0;
     const gather = new IotlbGather();
     gather.queued = true;
     assert.equal(t.unmapPages(0, g, 1, gather), g);
-    assert.ok(tlb.events.every((e) => e.kind === "walk"));
-    releaseGather(pages, gather);
+    assert.deepEqual(tlb.events, []);
+    assert.equal(gather.freelist.length, 0);
+    t.mapPages(0, 0, g, 1, RW);
+    const inUse = pages.stats.pagesInUse;
+    // A table entry at the unmap size: the last-level table is freed, no gather to wait for.
+    assert.equal(t.unmapPages(0, span, 1, null), span);
+    assert.deepEqual(tlb.events, [{ kind: "walk", iova: 0, size: span, granule: g }]);
+    assert.equal(pages.stats.pagesInUse, inUse - g / SZ_4K);
+  });
+
+  Deno.test(`${name}: freeEmptyTables (model experiment): with no gather an emptied table is freed at once`, () => {
+    const { t, g, pages } = setup(fmt, { ...over, freeEmptyTables: true });
     t.mapPages(0, 0, g, 1, RW);
     assert.equal(t.unmapPages(0, g, 1, null), g);
     assert.equal(pages.stats.pagesInUse * SZ_4K, t.rootBytes < SZ_4K ? SZ_4K : t.rootBytes);
+  });
+
+  Deno.test(`${name}: a block over a table that maps nothing replaces it (walk flushed, table freed)`, () => {
+    const { t, g, span, pages, tlb } = setup(fmt, over);
+    t.mapPages(5 * span + 2 * g, 0x7000_0000, g, 2, RW);
+    assert.equal(t.unmapPages(5 * span + 2 * g, g, 2, null), 2 * g);
+    const tables = t.tablePages;
+    const inUse = pages.stats.pagesInUse;
+    tlb.events.length = 0;
+    assert.equal(t.mapPages(5 * span, 0x8000_0000, span, 1, RW), span);
+    assert.deepEqual(tlb.events, [{ kind: "walk", iova: 5 * span, size: span, granule: g }]);
+    assert.equal(t.tablePages, tables - 1);
+    assert.equal(pages.stats.pagesInUse, inUse - g / SZ_4K);
+    assert.equal(t.iovaToPhys(5 * span + 3 * g + 4), 0x8000_0000 + 3 * g + 4);
+  });
+
+  Deno.test(`${name}: a block over a table that still maps a page fails with EEXIST and changes nothing`, () => {
+    const { t, g, span, mem } = setup(fmt, over);
+    t.mapPages(5 * span + 2 * g, 0x7000_0000, g, 2, RW);
+    t.unmapPages(5 * span + 2 * g, g, 1, null);
+    const before = snapshot(mem);
+    assert.throws(() => t.mapPages(5 * span, 0x8000_0000, span, 1, RW), isErr("EEXIST"));
+    assert.equal(snapshot(mem), before);
+    assert.equal(t.iovaToPhys(5 * span + 3 * g), 0x7000_0000 + g);
   });
 
   Deno.test(`${name}: unmap at block size over a table of pages drops the whole table`, () => {
@@ -136,8 +210,11 @@ for (const [name, fmt, over] of CONFIGS) {
     assert.equal(t.unmapPages(3 * span, span, 1, gather), span);
     assert.deepEqual(tlb.events[0], { kind: "walk", iova: 3 * span, size: span, granule: g });
     assert.equal(t.iovaToPhys(3 * span + g), 0);
+    assert.equal(gather.freelist.length, 1);
+    const tables = t.tablePages;
     releaseGather(pages, gather);
-    assert.equal(t.tablePages, 1);
+    assert.equal(t.tablePages, tables, "the table left the bookkeeping at unmap");
+    assert.equal(tables, t.levels - 1, "the upper tables stay");
   });
 
   Deno.test(`${name}: allocation failure leaves the table exactly as before`, () => {
@@ -163,7 +240,7 @@ for (const [name, fmt, over] of CONFIGS) {
     assert.equal(t.iovaToPhys(6 * span - g), 0x3000_0000);
     assert.equal(t.iovaToPhys(6 * span), 0);
     assert.equal(t.unmapPages(6 * span - g, g, 1, null), g);
-    assert.equal(pages.stats.pagesInUse, start);
+    assert.equal(t.iovaToPhys(6 * span - g), 0);
     t.free();
     assert.equal(pages.stats.pagesInUse, 0);
   });
@@ -215,4 +292,61 @@ Deno.test("leaves() lists every mapping in iova order with its raw entry", () =>
     { iova: 0x4000, size: SZ_4K, paddr: 0xa000, entry: 0xa003n },
     { iova: SZ_2M, size: SZ_2M, paddr: 0x4000_0000, entry: 0x4000_0081n },
   ]);
+});
+
+for (const fmt of ["ARM_64_LPAE_S1", "X86_64", "VTD_SS"] as const) {
+  Deno.test(
+    `${fmt}: a 4K x 262144 unmap covering a whole 1G region ${
+      freesCovered(fmt) ? "frees its directory and tables (dma_pte_clear_level)" : "frees no table"
+    }`,
+    () => {
+      const { t, pages, tlb } = makeTable(fmt);
+      const n = SZ_1G / SZ_4K;
+      t.mapPages(SZ_1G, 0x4000_0000, SZ_4K, n, RW);
+      const tables = t.tablePages; // root, level 1, one directory, 512 last-level tables
+      assert.equal(tables, t.levels - 2 + 1 + 512);
+      tlb.events.length = 0;
+      const gather = new IotlbGather();
+      assert.equal(t.unmapPages(SZ_1G, SZ_4K, n, gather), SZ_1G);
+      assert.equal(t.iovaToPhys(SZ_1G + 0x1234_5000), 0);
+      if (freesCovered(fmt)) {
+        assert.deepEqual(tlb.events, [{ kind: "walk", iova: SZ_1G, size: SZ_1G, granule: SZ_4K }]);
+        assert.equal(releaseGather(pages, gather), 513);
+        assert.equal(t.tablePages, tables - 513);
+      } else {
+        assert.equal(tlb.events.length, n);
+        assert.ok(tlb.events.every((e) => e.kind === "page"));
+        assert.equal(releaseGather(pages, gather), 0);
+        assert.equal(t.tablePages, tables);
+      }
+    },
+  );
+
+  Deno.test(`${fmt}: a 1G block over a subtree of empty tables replaces it whole`, () => {
+    const { t, pages } = makeTable(fmt);
+    t.mapPages(SZ_1G + SZ_2M * 3, 0x10_0000, SZ_4K, 1, RW);
+    t.mapPages(SZ_1G + SZ_2M * 7, 0x10_0000, SZ_4K, 1, RW);
+    t.unmapPages(SZ_1G + SZ_2M * 3, SZ_4K, 1, null);
+    t.unmapPages(SZ_1G + SZ_2M * 7, SZ_4K, 1, null);
+    const tables = t.tablePages;
+    const inUse = pages.stats.pagesInUse;
+    assert.equal(t.mapPages(SZ_1G, 0x4000_0000, SZ_1G, 1, RW), SZ_1G);
+    assert.equal(t.tablePages, tables - 3, "the directory and its two tables");
+    assert.equal(pages.stats.pagesInUse, inUse - 3);
+    assert.equal(t.iovaToPhys(SZ_1G + SZ_2M * 3 + 8), 0x4000_0000 + SZ_2M * 3 + 8);
+  });
+}
+
+Deno.test("VTD_SS: a 4K x 512 unmap covering a superpage clears it as dma_pte_clear_level does", () => {
+  const { t, tlb } = makeTable("VTD_SS");
+  t.mapPages(4 * SZ_2M, 0x4000_0000, SZ_2M, 1, RW);
+  tlb.events.length = 0;
+  const gather = new IotlbGather();
+  assert.equal(t.unmapPages(4 * SZ_2M, SZ_4K, 512, gather), SZ_2M);
+  assert.deepEqual(tlb.events, [{ kind: "page", iova: 4 * SZ_2M, granule: SZ_2M }]);
+  assert.equal(t.iovaToPhys(4 * SZ_2M), 0);
+  // A page-size unmap inside the superpage that does not cover it still changes nothing.
+  t.mapPages(4 * SZ_2M, 0x4000_0000, SZ_2M, 1, RW);
+  assert.equal(t.unmapPages(4 * SZ_2M, SZ_4K, 511, new IotlbGather()), 0);
+  assert.equal(t.iovaToPhys(4 * SZ_2M + 8), 0x4000_0008);
 });
