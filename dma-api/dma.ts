@@ -147,6 +147,13 @@ export class DmaCookie {
     this.domain = domain;
     const core = layer.core;
     const granule = pgsizeMin(domain.pgsizeBitmap);
+    if (granule > 0x8000_0000) {
+      throw new IommuError(
+        "EINVAL",
+        "iommu_dma_init_domain",
+        `smallest page size 0x${granule.toString(16)} is above 2 GiB; allowed: up to 2 GiB`,
+      );
+    }
     let basePfn = 1;
     if (domain.geometry.forceAperture) {
       basePfn = Math.max(basePfn, Math.floor(domain.geometry.apertureStart / granule));
@@ -165,10 +172,40 @@ export class DmaCookie {
       );
     }
     this.#dev = dev;
+    this.granuleMask = granule - 1;
+    this.pfn32 = Math.floor(0xffffffff / granule);
   }
 
   readonly #dev: PciDevice;
   #fq: FlushQueue | null = null;
+  /** `granule - 1` (the granule is a power of two of at most 2^31 here: see {@link DmaCookie.offsetOf}). */
+  readonly granuleMask: number = 0;
+  /** Last PFN below 4 GiB (`DMA_BIT_MASK(32) >> shift`). */
+  readonly pfn32: number = 0;
+  #limit = -1;
+  #limitPfn = 0;
+
+  /** Offset of the integer `addr >= 0` in its granule: the low word decides it (no float modulo). */
+  offsetOf(addr: number): number {
+    return (addr >>> 0) & this.granuleMask;
+  }
+
+  /** Bytes of whole granules covering `size` bytes that start `off` bytes into a granule. */
+  spanOf(size: number, off: number): number {
+    const t = size + off + this.granuleMask;
+    if (t < 0x8000_0000) return t & ~this.granuleMask;
+    const g = this.iovad.granule;
+    return Math.floor(t / g) * g;
+  }
+
+  /** `limit >> shift` (the last call's answer is kept: callers pass the same mask again and again). */
+  limitPfn(limit: number): number {
+    if (limit !== this.#limit) {
+      this.#limit = limit;
+      this.#limitPfn = Math.floor(limit / this.iovad.granule);
+    }
+    return this.#limitPfn;
+  }
 
   /**
    * The flush queue when the domain is DMA_FQ and the driver can defer
@@ -187,26 +224,27 @@ export class DmaCookie {
 
   #newFq(): FlushQueue {
     const layer = this.layer, core = layer.core, domain = this.domain, granule = this.granule;
+    const trace = core.machine.trace, iovad = this.iovad;
     return new FlushQueue({
       clock: core.machine.clock,
       flushAll: () => {
         layer.counters.fqFlushes++;
-        if (core.machine.trace.observed) {
-          core.machine.trace.emit("dma-api", "dma:fq_flush", {
+        if (trace.observed) {
+          trace.emit("dma-api", "dma:fq_flush", {
             pending: this.#fq ? this.#fq.pending : 0,
           });
         }
         core.flushIotlbAll(domain);
       },
       release: (pfn, pages, freelist, cpu) => {
-        if (core.machine.trace.observed) {
-          core.machine.trace.emit("dma-api", "dma:fq_release", {
+        if (trace.observed) {
+          trace.emit("dma-api", "dma:fq_release", {
             iova: pfn * granule,
             size: pages * granule,
           });
         }
-        this.iovad.freeIovaFast(pfn, pages, cpu);
-        layer.freePages(freelist);
+        iovad.freeIovaFast(pfn, pages, cpu);
+        if (freelist.length !== 0) layer.freePages(freelist);
       },
     }, { cpus: layer.cpus, single: layer.singleQueue });
   }
@@ -330,12 +368,16 @@ export class DmaApi {
   pasid: number = IOMMU_PASID_INVALID;
   #pasidDomain: IommuDomain | null = null;
   readonly #gather = new IotlbGather();
+  readonly #trc: DmaIommuCore["machine"]["trace"];
+  readonly #counters: DmaApiCounters;
 
   /** The DMA API of `dev` in `layer`. */
   constructor(layer: DmaLayer, dev: PciDevice) {
     this.layer = layer;
     this.dev = dev;
     this.pci32bitWorkaround = !layer.forceDac;
+    this.#trc = layer.core.machine.trace;
+    this.#counters = layer.counters;
   }
 
   get #core(): DmaIommuCore {
@@ -376,11 +418,11 @@ export class DmaApi {
 
   /** True when trace events would be seen (test before building an event). */
   get #traced(): boolean {
-    return this.#core.machine.trace.observed;
+    return this.#trc.observed;
   }
 
   #trace(name: string, fields: Record<string, number | string | boolean>): void {
-    this.#core.machine.trace.emit("dma-api", name, { dev: this.dev.name, ...fields });
+    this.#trc.emit("dma-api", name, { dev: this.dev.name, ...fields });
   }
 
   #mapError(op: string, why: string): never {
@@ -390,19 +432,20 @@ export class DmaApi {
 
   /** `iommu_dma_alloc_iova`: returns the IOVA (bytes) or 0. */
   #allocIova(cookie: DmaCookie, domain: IommuDomain, size: number, dmaLimit: number): number {
-    const shift = cookie.granule;
+    const iovad = cookie.iovad;
+    const shift = iovad.granule;
     const len = size / shift;
     let limit = dmaLimit;
-    if (domain.geometry.forceAperture) limit = Math.min(limit, domain.geometry.apertureEnd);
-    const iovad = cookie.iovad;
+    const geo = domain.geometry;
+    if (geo.forceAperture && geo.apertureEnd < limit) limit = geo.apertureEnd;
     if (limit > 0xffffffff && this.pci32bitWorkaround) {
-      const pfn = iovad.allocIovaFast(len, Math.floor(0xffffffff / shift), false, this.cpu);
+      const pfn = iovad.allocIovaFast(len, cookie.pfn32, false, this.cpu);
       if (pfn) return pfn * shift;
       this.pci32bitWorkaround = false;
-      this.layer.counters.dac++;
+      this.#counters.dac++;
       if (this.#traced) this.#trace("dma:using_dac", { bits: Math.ceil(Math.log2(limit + 1)) });
     }
-    const pfn = iovad.allocIovaFast(len, Math.floor(limit / shift), true, this.cpu);
+    const pfn = iovad.allocIovaFast(len, cookie.limitPfn(limit), true, this.cpu);
     return pfn * shift;
   }
 
@@ -410,40 +453,42 @@ export class DmaApi {
   #iommuMap(
     op: string,
     domain: IommuDomain,
+    cookie: DmaCookie,
     phys: number,
     size: number,
     prot: number,
     dmaMask: number,
   ): number {
-    const cookie = this.layer.cookieOf(domain, this.dev);
-    const g = cookie.granule;
-    const off = phys % g;
-    const len = Math.ceil((size + off) / g) * g;
+    const off = cookie.offsetOf(phys);
+    const len = cookie.spanOf(size, off);
     const iova = this.#allocIova(cookie, domain, len, dmaMask);
     if (!iova) {
       this.#mapError(op, `no free IOVA range of ${len} bytes below 0x${dmaMask.toString(16)}`);
     }
     try {
-      this.#core.map(domain, iova, phys - off, len, prot);
+      this.layer.core.map(domain, iova, phys - off, len, prot);
     } catch (e) {
+      const g = cookie.iovad.granule;
       cookie.iovad.freeIovaFast(iova / g, len / g, this.cpu);
-      this.layer.counters.mapErrors++;
+      this.#counters.mapErrors++;
       throw e;
     }
-    this.layer.counters.maps++;
+    this.#counters.maps++;
     return iova + off;
   }
 
   /** `__iommu_dma_unmap`: unmap, then sync (strict) or queue (lazy), and free the IOVA. */
   #iommuUnmap(domain: IommuDomain, dmaAddr: number, size: number): void {
     const cookie = this.layer.cookieOf(domain, this.dev);
-    const g = cookie.granule;
-    const off = dmaAddr % g;
+    const g = cookie.iovad.granule;
+    const off = cookie.offsetOf(dmaAddr);
     const iova = dmaAddr - off;
-    const len = Math.ceil((size + off) / g) * g;
+    const len = cookie.spanOf(size, off);
+    const fq = cookie.fq;
     const gather = this.#gather.init();
-    gather.queued = cookie.fq !== null;
-    const unmapped = this.#core.unmapFast(domain, iova, len, gather);
+    gather.queued = fq !== null;
+    const core = this.layer.core;
+    const unmapped = core.unmapFast(domain, iova, len, gather);
     if (unmapped !== len) {
       throw new IommuError(
         "EINVAL",
@@ -453,25 +498,26 @@ export class DmaApi {
         } unmapped ${unmapped} of ${len} bytes: not a live mapping of this device`,
       );
     }
-    this.layer.counters.unmaps++;
-    if (cookie.fq) {
-      this.layer.counters.fqQueued++;
+    const c = this.#counters;
+    c.unmaps++;
+    if (fq !== null) {
+      c.fqQueued++;
       if (this.#traced) {
-        this.#trace("dma:fq_queue", { iova, size: len, pending: cookie.fq.pending + 1 });
+        this.#trace("dma:fq_queue", { iova, size: len, pending: fq.pending + 1 });
       }
-      cookie.fq.queueIova(iova / g, len / g, gather.freelist, this.cpu);
+      fq.queueIova(iova / g, len / g, gather.freelist, this.cpu);
     } else {
       if (!this.inject.skipIotlbSync) {
-        this.#core.iotlbSync(domain, gather);
-        this.layer.counters.strictSyncs++;
+        core.iotlbSync(domain, gather);
+        c.strictSyncs++;
       }
       cookie.iovad.freeIovaFast(iova / g, len / g, this.cpu);
     }
   }
 
   /** Does a mapping of `[phys, phys+size)` need bouncing (`dev_use_swiotlb` && unaligned)? */
-  #needsBounce(g: number, phys: number, size: number): boolean {
-    return this.dev.untrusted && (phys % g !== 0 || size % g !== 0);
+  #needsBounce(cookie: DmaCookie, phys: number, size: number): boolean {
+    return this.dev.untrusted && (cookie.offsetOf(phys) !== 0 || cookie.offsetOf(size) !== 0);
   }
 
   /**
@@ -486,10 +532,11 @@ export class DmaApi {
     }
     const domain = this.domain();
     if (!domain) return this.#directMap(op, phys, size, dir);
-    const g = this.layer.cookieOf(domain, this.dev).granule;
+    const cookie = this.layer.cookieOf(domain, this.dev);
+    const g = cookie.iovad.granule;
     let p = phys;
     let bounced = false;
-    if (this.#needsBounce(g, phys, size)) {
+    if (this.#needsBounce(cookie, phys, size)) {
       const pool = this.layer.swiotlb;
       try {
         p = pool.mapSingle(phys, size, g - 1);
@@ -510,7 +557,7 @@ export class DmaApi {
     }
     try {
       const prot = dmaInfoToProt(dir, this.layer.coherent, attrs);
-      const dma = this.#iommuMap(op, domain, p, size, prot, this.dmaMask);
+      const dma = this.#iommuMap(op, domain, cookie, p, size, prot, this.dev.dmaMask);
       if (this.#traced) this.#trace("dma:dma_map_page", { phys, dma, size, dir, bounced });
       return dma;
     } catch (e) {
@@ -588,7 +635,8 @@ export class DmaApi {
     const domain = this.domain();
     if (!domain) return this.#directMap("dma_map_resource", phys, size, dir);
     const prot = dmaInfoToProt(dir, false, attrs) | IOMMU_MMIO;
-    return this.#iommuMap("dma_map_resource", domain, phys, size, prot, this.dmaMask);
+    const cookie = this.layer.cookieOf(domain, this.dev);
+    return this.#iommuMap("dma_map_resource", domain, cookie, phys, size, prot, this.dmaMask);
   }
 
   /** `dma_unmap_resource`. */
@@ -696,7 +744,16 @@ export class DmaApi {
       if (!domain) dmaAddr = this.#directMap("dma_alloc_coherent", cpuAddr, bytes, 0);
       else {
         const prot = dmaInfoToProt(DmaDirection.BIDIRECTIONAL, true, attrs);
-        dmaAddr = this.#iommuMap("dma_alloc_coherent", domain, cpuAddr, size, prot, this.dmaMask);
+        const cookie = this.layer.cookieOf(domain, this.dev);
+        dmaAddr = this.#iommuMap(
+          "dma_alloc_coherent",
+          domain,
+          cookie,
+          cpuAddr,
+          size,
+          prot,
+          this.dmaMask,
+        );
       }
       if (this.#traced) this.#trace("dma:dma_alloc", { phys: cpuAddr, dma: dmaAddr, size });
       return { cpuAddr, dmaAddr, size };

@@ -142,8 +142,9 @@ export class FlushQueue {
     while (ring.head !== ring.tail) {
       const i = ring.head;
       if (ring.counter[i] >= done) break;
-      this.#env.release(ring.pfn[i], ring.pages[i], ring.freelist[i], cpu);
-      ring.freelist[i].length = 0;
+      const fl = ring.freelist[i];
+      this.#env.release(ring.pfn[i], ring.pages[i], fl, cpu);
+      if (fl.length !== 0) fl.length = 0;
       this.counters.released++;
       ring.head = (ring.head + 1) & ring.mask;
     }
@@ -171,13 +172,19 @@ export class FlushQueue {
     ring.pfn[i] = pfn;
     ring.pages[i] = pages;
     ring.counter[i] = this.flushStartCnt;
-    for (const p of freelist) ring.freelist[i].push(p);
+    if (freelist.length !== 0) {
+      const fl = ring.freelist[i];
+      for (let k = 0; k < freelist.length; k++) fl.push(freelist[k]);
+    }
     this.counters.queued++;
     if (!this.timerOn) {
       this.timerOn = true;
-      this.#env.clock.setTimer(this.timeoutNs, () => this.#timeout());
+      this.#env.clock.setTimer(this.timeoutNs, this.#onTimeout);
     }
   }
+
+  /** The timer callback, made once (no closure per arming). */
+  readonly #onTimeout = (): void => this.#timeout();
 
   /** `fq_flush_timeout`: one flush, then drain every ring. */
   #timeout(): void {

@@ -110,6 +110,18 @@ class RangeCache {
     this.depot = mag;
     this.depotSize++;
   }
+  /** An empty magazine: a recycled one if any (the kernel allocates one; the model reuses). */
+  spare(): Magazine {
+    const m = this.#spares.pop();
+    return m === undefined ? new Magazine() : m;
+  }
+  /** Keep an emptied magazine for {@link RangeCache.spare}. */
+  recycle(mag: Magazine): void {
+    mag.size = 0;
+    mag.next = null;
+    if (this.#spares.length < 4) this.#spares.push(mag);
+  }
+  readonly #spares: Magazine[] = [];
   depotPop(): Magazine {
     const mag = this.depot!;
     this.depot = mag.next;
@@ -393,40 +405,53 @@ export class IovaDomain {
 
   /** `iova_rcache_insert` on `cpu`: true if the PFN was cached. */
   #rcacheInsert(pfn: number, size: number, cpu: number): boolean {
-    const log = orderBase2(size);
+    const log = size === 1 ? 0 : orderBase2(size);
     if (log >= this.#rcaches.length) return false;
     const rc = this.#rcaches[log];
-    if (rc.loaded[cpu].full) {
-      if (!rc.prev[cpu].full) {
-        const t = rc.prev[cpu];
-        rc.prev[cpu] = rc.loaded[cpu];
-        rc.loaded[cpu] = t;
+    let mag = rc.loaded[cpu];
+    if (mag.size === IOVA_MAG_SIZE) {
+      const prev = rc.prev[cpu];
+      if (prev.size !== IOVA_MAG_SIZE) {
+        rc.prev[cpu] = mag;
+        rc.loaded[cpu] = prev;
+        mag = prev;
       } else {
-        rc.depotPush(rc.loaded[cpu]);
-        rc.loaded[cpu] = new Magazine();
+        rc.depotPush(mag);
+        mag = rc.spare();
+        rc.loaded[cpu] = mag;
         this.#armDepotWork(rc);
       }
     }
-    rc.loaded[cpu].push(pfn);
+    mag.pfns[mag.size++] = pfn;
     this.counters.rcacheInserts++;
     return true;
   }
 
-  /** `iova_rcache_get` on `cpu`: a cached PFN ending at or below `limitPfn` (exclusive), or 0. */
-  #rcacheGet(size: number, limitPfn: number, cpu: number): number {
-    const log = orderBase2(size);
+  /** `iova_rcache_get` on `cpu` for order `log`: a cached PFN ending at or below `limitPfn` (exclusive), or 0. */
+  #rcacheGet(log: number, size: number, limitPfn: number, cpu: number): number {
     if (log >= this.#rcaches.length) return 0;
     const rc = this.#rcaches[log];
-    if (rc.loaded[cpu].empty) {
-      if (!rc.prev[cpu].empty) {
-        const t = rc.prev[cpu];
-        rc.prev[cpu] = rc.loaded[cpu];
-        rc.loaded[cpu] = t;
+    let mag = rc.loaded[cpu];
+    if (mag.size === 0) {
+      const prev = rc.prev[cpu];
+      if (prev.size !== 0) {
+        rc.prev[cpu] = mag;
+        rc.loaded[cpu] = prev;
+        mag = prev;
       } else if (rc.depot) {
-        rc.loaded[cpu] = rc.depotPop();
+        rc.recycle(mag);
+        mag = rc.depotPop();
+        rc.loaded[cpu] = mag;
       } else return 0;
     }
-    return rc.loaded[cpu].pop(limitPfn - size);
+    // iova_magazine_pop: the topmost PFN fits (the common case), else search down.
+    const top = mag.size - 1;
+    const pfn = mag.pfns[top];
+    if (pfn <= limitPfn - size) {
+      mag.size = top;
+      return pfn;
+    }
+    return mag.pop(limitPfn - size);
   }
 
   #armDepotWork(rc: RangeCache): void {
@@ -481,8 +506,9 @@ export class IovaDomain {
    * and retry once. Returns pfn_lo, or 0.
    */
   allocIovaFast(size: number, limitPfn: number, flushRcache: boolean, cpu = 0): number {
-    if (size < 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1)) size = roundupPowOfTwo(size);
-    const cached = this.#rcacheGet(size, limitPfn + 1, cpu);
+    const log = size === 1 ? 0 : orderBase2(size);
+    if (size < 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1)) size = 2 ** log;
+    const cached = this.#rcacheGet(log, size, limitPfn + 1, cpu);
     if (cached) {
       this.counters.rcacheHits++;
       return cached;
