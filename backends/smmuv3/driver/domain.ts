@@ -34,7 +34,14 @@ export function ffs(x: number): number {
   return n;
 }
 
-/** Identity and blocked domains. */
+/**
+ * Identity and blocked domains. As in arm-smmu-v3 (v6.10 through v6.17),
+ * only the blocked domain has `set_dev_pasid` (it clears the PASID's CD):
+ * the identity domain cannot be attached to a PASID (the core answers
+ * EOPNOTSUPP). A PASID may still be used while the RID is identity or
+ * blocked: the STE then points at the CD table with S1DSS=BYPASS or
+ * TERMINATE (see {@link SmmuV3Driver.setPasid}).
+ */
 export class StaticDomain implements IommuDomain {
   /** IDENTITY or BLOCKED. */
   readonly type: DomainType;
@@ -46,29 +53,26 @@ export class StaticDomain implements IommuDomain {
   geometry: DomainGeometry = { apertureStart: 0, apertureEnd: 0, forceAperture: false };
   /** "identity" or "blocked". */
   readonly label: string;
+  /**
+   * Blocked only (`arm_smmu_blocking_set_dev_pasid`): clear the PASID's CD;
+   * the last PASID gone, an identity/blocked RID returns to its plain STE.
+   * Undefined for the identity domain.
+   */
+  readonly setDevPasid?: (dev: PciDevice, pasid: number, old?: IommuDomain | null) => void;
 
   /** A static domain of `type`. */
   constructor(owner: SmmuV3Driver, type: DomainType) {
     this.owner = owner;
     this.type = type;
     this.label = type === DomainType.IDENTITY ? "identity" : "blocked";
+    if (type === DomainType.BLOCKED) {
+      this.setDevPasid = (dev: PciDevice, pasid: number): void => owner.setPasid(dev, pasid, null);
+    }
   }
 
-  /** Attach the RID: bypass or abort STE. */
+  /** Attach the RID: bypass or abort STE (a CD table STE with S1DSS while PASIDs are in use). */
   attachDev(dev: PciDevice, _old: IommuDomain | null = null): void {
     this.owner.attachRid(dev, this);
-  }
-
-  /** Blocked only: clear the PASID's CD. */
-  setDevPasid(dev: PciDevice, pasid: number, _old: IommuDomain | null = null): void {
-    if (this.type !== DomainType.BLOCKED) {
-      throw new IommuError(
-        "EINVAL",
-        "arm_smmu_set_dev_pasid",
-        "the identity domain cannot be attached to a PASID",
-      );
-    }
-    this.owner.setPasid(dev, pasid, null);
   }
 
   /** Static: nothing to free. */

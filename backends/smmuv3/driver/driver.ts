@@ -673,9 +673,9 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     const master = this.#master(dev, "arm_smmu_attach_dev_nested");
     if (master.pasids.size > 0) {
       throw new IommuError(
-        "EINVAL",
+        "EBUSY",
         "arm_smmu_attach_dev_nested",
-        "PASIDs are attached; a nested domain takes the whole CD table",
+        "PASIDs are attached (arm_smmu_ssids_in_use); a nested domain takes the whole CD table",
       );
     }
     const parent = domain.parent;
@@ -815,9 +815,10 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       } else {
         if (master.pasids.size > 0) {
           throw new IommuError(
-            "EINVAL",
+            "EBUSY",
             "arm_smmu_attach_dev",
-            "a stage-2 domain cannot be the RID domain while PASIDs are attached",
+            "PASIDs are attached (arm_smmu_ssids_in_use): a stage-2 domain cannot be the RID " +
+              "domain until they are detached",
           );
         }
         this.#writeSte(
@@ -905,19 +906,31 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
         "only stage-1 domains can be attached to a PASID",
       );
     }
+    // arm_smmu_set_pasid: the CD table must already be in the STE (a stage-1 RID domain), or
+    // the RID domain must be identity/blocked (the STE becomes a CD table STE with S1DSS).
     const rid = master.domain;
-    if (rid instanceof SmmuDomain && rid.stage === "S2") {
+    if ((rid instanceof SmmuDomain && rid.stage === "S2") || rid instanceof NestedDomain) {
       throw new IommuError(
         "EINVAL",
         "arm_smmu_set_dev_pasid",
-        "the RID is attached to a stage-2 domain",
+        `the RID is attached to a ${
+          rid instanceof NestedDomain ? "nested" : "stage-2"
+        } domain; PASIDs need a stage-1, identity or blocked RID domain`,
       );
     }
     domain.finalise();
     if (!master.cdTable) master.cdTable = this.#allocCdTable(master);
+    const prev = master.pasids.get(pasid);
     this.#writeCd(master, pasid, domain.makeCd(master, new Uint32Array(16)));
     master.pasids.set(pasid, domain);
     domain.masters.add(master);
+    if (prev !== undefined && prev !== domain) {
+      // Replaced: the old domain no longer reaches this PASID (arm_smmu_remove_master_domain).
+      if (master.domain !== prev && ![...master.pasids.values()].includes(prev)) {
+        prev.masters.delete(master);
+      }
+      if (master.ats) this.#atcInvMaster(master, pasid, 0, true);
+    }
     // Make sure the STE points at the CD table (RID identity/blocked keep S1DSS bypass/terminate).
     const s1dss = rid instanceof SmmuDomain
       ? S1DSS.SSID0
