@@ -48,6 +48,21 @@ export function checkMapArgs(
   size: number,
   prot: number,
 ): void {
+  // Fast accept (the common case): a paging domain that maps, whole numbers
+  // that end below 2^53, known prot bits, everything aligned to the granule.
+  const bitmap = domain.pgsizeBitmap;
+  if (
+    bitmap > 0 && typeof domain.mapPages === "function" &&
+    (domain.type & __IOMMU_DOMAIN_PAGING) !== 0 &&
+    iova >= 0 && paddr >= 0 && size >= 0 && iova <= Number.MAX_SAFE_INTEGER &&
+    paddr <= Number.MAX_SAFE_INTEGER && size <= Number.MAX_SAFE_INTEGER &&
+    iova + size <= MAX_ADDR && paddr + size <= MAX_ADDR &&
+    Math.floor(iova) === iova && Math.floor(paddr) === paddr && Math.floor(size) === size &&
+    Number.isInteger(prot) && prot >= 0 && (prot & ~IOMMU_PROT_MASK) === 0 &&
+    !unaligned(iova, paddr, size, pgsizeMin(bitmap))
+  ) {
+    return;
+  }
   const op = "iommu_map";
   if (!domain.mapPages || !(domain.pgsizeBitmap > 0)) {
     throw new IommuError(
@@ -160,8 +175,13 @@ export function unmapRange(
   c: IommuCounters,
   trace: Trace | null,
 ): number {
-  checkWhole("iommu_unmap", "iova", iova);
-  checkWhole("iommu_unmap", "size", size);
+  if (
+    !(iova >= 0 && size >= 0 && iova <= Number.MAX_SAFE_INTEGER &&
+      size <= Number.MAX_SAFE_INTEGER && Math.floor(iova) === iova && Math.floor(size) === size)
+  ) {
+    checkWhole("iommu_unmap", "iova", iova);
+    checkWhole("iommu_unmap", "size", size);
+  }
   c.unmaps++;
   const bitmap = domain.pgsizeBitmap;
   if (!domain.unmapPages || !(bitmap > 0)) return 0;
