@@ -47,26 +47,75 @@ export function atcTag(sid: number, ssid: number): number {
   return sid * 2097152 + (ssid + 1);
 }
 
-/** Map key of an entry at `va` (aligned to its size, at least 128 bytes) of size 2^sizeShift. */
+/** Entry key of an entry at `va` (aligned to its size, at least 128 bytes) of size 2^sizeShift. */
 function entryKey(va: number, sizeShift: number): number {
   return va * 0.03125 + sizeShift;
 }
 
-/** A tagged translation cache with a capacity (oldest entries evicted first). */
+const INV_TWO32 = 2.3283064365386963e-10; // 2^-32
+/** Hash of (tag, key): both integers (doubles beyond 2^32 too), folded to 32 bits, multiplicative. */
+function hashOf(tag: number, key: number): number {
+  const k = (key >>> 0) ^ Math.imul((key * INV_TWO32) >>> 0, 0x85ebca6b);
+  const t = Math.imul((tag >>> 0) ^ ((tag * INV_TWO32) >>> 0), 0xc2b2ae35);
+  return Math.imul(k ^ t, 0x9e3779b1);
+}
+
+const NONE = -1;
+
+/**
+ * A tagged translation cache with a capacity: when an insert exceeds it, the
+ * oldest entry (by first insertion of its base and size) of the oldest tag
+ * (by creation) is evicted. Storage is typed arrays: entry slots (tag, key,
+ * links) and an open-addressing index on (tag, key) with linear probing and
+ * backward-shift deletion, both grown by doubling; tags are records in
+ * creation order, each with its entries in insertion order. Lookups and
+ * inserts allocate nothing once the arrays have grown.
+ */
 export class TranslationCache {
   /** Most entries kept. */
   readonly capacity: number;
-  readonly #tags = new Map<number, Map<number, TlbEntry>>();
   #count = 0;
+  // --- entry slots
+  #slotCap = 0;
+  #ent: (TlbEntry | undefined)[] = [];
+  #slotTag = new Float64Array(0);
+  #slotKey = new Float64Array(0);
+  /** Home bucket of the slot's (tag, key) in the index. */
+  #slotHome = new Int32Array(0);
+  /** Bucket the slot sits in now (kept through backward shifts). */
+  #slotBucket = new Int32Array(0);
+  /** Tag record of the slot. */
+  #slotRec = new Int32Array(0);
+  #slotNext = new Int32Array(0);
+  #slotPrev = new Int32Array(0);
+  /** Free slots (a stack). */
+  #freeSlots = new Int32Array(0);
+  #nFreeSlots = 0;
+  // --- index: bucket -> slot (NONE when empty)
+  #index = new Int32Array(0);
+  #mask = 0;
+  #shift = 32;
+  // --- tag records, in creation order (a doubly linked list)
+  readonly #recOf = new Map<number, number>();
+  #recTag = new Float64Array(0);
+  #recHead = new Int32Array(0);
+  #recTail = new Int32Array(0);
+  #recCount = new Int32Array(0);
+  #recNext = new Int32Array(0);
+  #recPrev = new Int32Array(0);
+  #recFirst = NONE;
+  #recLast = NONE;
+  readonly #freeRecs: number[] = [];
+  /** The tag inserted last and its record (NaN: none); reset when a record is removed. */
+  #lastTag = NaN;
+  #lastRec = NONE;
+  // --- sizes in use
   readonly #sizes: number[] = [];
   readonly #bytes: number[] = [];
   /** 2^-size of each size in use (floor(addr * inv) is addr >> size, exactly). */
   readonly #inv: number[] = [];
   /** 2^(size-5) of each size in use: (addr >> size) * keyMul is the key's base part. */
   readonly #keyMul: number[] = [];
-  /** The tag looked up last and its map (NaN: none); reset whenever a tag's map is removed. */
-  #lastTag = NaN;
-  #lastMap: Map<number, TlbEntry> | undefined = undefined;
   /** Evicted entries, handed out again by {@link recycled} (no allocation per insert). */
   readonly #free: TlbEntry[] = [];
   /**
@@ -82,6 +131,9 @@ export class TranslationCache {
   /** An empty cache of `capacity` entries. */
   constructor(capacity: number) {
     this.capacity = capacity;
+    this.#growSlots(Math.min(64, Math.max(1, capacity)));
+    this.#growIndex(128);
+    this.#growRecs(8);
   }
 
   /** Number of entries. */
@@ -99,36 +151,242 @@ export class TranslationCache {
     return { va: 0, pa: 0, ipa: 0, sizeShift: 12, permP: 0, permU: 0, nested: false };
   }
 
-  /** Insert `e` under `tag` (replacing an entry of the same base and size). */
-  insert(tag: number, e: TlbEntry): void {
-    this.#forgetHit();
-    let m = this.#tags.get(tag);
-    if (!m) {
-      m = new Map();
-      this.#tags.set(tag, m);
-    }
-    const key = entryKey(e.va, e.sizeShift);
-    if (!m.has(key)) this.#count++;
-    m.set(key, e);
-    if (!this.#sizes.includes(e.sizeShift)) {
-      this.#sizes.push(e.sizeShift);
-      this.#bytes.push(2 ** e.sizeShift);
-      this.#inv.push(2 ** -e.sizeShift);
-      this.#keyMul.push(2 ** (e.sizeShift - 5));
-    }
-    if (this.#count > this.capacity) {
-      // Evict the oldest entry of the oldest tag.
-      for (const [t, mm] of this.#tags) {
-        const first = mm.entries().next();
-        if (!first.done) {
-          mm.delete(first.value[0]);
-          this.#count--;
-          if (first.value[1] !== e) this.#free.push(first.value[1]);
-        }
-        if (mm.size === 0) this.#removeTag(t);
-        break;
+  // -------------------------------------------------------------------------
+  // Storage
+
+  #growSlots(n: number): void {
+    const old = this.#slotCap;
+    const f64 = (a: Float64Array) => {
+      const b = new Float64Array(n);
+      b.set(a);
+      return b;
+    };
+    const i32 = (a: Int32Array) => {
+      const b = new Int32Array(n);
+      b.set(a);
+      return b;
+    };
+    this.#slotTag = f64(this.#slotTag);
+    this.#slotKey = f64(this.#slotKey);
+    this.#slotHome = i32(this.#slotHome);
+    this.#slotBucket = i32(this.#slotBucket);
+    this.#slotRec = i32(this.#slotRec);
+    this.#slotNext = i32(this.#slotNext);
+    this.#slotPrev = i32(this.#slotPrev);
+    const free = new Int32Array(n);
+    free.set(this.#freeSlots.subarray(0, this.#nFreeSlots));
+    // New slots are handed out lowest first.
+    let nf = this.#nFreeSlots;
+    for (let s = n - 1; s >= old; s--) free[nf++] = s;
+    this.#freeSlots = free;
+    this.#nFreeSlots = nf;
+    for (let s = old; s < n; s++) this.#ent.push(undefined);
+    this.#slotCap = n;
+  }
+
+  #growIndex(n: number): void {
+    this.#index = new Int32Array(n).fill(NONE);
+    this.#mask = n - 1;
+    this.#shift = 32 - Math.log2(n);
+    // Re-home every live slot.
+    const idx = this.#index;
+    const mask = this.#mask;
+    for (let r = this.#recFirst; r !== NONE; r = this.#recNext[r]) {
+      for (let s = this.#recHead[r]; s !== NONE; s = this.#slotNext[s]) {
+        let b = hashOf(this.#slotTag[s], this.#slotKey[s]) >>> this.#shift;
+        this.#slotHome[s] = b;
+        while (idx[b] !== NONE) b = (b + 1) & mask;
+        idx[b] = s;
+        this.#slotBucket[s] = b;
       }
     }
+  }
+
+  #growRecs(n: number): void {
+    const old = this.#recTag.length;
+    const f64 = new Float64Array(n);
+    f64.set(this.#recTag);
+    this.#recTag = f64;
+    const i32 = (a: Int32Array) => {
+      const b = new Int32Array(n);
+      b.set(a);
+      return b;
+    };
+    this.#recHead = i32(this.#recHead);
+    this.#recTail = i32(this.#recTail);
+    this.#recCount = i32(this.#recCount);
+    this.#recNext = i32(this.#recNext);
+    this.#recPrev = i32(this.#recPrev);
+    for (let r = n - 1; r >= old; r--) this.#freeRecs.push(r);
+  }
+
+  /** Bucket holding (tag, key), or NONE. */
+  #find(tag: number, key: number): number {
+    const idx = this.#index;
+    const mask = this.#mask;
+    const st = this.#slotTag;
+    const sk = this.#slotKey;
+    let b = hashOf(tag, key) >>> this.#shift;
+    for (;;) {
+      const s = idx[b];
+      if (s === NONE) return NONE;
+      if (sk[s] === key && st[s] === tag) return b;
+      b = (b + 1) & mask;
+    }
+  }
+
+  /** Remove bucket `b` from the index (backward-shift deletion). */
+  #unindex(b: number): void {
+    const idx = this.#index;
+    const mask = this.#mask;
+    const home = this.#slotHome;
+    let i = b;
+    let j = b;
+    idx[i] = NONE;
+    for (;;) {
+      j = (j + 1) & mask;
+      const s = idx[j];
+      if (s === NONE) return;
+      const k = home[s];
+      // Move s back to the hole when its home is not cyclically in (i, j].
+      if (i <= j ? (k <= i || k > j) : (k <= i && k > j)) {
+        idx[i] = s;
+        this.#slotBucket[s] = i;
+        idx[j] = NONE;
+        i = j;
+      }
+    }
+  }
+
+  /** Record of `tag`, created (last in creation order) when `create` and absent. */
+  #rec(tag: number, create: boolean): number {
+    if (tag === this.#lastTag) return this.#lastRec;
+    let r = this.#recOf.get(tag);
+    if (r === undefined) {
+      if (!create) return NONE;
+      if (this.#freeRecs.length === 0) this.#growRecs(this.#recTag.length * 2);
+      r = this.#freeRecs.pop()!;
+      this.#recOf.set(tag, r);
+      this.#recTag[r] = tag;
+      this.#recHead[r] = NONE;
+      this.#recTail[r] = NONE;
+      this.#recCount[r] = 0;
+      this.#recNext[r] = NONE;
+      this.#recPrev[r] = this.#recLast;
+      if (this.#recLast === NONE) this.#recFirst = r;
+      else this.#recNext[this.#recLast] = r;
+      this.#recLast = r;
+    }
+    this.#lastTag = tag;
+    this.#lastRec = r;
+    return r;
+  }
+
+  /** Remove tag record `r` (its entries are gone). */
+  #removeRec(r: number): void {
+    const p = this.#recPrev[r];
+    const n = this.#recNext[r];
+    if (p === NONE) this.#recFirst = n;
+    else this.#recNext[p] = n;
+    if (n === NONE) this.#recLast = p;
+    else this.#recPrev[n] = p;
+    this.#recOf.delete(this.#recTag[r]);
+    this.#freeRecs.push(r);
+    this.#lastTag = NaN;
+    this.#lastRec = NONE;
+  }
+
+  /** Remove slot `s` (at bucket `b`) from the index, its tag's list and the count. */
+  #removeSlot(s: number, b: number): TlbEntry {
+    this.#unindex(b);
+    const r = this.#slotRec[s];
+    const p = this.#slotPrev[s];
+    const n = this.#slotNext[s];
+    if (p === NONE) this.#recHead[r] = n;
+    else this.#slotNext[p] = n;
+    if (n === NONE) this.#recTail[r] = p;
+    else this.#slotPrev[n] = p;
+    this.#recCount[r]--;
+    this.#count--;
+    const e = this.#ent[s]!;
+    this.#ent[s] = undefined;
+    this.#freeSlots[this.#nFreeSlots++] = s;
+    return e;
+  }
+
+  /** Remove slot `s`. */
+  #dropSlot(s: number): TlbEntry {
+    return this.#removeSlot(s, this.#slotBucket[s]);
+  }
+
+  // -------------------------------------------------------------------------
+  // Operations
+
+  /** Insert `e` under `tag` (replacing an entry of the same base and size, in its place). */
+  insert(tag: number, e: TlbEntry): void {
+    this.#forgetHit();
+    const key = entryKey(e.va, e.sizeShift);
+    if ((this.#count + 1) * 2 > this.#index.length) this.#growIndex(this.#index.length * 2);
+    // One probe sequence: the entry's bucket, or the first empty one (where it goes).
+    const idx = this.#index;
+    const mask = this.#mask;
+    const st = this.#slotTag;
+    const sk = this.#slotKey;
+    const home = hashOf(tag, key) >>> this.#shift;
+    let b = home;
+    for (;;) {
+      const o = idx[b];
+      if (o === NONE) break;
+      if (sk[o] === key && st[o] === tag) {
+        this.#ent[o] = e;
+        this.#noteSize(e.sizeShift);
+        return;
+      }
+      b = (b + 1) & mask;
+    }
+    const r = this.#rec(tag, true);
+    if (this.#nFreeSlots === 0) this.#growSlots(this.#slotCap * 2);
+    const s = this.#freeSlots[--this.#nFreeSlots];
+    this.#ent[s] = e;
+    this.#slotTag[s] = tag;
+    this.#slotKey[s] = key;
+    this.#slotRec[s] = r;
+    this.#slotNext[s] = NONE;
+    const tail = this.#recTail[r];
+    this.#slotPrev[s] = tail;
+    if (tail === NONE) this.#recHead[r] = s;
+    else this.#slotNext[tail] = s;
+    this.#recTail[r] = s;
+    this.#recCount[r]++;
+    this.#count++;
+    this.#index[b] = s;
+    this.#slotHome[s] = home;
+    this.#slotBucket[s] = b;
+    this.#noteSize(e.sizeShift);
+    if (this.#count > this.capacity) this.#evict(e);
+  }
+
+  #noteSize(sizeShift: number): void {
+    const sizes = this.#sizes;
+    for (let i = 0; i < sizes.length; i++) if (sizes[i] === sizeShift) return;
+    sizes.push(sizeShift);
+    this.#bytes.push(2 ** sizeShift);
+    this.#inv.push(2 ** -sizeShift);
+    this.#keyMul.push(2 ** (sizeShift - 5));
+  }
+
+  /** Evict the oldest entry of the oldest tag holding one (empty tags on the way go). */
+  #evict(inserted: TlbEntry): void {
+    let r = this.#recFirst;
+    while (r !== NONE && this.#recCount[r] === 0) {
+      const n = this.#recNext[r];
+      this.#removeRec(r);
+      r = n;
+    }
+    if (r === NONE) return;
+    const old = this.#dropSlot(this.#recHead[r]);
+    if (old !== inserted) this.#free.push(old);
+    if (this.#recCount[r] === 0) this.#removeRec(r);
   }
 
   /** Forget the last hit (on every change to the cache). */
@@ -137,65 +395,82 @@ export class TranslationCache {
     this.#hitEntry = undefined;
   }
 
-  /** Remove the map of `tag` (and forget it as the last looked-up tag). */
-  #removeTag(tag: number): void {
-    this.#tags.delete(tag);
-    this.#lastTag = NaN;
-    this.#lastMap = undefined;
-  }
-
   /** The entry of `tag` holding `addr`, if any (no allocation). */
   lookup(tag: number, addr: number): TlbEntry | undefined {
     if (tag === this.#hitTag && addr >= this.#hitLo && addr < this.#hitHi) return this.#hitEntry;
-    let m: Map<number, TlbEntry> | undefined;
-    if (tag === this.#lastTag) m = this.#lastMap;
-    else {
-      m = this.#tags.get(tag);
-      if (!m) return undefined;
-      this.#lastTag = tag;
-      this.#lastMap = m;
-    }
     const sizes = this.#sizes;
     const inv = this.#inv;
     const keyMul = this.#keyMul;
+    const idx = this.#index;
+    const mask = this.#mask;
+    const shift = this.#shift;
+    const st = this.#slotTag;
+    const sk = this.#slotKey;
     for (let i = 0; i < sizes.length; i++) {
-      const e = m!.get(Math.floor(addr * inv[i]) * keyMul[i] + sizes[i]);
-      if (e !== undefined) {
-        if (i === 0) {
-          this.#hitTag = tag;
-          this.#hitLo = e.va;
-          this.#hitHi = e.va + this.#bytes[0];
-          this.#hitEntry = e;
+      const key = Math.floor(addr * inv[i]) * keyMul[i] + sizes[i];
+      let b = hashOf(tag, key) >>> shift;
+      for (;;) {
+        const s = idx[b];
+        if (s === NONE) break;
+        if (sk[s] === key && st[s] === tag) {
+          const e = this.#ent[s]!;
+          if (i === 0) {
+            this.#hitTag = tag;
+            this.#hitLo = e.va;
+            this.#hitHi = e.va + this.#bytes[0];
+            this.#hitEntry = e;
+          }
+          return e;
         }
-        return e;
+        b = (b + 1) & mask;
       }
     }
     return undefined;
   }
 
+  /** Drop every entry of record `r` and the record. */
+  #dropRec(r: number): void {
+    for (let s = this.#recHead[r]; s !== NONE;) {
+      const n = this.#slotNext[s];
+      this.#dropSlot(s);
+      s = n;
+    }
+    this.#removeRec(r);
+  }
+
   /** Drop every entry of `tag`. */
   dropTag(tag: number): void {
     this.#forgetHit();
-    const m = this.#tags.get(tag);
-    if (m) {
-      this.#count -= m.size;
-      this.#removeTag(tag);
-    }
+    const r = this.#recOf.get(tag);
+    if (r !== undefined) this.#dropRec(r);
   }
 
   /** Drop everything. */
   clear(): void {
     this.#forgetHit();
-    this.#tags.clear();
-    this.#count = 0;
+    this.#index.fill(NONE);
+    for (let r = this.#recFirst; r !== NONE; r = this.#recNext[r]) {
+      for (let s = this.#recHead[r]; s !== NONE; s = this.#slotNext[s]) {
+        this.#ent[s] = undefined;
+        this.#freeSlots[this.#nFreeSlots++] = s;
+      }
+      this.#freeRecs.push(r);
+    }
+    this.#recOf.clear();
+    this.#recFirst = this.#recLast = NONE;
     this.#lastTag = NaN;
-    this.#lastMap = undefined;
+    this.#lastRec = NONE;
+    this.#count = 0;
   }
 
   /** TLB: drop every non-EL2 entry (TLBI_NSNH_ALL). */
   dropAllEl1(): void {
     this.#forgetHit();
-    for (const tag of [...this.#tags.keys()]) if (tag < EL2_UNIT) this.dropTag(tag);
+    for (let r = this.#recFirst; r !== NONE;) {
+      const n = this.#recNext[r];
+      if (this.#recTag[r] < EL2_UNIT) this.#dropRec(r);
+      r = n;
+    }
   }
 
   /**
@@ -208,11 +483,16 @@ export class TranslationCache {
       this.dropTag(tlbTag(el2, vmid, asid));
       return;
     }
-    for (const tag of [...this.#tags.keys()]) {
+    for (let r = this.#recFirst; r !== NONE;) {
+      const n = this.#recNext[r];
+      const tag = this.#recTag[r];
       const tEl2 = Math.floor(tag / EL2_UNIT);
       const tVmid = Math.floor((tag % EL2_UNIT) / VMID_UNIT);
-      if (asid === ALL_ASIDS && tag % VMID_UNIT === S2_ONLY_ASID) continue;
-      if (tEl2 === el2 && (el2 === 1 || tVmid === vmid)) this.dropTag(tag);
+      if (
+        !(asid === ALL_ASIDS && tag % VMID_UNIT === S2_ONLY_ASID) &&
+        tEl2 === el2 && (el2 === 1 || tVmid === vmid)
+      ) this.#dropRec(r);
+      r = n;
     }
   }
 
@@ -225,23 +505,27 @@ export class TranslationCache {
     this.#forgetHit();
     const end = addr + size;
     if (asid >= 0 && this.#dropProbe(tlbTag(el2, vmid, asid), addr, end)) return;
-    for (const [tag, m] of this.#tags) {
+    for (let r = this.#recFirst; r !== NONE; r = this.#recNext[r]) {
+      const tag = this.#recTag[r];
       const tEl2 = Math.floor(tag / EL2_UNIT);
       const tVmid = Math.floor((tag % EL2_UNIT) / VMID_UNIT);
       const tAsid = tag % VMID_UNIT;
       if (tEl2 !== el2 || tVmid !== vmid) continue;
       if (asid >= 0 && tAsid !== asid) continue;
       if (asid === ALL_ASIDS_AND_S2 && tAsid === S2_ONLY_ASID) continue;
-      for (const [k, e] of m) {
+      for (let s = this.#recHead[r]; s !== NONE;) {
+        const n = this.#slotNext[s];
+        const e = this.#ent[s]!;
         let lo = e.va;
         if (asid === BY_IPA) {
-          if (tAsid !== S2_ONLY_ASID && !e.nested) continue;
+          if (tAsid !== S2_ONLY_ASID && !e.nested) {
+            s = n;
+            continue;
+          }
           lo = e.ipa;
         }
-        if (lo < end && lo + 2 ** e.sizeShift > addr) {
-          m.delete(k);
-          this.#count--;
-        }
+        if (lo < end && lo + 2 ** e.sizeShift > addr) this.#dropSlot(s);
+        s = n;
       }
     }
   }
@@ -252,8 +536,7 @@ export class TranslationCache {
    * when the range is too large for probing.
    */
   #dropProbe(tag: number, addr: number, end: number): boolean {
-    const m = this.#tags.get(tag);
-    if (m === undefined) return true;
+    if (this.#rec(tag, false) === NONE) return true;
     const sizes = this.#sizes;
     const bytes = this.#bytes;
     const inv = this.#inv;
@@ -266,7 +549,8 @@ export class TranslationCache {
       const step = this.#keyMul[i];
       let key = Math.floor(addr * inv[i]) * step + sizes[i];
       for (let a = Math.floor(addr * inv[i]) * b; a < end; a += b, key += step) {
-        if (m.delete(key)) this.#count--;
+        const bucket = this.#find(tag, key);
+        if (bucket !== NONE) this.#removeSlot(this.#index[bucket], bucket);
       }
     }
     return true;
@@ -286,14 +570,15 @@ export class TranslationCache {
     all: boolean,
   ): void {
     this.#forgetHit();
-    for (const [tag, m] of this.#tags) {
+    for (let r = this.#recFirst; r !== NONE; r = this.#recNext[r]) {
+      const tag = this.#recTag[r];
       if (Math.floor(tag / 2097152) !== sid) continue;
       if (!global && (tag % 2097152) - 1 !== ssid) continue;
-      for (const [k, e] of m) {
-        if (all || (e.va < start + span && e.va + 2 ** e.sizeShift > start)) {
-          m.delete(k);
-          this.#count--;
-        }
+      for (let s = this.#recHead[r]; s !== NONE;) {
+        const n = this.#slotNext[s];
+        const e = this.#ent[s]!;
+        if (all || (e.va < start + span && e.va + 2 ** e.sizeShift > start)) this.#dropSlot(s);
+        s = n;
       }
     }
   }

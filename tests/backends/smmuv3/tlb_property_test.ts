@@ -9,7 +9,10 @@ import {
   TranslationCache,
 } from "../../../backends/smmuv3/hw/tlb.ts";
 
-/** A plain reference TLB: tags in creation order, entries in insertion order, no memo, no recycling. */
+/**
+ * A plain reference TLB: tags in creation order, entries in insertion order, no memo, no
+ * recycling. A tag emptied by a range invalidation keeps its place until an eviction meets it.
+ */
 class RefTlb {
   tags = new Map<number, Map<string, TlbEntry>>();
   constructor(readonly capacity: number) {}
@@ -23,11 +26,12 @@ class RefTlb {
     if (!m) this.tags.set(tag, m = new Map());
     m.set(`${e.va}/${e.sizeShift}`, { ...e });
     if (this.size > this.capacity) {
+      // The oldest entry of the oldest tag holding one; emptied tags on the way go.
       for (const [t, mm] of this.tags) {
         const first = mm.keys().next();
         if (!first.done) mm.delete(first.value);
         if (mm.size === 0) this.tags.delete(t);
-        break;
+        if (!first.done) break;
       }
     }
   }
@@ -154,4 +158,45 @@ Deno.test("a remembered 4 KiB hit is not returned for an address outside that pa
   assert.equal(t.lookup(tag, 0x20_1008)?.sizeShift, 12);
   assert.equal(t.lookup(tag, 0x20_2008)?.sizeShift, 21);
   assert.equal(t.lookup(tag, 0x20_1010)?.pa, 0x9000);
+});
+
+Deno.test("the TLB index grows and shrinks exactly: 3000 entries over 4 tags, invalidated in ranges", () => {
+  const t = new TranslationCache(1 << 20);
+  const ref = new RefTlb(1 << 20);
+  const tags = [tlbTag(0, 1, 1), tlbTag(0, 1, 2), tlbTag(0, 2, S2_ONLY_ASID), tlbTag(1, 0, 7)];
+  for (let i = 0; i < 3000; i++) {
+    const tag = tags[i % 4];
+    const size = i % 7 === 0 ? 21 : 12;
+    const va = size === 21 ? (i >> 3) * 2 ** 21 + 2 ** 40 : i * 4096;
+    const e = t.recycled();
+    Object.assign(e, { va, pa: i * 4096, ipa: va, sizeShift: size, permP: 3, permU: 1 });
+    e.nested = false;
+    t.insert(tag, e);
+    ref.insert(tag, e);
+  }
+  assert.equal(t.size, ref.size);
+  const check = () => {
+    for (const tag of tags) {
+      for (let p = 0; p < 3100; p += 7) {
+        for (const addr of [p * 4096, (p >> 3) * 2 ** 21 + 2 ** 40 + 5]) {
+          const got = t.lookup(tag, addr);
+          const holders = ref.holders(tag, addr);
+          if (got === undefined) assert.equal(holders.length, 0, `missed ${tag}/${addr}`);
+          else assert.ok(holders.some((h) => h.va === got.va && h.pa === got.pa));
+        }
+      }
+    }
+    assert.equal(t.size, ref.size);
+  };
+  check();
+  for (let p = 0; p < 3000; p += 97) {
+    t.dropRange(0, 1, 1, p * 4096, 40 * 4096);
+    ref.dropRange(1, 1, p * 4096, 40 * 4096);
+    t.dropRange(0, 1, ALL_ASIDS_AND_S2, p * 4096 + 2 ** 40, 3 * 2 ** 21);
+    ref.dropRange(1, ALL_ASIDS_AND_S2, p * 4096 + 2 ** 40, 3 * 2 ** 21);
+  }
+  check();
+  t.dropContexts(0, 2, ALL_ASIDS_AND_S2);
+  ref.dropContexts(2, ALL_ASIDS_AND_S2);
+  check();
 });
