@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { DomainType, IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE } from "@iommu-lab/core";
+import {
+  DomainType,
+  IOMMU_CACHE,
+  IOMMU_MMIO,
+  IOMMU_READ,
+  IOMMU_WRITE,
+  IommuError,
+} from "@iommu-lab/core";
 import { dmaDevice } from "../../dma-api/dma.ts";
 import { DmaDirection } from "../../dma-api/prot.ts";
 import { FakeCore } from "./fake_core.ts";
@@ -223,4 +230,25 @@ Deno.test("iommu.forcedac skips the 32-bit-first attempt", () => {
   const dev = core.machine.pci.add({ name: "d", bus: 1, device: 0, fn: 0, dmaBits: 40 });
   const dma = dmaDevice(core, dev, { forceDac: true });
   assert.equal(dma.dmaMapSingle(0x10000000, 4096, BIDIR), 2 ** 40 - 4096);
+});
+
+Deno.test("offsets and spans come from the granule: a buffer crossing a page boundary maps two pages", () => {
+  const { core, dma } = setup();
+  const phys = 2 ** 40 + 0x1ff0; // above 2^32: the offset comes from the low word
+  const a = dma.dmaMapSingle(phys, 0x20, BIDIR);
+  assert.equal(a % 4096, 0xff0);
+  assert.equal(core.table.get(a - 0xff0)?.pa, 2 ** 40 + 0x1000);
+  assert.equal(core.table.get(a - 0xff0 + 4096)?.pa, 2 ** 40 + 0x2000);
+  dma.dmaUnmapSingle(a, 0x20, BIDIR);
+  assert.equal(core.table.size, 0);
+});
+
+Deno.test("a domain whose smallest page is above 2 GiB is refused with EINVAL", () => {
+  const { core, dma } = setup();
+  core.domain.pgsizeBitmap = 2 ** 32;
+  assert.throws(
+    () => dma.dmaMapSingle(0x1000_0000, 4096, BIDIR),
+    (e: unknown) =>
+      e instanceof IommuError && e.errno === "EINVAL" && /above 2 GiB/.test(e.message),
+  );
 });

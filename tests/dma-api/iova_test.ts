@@ -239,3 +239,113 @@ Deno.test("many outstanding ranges: 5000 allocations and frees in any order keep
   assert.deepEqual(d.findIova(pfns[1]), [pfns[1], pfns[1]]);
   assert.equal(d.findIova(pfns[0]), null);
 });
+
+/** The range caches written plainly: per order, per CPU a loaded and a previous magazine, and a depot. */
+class RcacheReference {
+  readonly loaded: number[][][] = [];
+  readonly prev: number[][][] = [];
+  readonly depot: number[][][] = [];
+  constructor(cpus: number) {
+    for (let o = 0; o < 6; o++) {
+      this.loaded.push(Array.from({ length: cpus }, () => []));
+      this.prev.push(Array.from({ length: cpus }, () => []));
+      this.depot.push([]);
+    }
+  }
+  insert(pfn: number, size: number, cpu: number): boolean {
+    const o = orderBase2(size);
+    if (o >= 6) return false;
+    if (this.loaded[o][cpu].length === IOVA_MAG_SIZE) {
+      if (this.prev[o][cpu].length < IOVA_MAG_SIZE) {
+        [this.loaded[o][cpu], this.prev[o][cpu]] = [this.prev[o][cpu], this.loaded[o][cpu]];
+      } else {
+        this.depot[o].push(this.loaded[o][cpu]);
+        this.loaded[o][cpu] = [];
+      }
+    }
+    this.loaded[o][cpu].push(pfn);
+    return true;
+  }
+  /** A cached PFN for `size` pages ending at or below `limit` (inclusive), or 0. */
+  get(size: number, limit: number, cpu: number): number {
+    const o = orderBase2(size);
+    if (o >= 6) return 0;
+    if (this.loaded[o][cpu].length === 0) {
+      if (this.prev[o][cpu].length > 0) {
+        [this.loaded[o][cpu], this.prev[o][cpu]] = [this.prev[o][cpu], this.loaded[o][cpu]];
+      } else if (this.depot[o].length > 0) this.loaded[o][cpu] = this.depot[o].pop()!;
+      else return 0;
+    }
+    const mag = this.loaded[o][cpu];
+    for (let i = mag.length - 1; i >= 0; i--) {
+      if (mag[i] <= limit + 1 - size) {
+        const pfn = mag[i];
+        mag[i] = mag[mag.length - 1];
+        mag.pop();
+        return pfn;
+      }
+    }
+    return 0;
+  }
+}
+
+Deno.test("property: the range caches hand out exactly what a plain magazine/depot model predicts", () => {
+  const op = fc.record({
+    free: fc.boolean(),
+    size: fc.constantFrom(1, 1, 1, 2, 3, 5, 8, 17, 40),
+    limit: fc.constantFrom(LIMIT32, LIMIT32, LIMIT32 - 1, LIMIT32 - 3, 2 ** 36 - 1, 0x7ffff),
+    cpu: fc.nat(1),
+    pick: fc.nat(1000),
+    burst: fc.constantFrom(1, 1, 130, 300),
+  });
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+      const d = new IovaDomain(4096, 1, { cpus: 2 });
+      const ref = new RcacheReference(2);
+      const live: [number, number][] = [];
+      for (const o of ops) {
+        for (let k = 0; k < o.burst; k++) {
+          if (o.free) {
+            if (live.length === 0) break;
+            const [pfn, size] = live.splice(o.pick % live.length, 1)[0];
+            const before = d.counters.treeFrees;
+            d.freeIovaFast(pfn, size, o.cpu);
+            const cached = ref.insert(pfn, size, o.cpu);
+            assert.equal(d.counters.treeFrees - before, cached ? 0 : 1);
+          } else {
+            const want = ref.get(o.size < 32 ? roundupPowOfTwo(o.size) : o.size, o.limit, o.cpu);
+            const hits = d.counters.rcacheHits;
+            const pfn = d.allocIovaFast(o.size, o.limit, true, o.cpu);
+            assert.ok(pfn > 0);
+            if (want !== 0) assert.equal(pfn, want, "a range-cache hit");
+            else assert.equal(d.counters.rcacheHits, hits, "a miss goes to the tree");
+            live.push([pfn, o.size]);
+          }
+        }
+      }
+      for (let o = 0; o < 6; o++) {
+        let n = 0;
+        for (let c = 0; c < 2; c++) n += ref.loaded[o][c].length + ref.prev[o][c].length;
+        for (const m of ref.depot[o]) n += m.length;
+        assert.equal(d.cachedCount(o), n, `order ${o}`);
+      }
+    }),
+    { numRuns: 60, seed: 0x1ca },
+  );
+});
+
+Deno.test("the rcache never hands out a range ending one PFN above the limit", () => {
+  const d = new IovaDomain(4096, 1);
+  const top = d.allocIovaFast(1, LIMIT32, true);
+  const two = d.allocIovaFast(2, LIMIT32, true);
+  d.freeIovaFast(top, 1);
+  d.freeIovaFast(two, 2);
+  // top is 0xfffff: above a 0xffffe limit; the 2-page range ends at two + 1.
+  const a = d.allocIovaFast(1, LIMIT32 - 1, true);
+  assert.notEqual(a, top);
+  assert.ok(a <= LIMIT32 - 1);
+  const b = d.allocIovaFast(2, two, true);
+  assert.notEqual(b, two, "two + 1 is above the limit");
+  assert.ok(b + 1 <= two);
+  assert.equal(d.allocIovaFast(2, two + 1, true), two);
+});
