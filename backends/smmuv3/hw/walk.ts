@@ -108,6 +108,17 @@ const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** i);
 /** 2^-n for n in 0..64: `Math.floor(a * INV_POW2[n])` is `a >> n` on a double, exactly. */
 const INV_POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** -i);
 
+/**
+ * The table page each level read last (pfn and live words) and the memory
+ * they belong to: consecutive walks mostly read the same table pages. A
+ * backed page's words array is its storage for the memory's lifetime
+ * (PhysMem.pageWords), so a remembered array is never stale; pages never
+ * written (null) are not remembered.
+ */
+const memoPfn: Float64Array = new Float64Array(4).fill(-1);
+const memoWords: (Uint32Array | null)[] = [null, null, null, null];
+let memoMem: PhysMem | null = null;
+
 /** Output address bits [47:granShift] of a descriptor given as halves (48-bit OA; granShift < 32). */
 function descAddr(lo: number, hi: number, granShift: number): number {
   const hiPart = hi & 0xffff; // bits 47:32
@@ -162,6 +173,10 @@ export function walk(
     out.level = cfg.startLevel;
     return;
   }
+  if (mem !== memoMem) {
+    memoMem = mem;
+    memoPfn.fill(-1);
+  }
   let level = cfg.startLevel;
   let table = cfg.ttb;
   const outLimit = POW2[cfg.outBits];
@@ -197,7 +212,15 @@ export function walk(
     // An 8-byte aligned descriptor lies in one page: read both halves in place
     // (counted as two reads in mem.stats, as read32 would).
     const pfn = Math.floor(da * INV_POW2[12]);
-    const words = mem.pageWords(pfn);
+    let words: Uint32Array | null;
+    if (memoPfn[level] === pfn) words = memoWords[level];
+    else {
+      words = mem.pageWords(pfn);
+      if (words !== null) {
+        memoPfn[level] = pfn;
+        memoWords[level] = words;
+      }
+    }
     mem.stats.reads += 2;
     let lo = 0;
     let hi = 0;
