@@ -71,6 +71,7 @@ import {
 } from "./walk.ts";
 
 const TWO32 = 4294967296;
+const INV_TWO32 = 2.3283064365386963e-10; // 2^-32: floor(x * INV_TWO32) is x >> 32 on a double
 const TG_SHIFT = [12, 16, 14, -1]; // CD.TG0 / STE.S2TG encoding to granule shift
 const CMD_TG_SHIFT = [0, 12, 14, 16]; // TLBI TG field
 
@@ -230,6 +231,11 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   #memoCdKey = -1;
   #memoCd: CdConfig | null = null;
   readonly #tlb: TranslationCache;
+  readonly #irqEvtq: string;
+  /** Log2 of the span the last successful translation reported (`out.span`). */
+  #okShift = 12;
+  readonly #irqPriq: string;
+  readonly #irqGerror: string;
   readonly #atc: TranslationCache = new TranslationCache(Number.POSITIVE_INFINITY);
   readonly #stalls: Stall[] = [];
   #nextStag = 1;
@@ -251,6 +257,10 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     this.#mem = machine.mem;
     this.features = features;
     this.name = features.name;
+    // Interrupt line names built once (an event must not build a string).
+    this.#irqEvtq = `${features.name}:evtq`;
+    this.#irqPriq = `${features.name}:priq`;
+    this.#irqGerror = `${features.name}:gerror`;
     this.mmio = this;
     this.mmioBase = features.base;
     this.counters = machine.trace.counters(features.name, newCounters());
@@ -465,14 +475,14 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const log = this.#qLog(REG.EVTQ_BASE);
     const p = this.#evtqProd;
     const c = this.#evtqCons;
-    const idxMask = (2 ** log) - 1;
-    const wrap = 2 ** log;
+    const idxMask = Q_IDX_MASK[log];
+    const wrap = POW2[log];
     const full = (p & idxMask) === (c & idxMask) && (p & wrap) !== (c & wrap);
     if (full) {
       this.counters.eventsLost++;
       // Overflow: PROD.OVFLG becomes the inverse of CONS.OVACKFLG.
       if (((p ^ c) & Q_OVF) === 0) this.#evtqProd = (p ^ Q_OVF) >>> 0;
-      this.#raise("evtq", IRQ_CTRL.EVTQ_IRQEN);
+      this.#raise(this.#irqEvtq, IRQ_CTRL.EVTQ_IRQEN);
       return;
     }
     const addr = this.#qBase(REG.EVTQ_BASE) + (p & idxMask) * 32;
@@ -483,7 +493,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     }
     this.#mem.writeWords(addr, ev);
     this.#evtqProd = ((p & Q_OVF) | (((p & (wrap * 2 - 1)) + 1) & (wrap * 2 - 1))) >>> 0;
-    this.#raise("evtq", IRQ_CTRL.EVTQ_IRQEN);
+    this.#raise(this.#irqEvtq, IRQ_CTRL.EVTQ_IRQEN);
   }
 
   /** Queue a PRI record; false when the queue is off or full (the request is lost). */
@@ -493,12 +503,12 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const log = this.#qLog(REG.PRIQ_BASE);
     const p = this.#priqProd;
     const c = this.#priqCons;
-    const idxMask = (2 ** log) - 1;
-    const wrap = 2 ** log;
+    const idxMask = Q_IDX_MASK[log];
+    const wrap = POW2[log];
     if ((p & idxMask) === (c & idxMask) && (p & wrap) !== (c & wrap)) {
       this.counters.lostPriRecords++;
       if (((p ^ c) & Q_OVF) === 0) this.#priqProd = (p ^ Q_OVF) >>> 0;
-      this.#raise("priq", IRQ_CTRL.PRIQ_IRQEN);
+      this.#raise(this.#irqPriq, IRQ_CTRL.PRIQ_IRQEN);
       return false;
     }
     const addr = this.#qBase(REG.PRIQ_BASE) + (p & idxMask) * 16;
@@ -509,12 +519,13 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     }
     this.#mem.writeWords(addr, rec.subarray(0, 4));
     this.#priqProd = ((p & Q_OVF) | (((p & (wrap * 2 - 1)) + 1) & (wrap * 2 - 1))) >>> 0;
-    this.#raise("priq", IRQ_CTRL.PRIQ_IRQEN);
+    this.#raise(this.#irqPriq, IRQ_CTRL.PRIQ_IRQEN);
     return true;
   }
 
+  /** Raise interrupt `line` (a name from {@link #irqLines}) when its IRQ_CTRL enable is set. */
   #raise(line: string, enableBit: number): void {
-    if (this.#regs[REG.IRQ_CTRL >> 2] & enableBit) this.#m.irq.raise(`${this.name}:${line}`);
+    if (this.#regs[REG.IRQ_CTRL >> 2] & enableBit) this.#m.irq.raise(line);
   }
 
   #gerror(bit: number): void {
@@ -522,7 +533,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     // An error is active when GERROR and GERRORN differ in its bit; toggle only if not already active.
     if (((r[REG.GERROR >> 2] ^ r[REG.GERRORN >> 2]) & bit) === 0) {
       r[REG.GERROR >> 2] = (r[REG.GERROR >> 2] ^ bit) >>> 0;
-      this.#raise("gerror", IRQ_CTRL.GERROR_IRQEN);
+      this.#raise(this.#irqGerror, IRQ_CTRL.GERROR_IRQEN);
     }
   }
 
@@ -806,18 +817,18 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const fmt = (cfg >>> 16) & 3;
     const base = (r[(REG.STRTAB_BASE >> 2) + 1] & 0xfffff) * TWO32 +
       ((r[REG.STRTAB_BASE >> 2] & ~0x3f) >>> 0);
-    if (sid >= 2 ** Math.min(log2size, f.sidBits)) return EVT.C_BAD_STREAMID;
+    if (sid >= POW2[Math.min(log2size, f.sidBits)]) return EVT.C_BAD_STREAMID;
     let steAddr: number;
     if (fmt === 1 && f.st2lvl) {
-      const l1 = base + Math.floor(sid / 2 ** split) * 8;
+      const l1 = base + Math.floor(sid * INV_POW2[split]) * 8;
       if (l1 + 8 > this.#mem.limit) return this.#fetchFault(EVT.F_STE_FETCH, l1);
       const lo = this.#mem.read32(l1);
       const hi = this.#mem.read32(l1 + 4);
       const span = lo & 0x1f;
       if (span === 0 || span > split + 1) return EVT.C_BAD_STREAMID;
       // A level-2 table holds 2^(SPAN-1) STEs.
-      const idx = sid % 2 ** split;
-      if (idx >= 2 ** (span - 1)) return EVT.C_BAD_STREAMID;
+      const idx = sid - Math.floor(sid * INV_POW2[split]) * POW2[split];
+      if (idx >= POW2[span - 1]) return EVT.C_BAD_STREAMID;
       steAddr = (hi & 0xfffff) * TWO32 + ((lo & ~0x3f) >>> 0) + idx * 64;
     } else if (fmt === 0) {
       steAddr = base + sid * 64;
@@ -906,7 +917,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       cdAddr = ste.ctxPtr + idx * 64;
     } else {
       const leafBits = ste.s1fmt === 1 ? 6 : 10;
-      let l1 = ste.ctxPtr + Math.floor(idx / 2 ** leafBits) * 8;
+      const l1Idx = Math.floor(idx * INV_POW2[leafBits]);
+      let l1 = ste.ctxPtr + l1Idx * 8;
       if (ste.s2) {
         l1 = this.#s2fetch.tableAddr(l1, this.#w2);
         if (l1 < 0) return -this.#w2.fault;
@@ -915,7 +927,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       const lo = this.#mem.read32(l1);
       const hi = this.#mem.read32(l1 + 4);
       if ((lo & 1) === 0) return EVT.C_BAD_SUBSTREAMID;
-      cdAddr = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0) + (idx % 2 ** leafBits) * 64;
+      cdAddr = (hi & 0xfffff) * TWO32 + ((lo & 0xfffff000) >>> 0) +
+        (idx - l1Idx * POW2[leafBits]) * 64;
     }
     if (ste.s2) {
       cdAddr = this.#s2fetch.tableAddr(cdAddr, this.#w2);
@@ -979,7 +992,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const sc = this.#scratch;
     if (this.#stalls.length > 0) {
       // A stalled transaction waits for CMD_RESUME; a terminated one fails.
-      const page = req.addr - (req.addr % 4096);
+      const page = Math.floor(req.addr * INV_POW2[12]) * 4096;
       for (let i = 0; i < this.#stalls.length; i++) {
         const s = this.#stalls[i];
         if (s.sid !== sid || s.ssid !== ssid || s.page !== page) continue;
@@ -1041,7 +1054,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     if (s1) {
       if (ssid !== NO_PASID) {
         if (
-          ste.cdMax === 0 || ssid >= 2 ** ste.cdMax || (ssid === 0 && ste.s1dss === S1DSS.SSID0)
+          ste.cdMax === 0 || ssid >= POW2[ste.cdMax] || (ssid === 0 && ste.s1dss === S1DSS.SSID0)
         ) {
           return this.#event(req, out, EVT.C_BAD_SUBSTREAMID, 0, 0, false, false);
         }
@@ -1153,7 +1166,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
 
   #atsPath(req: DmaRequest, out: TranslateResult, ste: SteConfig, pri: boolean): void {
     const key = atcTag(req.rid, req.pasid);
-    const page = req.addr - (req.addr % 4096);
+    const page = Math.floor(req.addr * INV_POW2[12]) * 4096;
     const e = this.#atc.lookup(key, req.addr);
     if (e !== undefined) {
       const perm = req.priv ? e.permP : e.permU;
@@ -1178,16 +1191,17 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     // Translation request (faults are not recorded; they come back in the completion).
     this.#translateUntranslated(req, out, ste, !pri);
     if (out.ok) {
-      const base = req.addr - (req.addr % out.span);
-      this.#atc.insert(key, {
-        va: base,
-        pa: out.pa - (req.addr % out.span),
-        ipa: 0,
-        sizeShift: Math.log2(out.span),
-        permP: out.perm,
-        permU: out.perm,
-        nested: false,
-      });
+      const sh = this.#okShift;
+      const base = Math.floor(req.addr * INV_POW2[sh]) * POW2[sh];
+      const e = this.#atc.recycled();
+      e.va = base;
+      e.pa = out.pa - (req.addr - base);
+      e.ipa = 0;
+      e.sizeShift = sh;
+      e.permP = out.perm;
+      e.permU = out.perm;
+      e.nested = false;
+      this.#atc.insert(key, e);
       return;
     }
     if (!pri || out.faultCode < EVT.F_TRANSLATION || out.faultCode > EVT.F_PERMISSION) return;
@@ -1195,7 +1209,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const prg = this.#nextPrg.get(req.rid) ?? 0;
     this.#nextPrg.set(req.rid, (prg + 1) & 0x1ff);
     const rec = this.#ev;
-    rec.fill(0);
+    for (let i = 0; i < 8; i++) rec[i] = 0; // (TypedArray.fill is a runtime call)
     rec[0] = req.rid;
     const ssv = req.pasid !== NO_PASID;
     rec[1] = ((ssv ? req.pasid : 0) & 0xfffff) | (req.priv ? 1 << 26 : 0) |
@@ -1203,7 +1217,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       (req.access & ACCESS_READ || !(req.access & ACCESS_WRITE) ? 1 << 28 : 0) |
       (req.access & ACCESS_WRITE ? 1 << 29 : 0) | (1 << 30) | (ssv ? 1 << 31 : 0);
     rec[1] >>>= 0;
-    rec[2] = (prg | (page % TWO32)) >>> 0;
+    rec[2] = (prg | page) >>> 0; // page bits 31:12 (| takes them modulo 2^32)
     rec[3] = Math.floor(page / TWO32) >>> 0;
     if (this.#writePri(rec)) {
       this.counters.pageRequests++;
@@ -1238,7 +1252,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const stall = record && stallable && model !== "terminate" && (model === "force" || stallCfg);
     const rec = record && (stall || (s2 ? ste.s2r : cd === null || cd.record));
     if (stall) {
-      const page = req.addr - (req.addr % 4096);
+      const page = Math.floor(req.addr * INV_POW2[12]) * 4096;
       const stag = this.#nextStag;
       this.#nextStag = (this.#nextStag + 1) & 0xffff || 1;
       this.#stalls.push({ sid: req.rid, ssid: req.pasid, page, stag, state: 0 });
@@ -1261,7 +1275,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     stall: boolean,
   ): void {
     const ev = this.#ev;
-    ev.fill(0);
+    for (let i = 0; i < 8; i++) ev[i] = 0; // (TypedArray.fill is a runtime call)
     const ssv = req.pasid !== NO_PASID;
     ev[0] = (id | (ssv ? 0x800 : 0) | (((ssv ? req.pasid : 0) & 0xfffff) << 12)) >>> 0;
     ev[1] = req.rid >>> 0;
@@ -1272,17 +1286,16 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       ev[2] = (stag | (stall ? 0x80000000 : 0)) >>> 0;
       ev[3] = ((req.priv ? 1 << 1 : 0) | (req.access & ACCESS_EXEC ? 1 << 2 : 0) |
         (req.access & ACCESS_WRITE ? 0 : 1 << 3) | (s2 ? 1 << 7 : 0) | (cls << 8)) >>> 0;
-      ev[4] = req.addr % TWO32;
-      ev[5] = Math.floor(req.addr / TWO32);
+      ev[4] = req.addr >>> 0;
+      ev[5] = Math.floor(req.addr * INV_TWO32);
       if (s2) {
-        ev[6] = (ipa % TWO32) & 0xfffff000;
-        ev[6] >>>= 0;
-        ev[7] = Math.floor(ipa / TWO32) & 0xfffff;
+        ev[6] = (ipa & 0xfffff000) >>> 0;
+        ev[7] = Math.floor(ipa * INV_TWO32) & 0xfffff;
       }
     } else if (id === EVT.F_STE_FETCH || id === EVT.F_CD_FETCH) {
       // FetchAddr: bits 51:3 of the address whose fetch failed.
-      ev[6] = ((this.#fetchAddr % TWO32) & 0xfffffff8) >>> 0;
-      ev[7] = Math.floor(this.#fetchAddr / TWO32) & 0xfffff;
+      ev[6] = (this.#fetchAddr & 0xfffffff8) >>> 0;
+      ev[7] = Math.floor(this.#fetchAddr * INV_TWO32) & 0xfffff;
     }
   }
 
@@ -1344,7 +1357,9 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     out.ok = true;
     out.pa = pa;
     out.perm = perm;
-    out.span = POW2[sizeShift > 52 ? 52 : sizeShift];
+    const sh = sizeShift > 52 ? 52 : sizeShift;
+    this.#okShift = sh;
+    out.span = POW2[sh];
   }
 
   // -------------------------------------------------------------------------
