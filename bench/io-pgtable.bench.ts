@@ -6,7 +6,10 @@
  * window (1/4096 for 4K, 1/512 for 2M). Tables follow the kernel's
  * lifetime: the 4K reset unmap (4K x 4096) frees the eight covered
  * last-level tables on the Intel formats and none on Arm; table pages freed
- * go through a reused gather and back to the allocator.
+ * go through a reused gather and back to the allocator. The "table
+ * lifetime" group maps and unmaps one page alone in its tables: with the
+ * kernel's lifetime the tables stay, with `freeEmptyTables` (the model
+ * experiment) every pair allocates and frees them.
  */
 
 import { bench, do_not_optimize, group } from "mitata";
@@ -31,7 +34,7 @@ const noFlush: FlushOps = {
   tlbAddPage() {},
 };
 
-function table(fmt: IoPgtableFormat) {
+function table(fmt: IoPgtableFormat, freeEmptyTables = false) {
   const mem = new PhysMem(48);
   const pages = new PageAllocator(mem, 0x1000_0000, 0x8000_0000);
   const t = allocIoPgtable(fmt, {
@@ -41,6 +44,7 @@ function table(fmt: IoPgtableFormat) {
     oas: 48,
     coherentWalk: true,
     tlb: noFlush,
+    freeEmptyTables,
   }, { mem, pages });
   return { t, pages };
 }
@@ -91,3 +95,22 @@ for (const fmt of ["ARM_64_LPAE_S1", "ARM_64_LPAE_S2", "X86_64", "VTD_SS"] as co
     }
   });
 }
+
+group("io-pgtable table lifetime: map+unmap one page alone in its tables", () => {
+  for (const fmt of ["ARM_64_LPAE_S1", "VTD_SS"] as const) {
+    for (const freeEmpty of [false, true]) {
+      const { t, pages } = table(fmt, freeEmpty);
+      const gather = new IotlbGather();
+      const iova = 0x80_0000_0000;
+      bench(
+        `io-pgtable ${fmt} map+unmap 4K ${freeEmpty ? "freeEmptyTables" : "kernel lifetime"}`,
+        () => {
+          t.mapPages(iova, 0x4000_0000, SZ_4K, 1, RW);
+          t.unmapPages(iova, SZ_4K, 1, gather);
+          for (let k = 0; k < gather.freelist.length; k++) pages.free(gather.freelist[k]);
+          gather.init();
+        },
+      );
+    }
+  }
+});

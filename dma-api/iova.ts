@@ -507,7 +507,7 @@ export class IovaDomain {
    */
   allocIovaFast(size: number, limitPfn: number, flushRcache: boolean, cpu = 0): number {
     const log = size === 1 ? 0 : orderBase2(size);
-    if (size < 2 ** (IOVA_RANGE_CACHE_MAX_SIZE - 1)) size = 2 ** log;
+    if (size < 32) size = 1 << log; // below 2^(IOVA_RANGE_CACHE_MAX_SIZE - 1): a power of two
     const cached = this.#rcacheGet(log, size, limitPfn + 1, cpu);
     if (cached) {
       this.counters.rcacheHits++;
