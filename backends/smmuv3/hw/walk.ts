@@ -103,6 +103,9 @@ export function newWalkOut(): WalkOut {
 }
 
 const TWO32 = 4294967296;
+const INV_TWO32 = 2.3283064365386963e-10; // 2^-32
+/** 2^n - 1 for n in 0..31, as unsigned masks. */
+const IDX_MASK: Uint32Array = Uint32Array.from({ length: 32 }, (_, i) => 2 ** i - 1);
 /** 2^n for n in 0..64 (no Math.pow on the walk). */
 const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** i);
 /** 2^-n for n in 0..64: `Math.floor(a * INV_POW2[n])` is `a >> n` on a double, exactly. */
@@ -189,11 +192,21 @@ export function walk(
   // Index bits at the start level: everything from inBits down to the level's shift (stage 2 may concatenate).
   let shift = g + stride * (3 - level);
   let idxBits = cfg.inBits - shift;
+  // The input address as 32-bit halves (addr < 2^inBits <= 2^52): indexes by shifts and masks.
+  const aLo = addr >>> 0;
+  const aHi = Math.floor(addr * INV_TWO32);
   // Hierarchical permissions are not modelled (APTable/XNTable); see README of the backend.
   for (;;) {
-    // idx = (addr >> shift) mod 2^idxBits, on doubles without fmod.
-    const q = Math.floor(addr * INV_POW2[shift]);
-    const idx = q - Math.floor(q * INV_POW2[idxBits]) * POW2[idxBits];
+    // idx = (addr >> shift) mod 2^idxBits: from the halves when idxBits < 32 (always, but for a
+    // start table misconfigured wider than 31 bits, done on doubles).
+    let idx: number;
+    if (idxBits < 32) {
+      const sh = shift >= 32 ? aHi >>> (shift - 32) : (aLo >>> shift) | (aHi << (32 - shift));
+      idx = sh & IDX_MASK[idxBits];
+    } else {
+      const q = Math.floor(addr * INV_POW2[shift]);
+      idx = q - Math.floor(q * INV_POW2[idxBits]) * POW2[idxBits];
+    }
     let tablePa = table;
     if (s2 !== null) {
       tablePa = s2.tableAddr(table, out);
