@@ -18,10 +18,16 @@
  * with FPD and overflow; the page request queue and page group responses;
  * caching mode (not-present results cached); checking mode.
  *
- * Knowing simplifications: the IOTLB, device-TLB and paging-structure caches
- * are bounded per tag with FIFO eviction (options `tlb_entries`,
- * `psc_entries`), not set-associative; context and PASID caches are
- * unbounded; the
+ * Caches: the IOTLB and the first- and second-stage paging-structure
+ * caches are set-associative caches on typed arrays shared by every DID and
+ * PASID (options `tlb_entries`/`tlb_ways`, default 4096 entries × 8 ways;
+ * `psc_entries`/`psc_ways`, default 256 × 4 per stage); within a set a free
+ * way is filled first, else the least recently used entry is replaced (the
+ * specification leaves the policy to the implementation). A global
+ * invalidation empties a cache in O(1).
+ *
+ * Knowing simplifications: device TLBs are bounded per (SID, PASID) with
+ * FIFO eviction (`tlb_entries`); context and PASID caches are unbounded; the
  * paging-structure caches hold only the level-1 table of each 2 MiB region
  * (not nested walks); IOTLB DR/DW drain hints, fence and page-drain are
  * accepted and complete at once (the model is synchronous); ICE is never

@@ -1,21 +1,28 @@
 /**
  * @module
  * The VT-d hardware caches the driver must keep coherent: context cache,
- * PASID cache, IOTLB (per DID/PASID tag), first- and second-stage
- * paging-structure caches and the device TLBs, with the scope of every
- * invalidation the specification defines. Lookups and fills are done by
- * the model's translation path; this module owns what each invalidation
- * removes.
+ * PASID cache, IOTLB, first- and second-stage paging-structure caches and
+ * the device TLBs, with the scope of every invalidation the specification
+ * defines. The IOTLB and the paging-structure caches are set-associative
+ * caches on typed arrays (`assoc.ts`: LRU within a set, sizes and
+ * associativity from the options) shared by every (DID, PASID) tag; the
+ * device TLBs are one bounded Map per device and PASID (FIFO). Lookups and
+ * fills are done by the model's translation path; this module owns what
+ * each invalidation removes.
  */
 
 import type { VtdOptions } from "./options.ts";
+import { AssocCache, cacheTag, geometry, setOf } from "./assoc.ts";
 import {
   alignDown,
-  dropRange,
+  INFO_CLS_SHIFT,
+  INFO_FAULT_SHIFT,
+  INFO_KIND_SHIFT,
   KIND_FS,
   KIND_NESTED,
   KIND_SS,
-  type PscEntry,
+  pageLo,
+  SIZES,
   type TlbEntry,
 } from "./tlb.ts";
 
@@ -43,10 +50,6 @@ export interface CtxEntry {
   raw: readonly number[];
   /** Address the entry was fetched from. */
   addr: number;
-  /** Legacy mode: the IOTLB map of this entry's DID tag, once resolved (maps are never removed). */
-  tlb: Map<number, TlbEntry> | null;
-  /** Legacy mode: the second-stage paging-structure cache map of that tag, once resolved. */
-  psc: Map<number, PscEntry> | null;
 }
 
 /** A decoded PASID entry held in the PASID cache. */
@@ -66,10 +69,6 @@ export interface PasidCacheEntry {
   flptr: number;
   raw: readonly number[];
   addr: number;
-  /** The IOTLB map of this entry's (DID, PASID) tag, once resolved (maps are never removed). */
-  tlb: Map<number, TlbEntry> | null;
-  /** The paging-structure cache map (of the stage PGTT walks) of that tag, once resolved. */
-  psc: Map<number, PscEntry> | null;
 }
 
 /** Entry counts of every cache. */
@@ -94,26 +93,18 @@ export class VtdCaches {
   readonly ctx: Map<number, CtxEntry> = new Map();
   /** PASID cache: RID * 2^20 + PASID -> decoded entry. */
   readonly pasid: Map<number, PasidCacheEntry> = new Map();
-  /** IOTLB: DID * 2^20 + PASID -> (page key -> entry). */
-  readonly iotlb: Map<number, Map<number, TlbEntry>> = new Map();
+  /**
+   * IOTLB, tagged by (DID, PASID) and size class; address key = the entry's
+   * aligned input address, value = its output address, info = perm, kind,
+   * class and cached fault (INFO_* in tlb.ts).
+   */
+  readonly iotlb: AssocCache;
   /** Device TLBs: RID -> (PASID, or 2^20 for none) -> (page key -> entry). */
   readonly devtlb: Map<number, Map<number, Map<number, TlbEntry>>> = new Map();
-  /** Second-stage paging-structure cache, per (DID, PASID) tag: 2 MiB region -> leaf table. */
-  readonly pscSs: Map<number, Map<number, PscEntry>> = new Map();
-  /** First-stage paging-structure cache, per (DID, PASID) tag. */
-  readonly pscFs: Map<number, Map<number, PscEntry>> = new Map();
-  /** Tags of the IOTLB maps, in creation order (parallel to `iotlbMaps`; maps are never removed). */
-  readonly iotlbTags: number[] = [];
-  /** The IOTLB maps, in creation order. */
-  readonly iotlbMaps: Map<number, TlbEntry>[] = [];
-  /** Tags of the second-stage paging-structure cache maps (parallel to `pscSsMaps`). */
-  readonly pscSsTags: number[] = [];
-  /** The second-stage paging-structure cache maps, in creation order. */
-  readonly pscSsMaps: Map<number, PscEntry>[] = [];
-  /** Tags of the first-stage paging-structure cache maps (parallel to `pscFsMaps`). */
-  readonly pscFsTags: number[] = [];
-  /** The first-stage paging-structure cache maps, in creation order. */
-  readonly pscFsMaps: Map<number, PscEntry>[] = [];
+  /** Second-stage paging-structure cache: (DID, PASID) and 2 MiB region -> leaf table, perm. */
+  readonly pscSs: AssocCache;
+  /** First-stage paging-structure cache: (DID, PASID) and 2 MiB region -> leaf table, perm. */
+  readonly pscFs: AssocCache;
   /** Some nested translation may be in the IOTLB (cleared by a global invalidation). */
   maybeNested = false;
   /** Options (capacities). */
@@ -128,32 +119,68 @@ export class VtdCaches {
   /** Generation of the IOTLB and device TLBs: bumped by every fill and every invalidation. */
   tlbGen = 0;
 
-  /** Empty caches. */
+  /** Empty caches of the sizes the options give. */
   constructor(opts: VtdOptions) {
     this.opts = opts;
+    const [ts, tw] = geometry("tlb", opts.tlb_entries, opts.tlb_ways);
+    const [ps, pw] = geometry("psc", opts.psc_entries, opts.psc_ways);
+    this.iotlb = new AssocCache(ts, tw);
+    this.pscSs = new AssocCache(ps, pw);
+    this.pscFs = new AssocCache(ps, pw);
   }
 
-  /** The IOTLB map of a (DID, PASID) tag, created empty when new. */
-  iotlbFor(tag: number): Map<number, TlbEntry> {
-    let m = this.iotlb.get(tag);
-    if (m === undefined) {
-      this.iotlb.set(tag, m = new Map());
-      this.iotlbTags.push(tag);
-      this.iotlbMaps.push(m);
+  /**
+   * The IOTLB slot translating `addr` for `tag` (DID `did`), or -1: one
+   * probe per page size ever cached, smallest first. A hit is not marked
+   * used (the caller does, see {@link AssocCache.touch}).
+   */
+  lookup(tag: number, did: number, addr: number): number {
+    const t = this.iotlb, seen = this.sizesSeen;
+    if (t.live === 0) return -1;
+    const lo = addr >>> 0, hi = (addr - lo) / TWO32;
+    const tk = t.epochBase + tag * 4;
+    if (seen & 1) {
+      const slot = t.find(setOf(pageLo(lo, hi, 0), did, 0, t.mask), tk, addr - (lo & 0xfff));
+      if (slot >= 0) return slot;
     }
-    return m;
+    if (seen & 2) {
+      const s = t.find(setOf(pageLo(lo, hi, 1), did, 1, t.mask), tk + 1, addr - (lo & 0x1fffff));
+      if (s >= 0) return s;
+    }
+    if (seen & 4) {
+      return t.find(setOf(pageLo(lo, hi, 2), did, 2, t.mask), tk + 2, addr - (lo & 0x3fffffff));
+    }
+    return -1;
   }
 
-  /** The paging-structure cache map of a tag (second stage when `ss`), created empty when new. */
-  pscFor(ss: boolean, tag: number): Map<number, PscEntry> {
-    const byTag = ss ? this.pscSs : this.pscFs;
-    let m = byTag.get(tag);
-    if (m === undefined) {
-      byTag.set(tag, m = new Map());
-      (ss ? this.pscSsTags : this.pscFsTags).push(tag);
-      (ss ? this.pscSsMaps : this.pscFsMaps).push(m);
-    }
-    return m;
+  /**
+   * Cache a translation (or, with `fault` set, caching mode's not-present
+   * result) of the `size`-aligned `iova` for `tag` (DID `did`); `absent`
+   * when a lookup of it just found nothing. Returns the slot.
+   */
+  insert(
+    tag: number,
+    did: number,
+    iova: number,
+    pa: number,
+    size: number,
+    perm: number,
+    kind: number,
+    fault: number,
+    absent: boolean,
+  ): number {
+    this.tlbGen++;
+    const cls = size === 4096 ? 0 : size === 2097152 ? 1 : 2;
+    this.sizesSeen |= 1 << cls;
+    if (kind === KIND_NESTED) this.maybeNested = true;
+    const t = this.iotlb;
+    const lo = iova >>> 0, hi = (iova - lo) / TWO32;
+    const info = perm | (kind << INFO_KIND_SHIFT) | (cls << INFO_CLS_SHIFT) |
+      (fault << INFO_FAULT_SHIFT);
+    const set = setOf(pageLo(lo, hi, cls), did, cls, t.mask), tk = t.keyOf(tag, cls);
+    return absent
+      ? t.insertNew(set, tk, iova, pa, info, did)
+      : t.insert(set, tk, iova, pa, info, did);
   }
 
   /** Context-cache invalidation: 1 global, 2 domain (global in scalable mode), 3 device with function mask. */
@@ -184,10 +211,10 @@ export class VtdCaches {
     this.tlbGen++;
     if (gran === 1) {
       // Global: every entry, first-stage ones included, and every
-      // paging-structure cache entry. (The maps stay: holders keep them.)
-      clearAll(this.iotlbMaps);
-      clearAll(this.pscSsMaps);
-      clearAll(this.pscFsMaps);
+      // paging-structure cache entry.
+      this.iotlb.clear();
+      this.pscSs.clear();
+      this.pscFs.clear();
       this.maybeNested = false;
       return;
     }
@@ -196,33 +223,78 @@ export class VtdCaches {
       // Nested entries are cached first-stage structures over this second stage.
       this.invPsc(false, did, -1, false, 0, 0, 0);
     }
-    const tags = this.iotlbTags, maps = this.iotlbMaps;
-    for (let i = 0; i < maps.length; i++) {
-      const m = maps[i];
-      if (m.size === 0 || Math.floor(tags[i] / TWO20) !== did) continue;
-      const skip = sm ? KIND_FS : -1;
-      if (gran === 3) {
-        dropRange(m, addr, am, skip, this.sizesSeen);
-        // Nested entries are tagged by first-stage input address: a change
-        // to the second stage may affect any of them, so drop them all.
-        if (this.maybeNested) { for (const [k, e] of m) if (e.kind === KIND_NESTED) m.delete(k); }
-      } else for (const [k, e] of m) if (e.kind !== skip) m.delete(k);
-    }
+    if (this.iotlb.liveOf(did) === 0) return;
+    const skip = sm ? KIND_FS : -1;
+    if (gran === 3) {
+      const size = 4096 * 2 ** am;
+      this.#dropIotlb(did, -1, alignDown(addr, size), size, skip, -1);
+      // Nested entries are tagged by first-stage input address: a change
+      // to the second stage may affect any of them, so drop them all.
+      if (this.maybeNested) this.#dropIotlb(did, -1, 0, 0, -1, KIND_NESTED);
+    } else this.#dropIotlb(did, -1, 0, 0, skip, -1);
   }
 
   /** PASID-based IOTLB invalidation (0x6): 2 all in PASID, 3 page range; first-stage and nested entries. */
   invPiotlb(gran: number, did: number, pasid: number, addr: number, am: number, ih = 0): void {
     this.tlbGen++;
     this.invPsc(false, did, pasid, gran === 3, addr, am, ih);
-    const m = this.iotlb.get(did * TWO20 + pasid);
-    if (m === undefined) return;
-    if (gran === 3) dropRange(m, addr, am, KIND_SS, this.sizesSeen);
-    else for (const [k, e] of m) if (e.kind !== KIND_SS) m.delete(k);
+    if (this.iotlb.liveOf(did) === 0) return;
+    if (gran === 3) {
+      const size = 4096 * 2 ** am;
+      this.#dropIotlb(did, pasid, alignDown(addr, size), size, KIND_SS, -1);
+    } else this.#dropIotlb(did, pasid, 0, 0, KIND_SS, -1);
   }
 
   /**
-   * Drop paging-structure entries (second stage when `ss`) of `did` (-1 all)
-   * / `pasid` (-1 all) that cover the range (IH=1 keeps them).
+   * Remove the IOTLB entries of `did` (and of `pasid` unless -1) that
+   * overlap [start, start + size) (size 0: all), except kind `skip`, and
+   * only of kind `only` unless -1: key probes for up to 64 pages (only of
+   * the size classes ever cached), a scan of the DID's keys otherwise.
+   */
+  #dropIotlb(did: number, pasid: number, start: number, size: number, skip: number, only: number) {
+    const t = this.iotlb, tkeys = t.tkey, keys = t.key, info = t.info;
+    const lo = pasid < 0 ? t.didKeyBase(did) : t.keyOf(cacheTag(did, pasid), 0);
+    const hi = lo + (pasid < 0 ? 4194304 : 4);
+    if (size !== 0 && size <= 262144) {
+      const seen = this.sizesSeen, ways = t.ways, end = start + size;
+      for (let cls = 0; cls < 3; cls++) {
+        if (!((seen >>> cls) & 1)) continue;
+        const sz = SIZES[cls];
+        for (let base = alignDown(start, sz); base < end; base += sz) {
+          const bLo = base >>> 0;
+          const set = setOf(pageLo(bLo, (base - bLo) / TWO32, cls), did, cls, t.mask);
+          for (let i = set * ways; i < (set + 1) * ways; i++) {
+            const tk = tkeys[i];
+            if (tk < lo || tk >= hi || keys[i] !== base) continue;
+            const inf = info[i];
+            const kind = (inf >>> INFO_KIND_SHIFT) & 3;
+            if (((inf >>> INFO_CLS_SHIFT) & 3) !== cls || kind === skip) continue;
+            if (only >= 0 && kind !== only) continue;
+            t.remove(i);
+          }
+        }
+      }
+      return;
+    }
+    const n = tkeys.length, end = start + size;
+    for (let i = 0; i < n; i++) {
+      const tk = tkeys[i];
+      if (tk < lo || tk >= hi) continue;
+      const inf = info[i];
+      const kind = (inf >>> INFO_KIND_SHIFT) & 3;
+      if (kind === skip || (only >= 0 && kind !== only)) continue;
+      if (size !== 0) {
+        const k = keys[i];
+        if (!(k < end && start < k + SIZES[(inf >>> INFO_CLS_SHIFT) & 3])) continue;
+      }
+      t.remove(i);
+    }
+  }
+
+  /**
+   * Drop paging-structure entries (second stage when `ss`) of `did` / `pasid`
+   * (-1 all) whose 2 MiB region overlaps the range when `page` (else all of
+   * them); a page-selective invalidation with IH=1 keeps them.
    */
   invPsc(
     ss: boolean,
@@ -234,23 +306,36 @@ export class VtdCaches {
     ih: number,
   ): void {
     if (page && ih) return;
-    const size = 4096 * 2 ** am;
-    const start = alignDown(addr, size);
-    const tags = ss ? this.pscSsTags : this.pscFsTags;
-    const maps = ss ? this.pscSsMaps : this.pscFsMaps;
-    for (let i = 0; i < maps.length; i++) {
-      const m = maps[i], tag = tags[i];
-      if (m.size === 0) continue;
-      if (did >= 0 && Math.floor(tag / TWO20) !== did) continue;
-      if (pasid >= 0 && tag % TWO20 !== pasid) continue;
-      if (!page) {
-        m.clear();
-        continue;
+    const t = ss ? this.pscSs : this.pscFs;
+    if (t.liveOf(did) === 0) return;
+    const tkeys = t.tkey, keys = t.key;
+    const lo = pasid < 0 ? t.didKeyBase(did) : t.keyOf(cacheTag(did, pasid), 0);
+    const hi = lo + (pasid < 0 ? 4194304 : 4);
+    let r0 = 0, r1 = -1;
+    if (page) {
+      const size = 4096 * 2 ** am;
+      const start = alignDown(addr, size);
+      r0 = Math.floor(start / 2097152);
+      r1 = Math.floor((start + size - 1) / 2097152);
+      if (r1 - r0 < 16) {
+        const ways = t.ways;
+        for (let r = r0; r <= r1; r++) {
+          const rLo = r >>> 0;
+          const set = setOf(rLo, did, 0, t.mask);
+          for (let i = set * ways; i < (set + 1) * ways; i++) {
+            const tk = tkeys[i];
+            if (tk >= lo && tk < hi && keys[i] === r) t.remove(i);
+          }
+        }
+        return;
       }
-      for (const k of m.keys()) {
-        const rs = k * 2097152;
-        if (rs < start + size && start < rs + 2097152) m.delete(k);
-      }
+    }
+    const n = tkeys.length;
+    for (let i = 0; i < n; i++) {
+      const tk = tkeys[i];
+      if (tk < lo || tk >= hi) continue;
+      if (page && (keys[i] < r0 || keys[i] > r1)) continue;
+      t.remove(i);
     }
   }
 
@@ -297,16 +382,9 @@ export class VtdCaches {
 
   /** Entry counts. */
   sizes(): CacheSizes {
-    let pscFs = 0, pscSs = 0, iotlb = 0, devtlb = 0;
-    for (const m of this.pscFs.values()) pscFs += m.size;
-    for (const m of this.pscSs.values()) pscSs += m.size;
-    for (const m of this.iotlb.values()) iotlb += m.size;
+    const pscFs = this.pscFs.live, pscSs = this.pscSs.live, iotlb = this.iotlb.live;
+    let devtlb = 0;
     for (const d of this.devtlb.values()) for (const m of d.values()) devtlb += m.size;
     return { context: this.ctx.size, pasid: this.pasid.size, iotlb, devtlb, pscFs, pscSs };
   }
-}
-
-/** Empty every map of `maps` (an empty one is left alone: clearing reallocates its table). */
-function clearAll(maps: readonly Map<number, unknown>[]): void {
-  for (let i = 0; i < maps.length; i++) if (maps[i].size !== 0) maps[i].clear();
 }

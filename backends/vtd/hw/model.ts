@@ -23,7 +23,18 @@ import {
   type TranslateResult,
 } from "@iommu-lab/core";
 import { faultName } from "./faults.ts";
-import { KIND_FS, KIND_NESTED, KIND_SS, type PscEntry, SIZES, type TlbEntry } from "./tlb.ts";
+import {
+  INFO_CLS_SHIFT,
+  INFO_FAULT_SHIFT,
+  INFO_KIND_SHIFT,
+  INFO_PERM_MASK,
+  KIND_FS,
+  KIND_NESTED,
+  KIND_SS,
+  SIZES,
+  type TlbEntry,
+} from "./tlb.ts";
+import { setOf } from "./assoc.ts";
 import { type CacheSizes, type CtxEntry, type PasidCacheEntry, VtdCaches } from "./caches.ts";
 import { encodeCap, encodeEcap, type VtdOptions } from "./options.ts";
 import {
@@ -195,8 +206,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   readonly #atsTimeout = new Set<number>();
   /** Tag the next top-level walk may use the paging-structure cache with (-1 = none). */
   #pscTag = -1;
-  /** The paging-structure cache map of #pscTag (set with it). */
-  #pscMap: Map<number, PscEntry> | null = null;
+  /** The DID of #pscTag (set with it). */
+  #pscDid = 0;
   #pscUsed = false;
   #prgi = 0;
   #irqFault: string;
@@ -494,10 +505,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     // Device TLB (ATS-translated requests): consulted first.
     const dt = this.#c.devtlb.size === 0 ? undefined : this.#c.devtlb.get(rid);
     if (dt !== undefined) {
-      const e = this.#tlbLookup(dt.get(req.pasid === NO_PASID ? TWO20 : req.pasid), req.addr);
+      const e = this.#devtlbLookup(dt.get(req.pasid === NO_PASID ? TWO20 : req.pasid), req.addr);
       if (e !== null && (e.perm & req.access) === req.access) {
         this.counters.devtlbHits++;
-        if (this.checking) this.#checkTlbHit("device-tlb", e, req, rid);
+        if (this.checking) {
+          this.#checkTlbHit("device-tlb", e.did, e.pasid, e.iova, e.pa, e.perm, e.kind, req, rid);
+        }
         this.#hit(e, req.addr, out);
         return;
       }
@@ -571,7 +584,19 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     out.faultCode = 0;
   }
 
-  #tlbLookup(m: Map<number, TlbEntry> | undefined, addr: number): TlbEntry | null {
+  /** The hit of an IOTLB slot. */
+  #hitSlot(slot: number, addr: number, out: TranslateResult): void {
+    const t = this.#c.iotlb, key = t.key[slot], inf = t.info[slot];
+    out.ok = true;
+    out.pa = t.val[slot] + (addr - key);
+    out.perm = inf & INFO_PERM_MASK;
+    out.span = SIZES[(inf >>> INFO_CLS_SHIFT) & 3];
+    out.fault = "";
+    out.faultCode = 0;
+  }
+
+  /** A device-TLB lookup. */
+  #devtlbLookup(m: Map<number, TlbEntry> | undefined, addr: number): TlbEntry | null {
     if (m === undefined || m.size === 0) return null;
     const seen = this.#c.sizesSeen;
     for (let s = 0; s < 3; s++) {
@@ -583,7 +608,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     return null;
   }
 
-  #tlbInsert(m: Map<number, TlbEntry>, e: TlbEntry): void {
+  /** A device-TLB fill (oldest entry of the map evicted past tlb_entries). */
+  #devtlbInsert(m: Map<number, TlbEntry>, e: TlbEntry): void {
     this.#c.tlbGen++;
     const s = e.size === 4096 ? 0 : e.size === 2097152 ? 1 : 2;
     this.#c.sizesSeen |= 1 << s;
@@ -604,23 +630,22 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return;
     }
     const tag = ctx.did * TWO20;
-    const tlb = ctx.tlb ?? (ctx.tlb = this.#c.iotlbFor(tag));
-    if (this.#iotlbTry(tlb, req, out, ctx.rid, ctx.fpd)) return;
+    if (this.#iotlbTry(tag, ctx.did, req, out, ctx.rid, ctx.fpd)) return;
     this.#wNotPresent = false;
     this.#pscTag = tag;
-    this.#pscMap = ctx.psc ?? (ctx.psc = this.#c.pscFor(true, tag));
+    this.#pscDid = ctx.did;
     this.#pscUsed = false;
     const code = this.#ssWalk(ctx.slptr, ctx.aw + 2, req.addr, req.access, false, false);
     if (code === 0 && this.#pscUsed && this.checking) this.#checkPsc(req, ctx.rid, ctx.did, -1, 0);
     if (code !== 0) {
       if (this.#pscUsed && this.checking) this.#checkPsc(req, ctx.rid, ctx.did, -1, code);
       if (this.#wNotPresent && this.opts.cm) {
-        this.#fillNegative(tag, ctx.did, 0, req.addr, KIND_SS, code);
+        this.#fillNegative(tag, ctx.did, req.addr, KIND_SS, code);
       }
       this.#fault(out, req, code, ctx.fpd, false);
       return;
     }
-    this.#fill(tlb, ctx.did, 0, req.addr, KIND_SS, out, ctx.tt === 1 ? ctx.rid : -1, NO_PASID);
+    this.#fill(tag, ctx.did, req.addr, KIND_SS, out, ctx.tt === 1 ? ctx.rid : -1, NO_PASID);
   }
 
   #passThrough(req: DmaRequest, out: TranslateResult): void {
@@ -632,45 +657,74 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     out.faultCode = 0;
   }
 
+  /**
+   * IOTLB lookup for `tag` (DID `did`): a hit (or caching mode's cached
+   * fault) completes `out` and returns true; a miss returns false.
+   */
   #iotlbTry(
-    tlb: Map<number, TlbEntry>,
+    tag: number,
+    did: number,
     req: DmaRequest,
     out: TranslateResult,
     rid: number,
     fpd: boolean,
   ): boolean {
+    const c = this.#c;
     const pfn = Math.floor(req.addr / 4096);
-    let e: TlbEntry | null;
-    if (tlb === this.#lastTlb && pfn === this.#lastPfn && this.#lastTlbGen === this.#c.tlbGen) {
+    let slot: number;
+    if (tag === this.#lastTag && pfn === this.#lastPfn && this.#lastTlbGen === c.tlbGen) {
       // The same 4 KiB page of the same tag as the last lookup, and no IOTLB
-      // entry added or removed since: the lookup would find the same entry.
-      e = this.#lastEntry;
+      // entry added or removed since: the lookup would find the same slot
+      // (already the most recently used of its set).
+      slot = this.#lastSlot;
     } else {
-      e = this.#tlbLookup(tlb, req.addr);
-      this.#lastTlb = tlb;
+      slot = c.lookup(tag, did, req.addr);
+      if (slot >= 0) c.iotlb.touch(slot);
+      this.#lastTag = tag;
       this.#lastPfn = pfn;
-      this.#lastTlbGen = this.#c.tlbGen;
-      this.#lastEntry = e;
+      this.#lastTlbGen = c.tlbGen;
+      this.#lastSlot = slot;
     }
-    if (e !== null && e.fault !== 0) {
+    if (slot < 0) {
+      this.counters.iotlbMisses++;
+      return false;
+    }
+    const inf = c.iotlb.info[slot];
+    const fault = inf >>> INFO_FAULT_SHIFT;
+    if (fault !== 0) {
       // Caching mode: a not-present result cached until invalidated.
       this.counters.iotlbHits++;
       if (this.checking && this.#freshWalk(req, rid) >= 0) {
+        const iova = c.iotlb.key[slot];
         this.#stale(
           "iotlb",
-          `not-present DID ${e.did} PASID ${e.pasid} iova 0x${e.iova.toString(16)}`,
-          `invalidation after map in caching mode (iotlb_sync_map: DID ${e.did} addr 0x${
-            e.iova.toString(16)
+          `not-present DID ${did} PASID ${tag % TWO20} iova 0x${iova.toString(16)}`,
+          `invalidation after map in caching mode (iotlb_sync_map: DID ${did} addr 0x${
+            iova.toString(16)
           })`,
         );
       }
-      this.#fault(out, req, e.fault, fpd, false);
+      this.#fault(out, req, fault, fpd, false);
       return true;
     }
-    if (e !== null && (e.perm & req.access) === req.access) {
+    const perm = inf & INFO_PERM_MASK;
+    if ((perm & req.access) === req.access) {
       this.counters.iotlbHits++;
-      if (this.checking) this.#checkTlbHit("iotlb", e, req, rid);
-      this.#hit(e, req.addr, out);
+      if (this.checking) {
+        const t = c.iotlb;
+        this.#checkTlbHit(
+          "iotlb",
+          did,
+          tag % TWO20,
+          t.key[slot],
+          t.val[slot],
+          perm,
+          (inf >>> INFO_KIND_SHIFT) & 3,
+          req,
+          rid,
+        );
+      }
+      this.#hitSlot(slot, req.addr, out);
       return true;
     }
     this.counters.iotlbMisses++;
@@ -678,21 +732,25 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   }
 
   // Memo of the last IOTLB lookup (see #iotlbTry).
-  #lastTlb: Map<number, TlbEntry> | null = null;
+  #lastTag = -1;
   #lastPfn = -1;
   #lastTlbGen = -1;
-  #lastEntry: TlbEntry | null = null;
+  #lastSlot = -1;
 
-  #fillNegative(tag: number, did: number, pasid: number, addr: number, kind: number, code: number) {
-    const iova = addr - (addr % 4096);
-    const m = this.#c.iotlbFor(tag);
-    this.#tlbInsert(m, { did, pasid, iova, pa: 0, size: 4096, perm: 0, kind, fault: code });
+  /** Caching mode: cache the not-present result `code` of the 4 KiB page of `addr`. */
+  #fillNegative(tag: number, did: number, addr: number, kind: number, code: number): void {
+    const iova = addr - ((addr >>> 0) & 4095);
+    this.#c.insert(tag, did, iova, 0, 4096, 0, kind, code, false);
   }
 
+  /**
+   * Cache the walk's result (#wPa/#wPerm/#wSize) of `addr` for `tag` (DID
+   * `did`), and in the device TLB of `devtlbRid` (unless -1) when the
+   * device has ATS; complete `out`.
+   */
   #fill(
-    tlb: Map<number, TlbEntry>,
+    tag: number,
     did: number,
-    pasid: number,
     addr: number,
     kind: number,
     out: TranslateResult,
@@ -702,21 +760,22 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const size = this.#wSize;
     const iova = addr - ((addr >>> 0) & (size - 1)); // size <= 1 GiB: no modulo
     const pa = this.#wPa - (addr - iova);
-    const e: TlbEntry = { did, pasid, iova, pa, size, perm: this.#wPerm, kind, fault: 0 };
-    if (kind === KIND_NESTED) this.#c.maybeNested = true;
-    this.#tlbInsert(tlb, e);
+    const perm = this.#wPerm;
+    const ev = this.#c.iotlb.evictions;
+    // The lookup of this translation found nothing (#lastSlot < 0): no entry to replace.
+    this.#c.insert(tag, did, iova, pa, size, perm, kind, 0, this.#lastSlot < 0);
+    if (this.#c.iotlb.evictions !== ev) this.counters.evictions++;
     if (devtlbRid >= 0 && this.#m.pci.byRid(devtlbRid)?.ats) {
       let d = this.#c.devtlb.get(devtlbRid);
       if (d === undefined) this.#c.devtlb.set(devtlbRid, d = new Map());
       const pk = reqPasid === NO_PASID ? TWO20 : reqPasid;
       let dm = d.get(pk);
       if (dm === undefined) d.set(pk, dm = new Map());
-      // Same shape as every other entry (a spread copy would not be).
-      this.#tlbInsert(dm, { did, pasid: pk, iova, pa, size, perm: e.perm, kind, fault: 0 });
+      this.#devtlbInsert(dm, { did, pasid: pk, iova, pa, size, perm, kind, fault: 0 });
     }
     out.ok = true;
     out.pa = this.#wPa;
-    out.perm = this.#wPerm;
+    out.perm = perm;
     out.span = size;
     out.fault = "";
     out.faultCode = 0;
@@ -745,15 +804,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       return;
     }
     const tag = pe.did * TWO20 + pasid;
-    const tlb = pe.tlb ?? (pe.tlb = this.#c.iotlbFor(tag));
-    if (this.#iotlbTry(tlb, req, out, ctx.rid, pe.fpd || ctx.fpd)) return;
+    if (this.#iotlbTry(tag, pe.did, req, out, ctx.rid, pe.fpd || ctx.fpd)) return;
     this.#wNotPresent = false;
     let code: number;
     let kind: number;
     this.#pscTag = tag;
-    if (pgtt !== PGTT_NESTED) {
-      this.#pscMap = pe.psc ?? (pe.psc = this.#c.pscFor(pgtt === PGTT_SL_ONLY, tag));
-    }
+    this.#pscDid = pe.did;
     this.#pscUsed = false;
     if (pgtt === PGTT_SL_ONLY) {
       code = this.#ssWalk(pe.slptr, pe.aw + 2, req.addr, req.access, pe.ssade, true);
@@ -788,7 +844,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.#checkPsc(req, ctx.rid, pe.did, pgtt === PGTT_SL_ONLY ? -1 : pasid, code);
       }
       if (this.#wNotPresent && this.opts.cm) {
-        this.#fillNegative(tag, pe.did, pasid, req.addr, kind, code);
+        this.#fillNegative(tag, pe.did, req.addr, kind, code);
       }
       this.#fault(out, req, code, pe.fpd || ctx.fpd, false);
       return;
@@ -796,7 +852,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     if (this.#pscUsed && this.checking) {
       this.#checkPsc(req, ctx.rid, pe.did, pgtt === PGTT_SL_ONLY ? -1 : pasid, 0);
     }
-    this.#fill(tlb, pe.did, pasid, req.addr, kind, out, ctx.dte ? ctx.rid : -1, req.pasid);
+    this.#fill(tag, pe.did, req.addr, kind, out, ctx.dte ? ctx.rid : -1, req.pasid);
   }
 
   /** Checking mode after a walk that used a paging-structure cache entry. */
@@ -904,27 +960,30 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   ): number {
     const mem = this.#mem;
     const tag = this.#pscTag;
-    const pscMap = this.#pscMap;
     this.#pscTag = -1; // nested walks inside this one do not use it
     this.#accessCode = sm ? 0x68 : 0x7;
     if (addr >= LEVEL_SIZE[levels + 1]) return sm ? 0x73 : 0x4;
     let table = root;
     let perm = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
     let start = levels;
-    const region = Math.floor(addr / 2097152);
-    let psc: Map<number, PscEntry> | undefined;
+    const aLo = addr >>> 0, aHi = (addr - aLo) / TWO32;
+    // Paging-structure cache: the leaf table of this 2 MiB region.
+    const psc = this.#c.pscSs;
+    const region = aHi * 2048 + (aLo >>> 21);
+    let set = 0, tk = 0;
     if (tag >= 0) {
-      psc = pscMap!;
-      const e = psc.get(region);
-      if (e !== undefined) {
+      set = setOf((aLo >>> 21) | (aHi << 11), this.#pscDid, 0, psc.mask);
+      tk = psc.keyOf(tag, 0);
+      const slot = psc.find(set, tk, region);
+      if (slot >= 0) {
+        psc.touch(slot);
         this.counters.pscHits++;
         this.#pscUsed = true;
-        table = e.table;
-        perm = e.perm;
+        table = psc.val[slot];
+        perm = psc.info[slot];
         start = 1;
       } else this.counters.pscMisses++;
     }
-    const aLo = addr >>> 0, aHi = Math.floor(addr / TWO32);
     for (let l = start; l >= 1; l--) {
       const size = LEVEL_SIZE[l];
       const ea = table + levelIndex(aLo, aHi, l) * 8;
@@ -964,11 +1023,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.#wSize = size;
         return 0;
       }
-      if (l === 2 && tag >= 0) {
-        if (psc === undefined) psc = this.#c.pscFor(true, tag);
-        if (psc.size >= this.opts.psc_entries) psc.delete(psc.keys().next().value!);
-        psc.set(region, { table: next, perm });
-      }
+      if (l === 2 && tag >= 0) psc.insertNew(set, tk, region, next, perm, this.#pscDid);
       table = next;
     }
     return sm ? 0x6a : 0xc;
@@ -984,7 +1039,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   ): number {
     const mem = this.#mem;
     const tag = nested ? -1 : this.#pscTag;
-    const pscMap = this.#pscMap;
     this.#pscTag = -1;
     this.#accessCode = 0x60;
     const levels = pe.flpm === 1 ? 5 : 4;
@@ -995,22 +1049,27 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     let xd = 0;
     let ssSize = 2 ** 52;
     let start = levels;
-    const region = Math.floor(addr / 2097152);
-    let psc: Map<number, PscEntry> | undefined;
+    const aLo = addr >>> 0, aHi = (addr - aLo) / TWO32;
+    // Paging-structure cache: the leaf table of this 2 MiB region.
+    const psc = this.#c.pscFs;
+    const region = aHi * 2048 + (aLo >>> 21);
+    let set = 0, tk = 0;
     if (tag >= 0) {
-      psc = pscMap!;
-      const e = psc.get(region);
-      if (e !== undefined) {
+      set = setOf((aLo >>> 21) | (aHi << 11), this.#pscDid, 0, psc.mask);
+      tk = psc.keyOf(tag, 0);
+      const slot = psc.find(set, tk, region);
+      if (slot >= 0) {
+        psc.touch(slot);
         this.counters.pscHits++;
         this.#pscUsed = true;
-        table = e.table;
-        rw = e.perm & 1;
-        us = (e.perm >>> 1) & 1;
-        xd = (e.perm >>> 2) & 1;
+        table = psc.val[slot];
+        const p = psc.info[slot];
+        rw = p & 1;
+        us = (p >>> 1) & 1;
+        xd = (p >>> 2) & 1;
         start = 1;
       } else this.counters.pscMisses++;
     }
-    const aLo = addr >>> 0, aHi = Math.floor(addr / TWO32);
     for (let l = start; l >= 1; l--) {
       let ea = table + levelIndex(aLo, aHi, l) * 8;
       if (nested) {
@@ -1065,9 +1124,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return 0;
       }
       if (l === 2 && tag >= 0) {
-        if (psc === undefined) psc = this.#c.pscFor(false, tag);
-        if (psc.size >= this.opts.psc_entries) psc.delete(psc.keys().next().value!);
-        psc.set(region, { table: next, perm: rw | (us << 1) | (xd << 2) });
+        psc.insertNew(set, tk, region, next, rw | (us << 1) | (xd << 2), this.#pscDid);
       }
       table = next;
     }
@@ -1144,8 +1201,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       ridPasid: 0,
       raw,
       addr: ctp,
-      tlb: null,
-      psc: null,
     };
     if (!sm) {
       e.tt = (w0 >>> 2) & 3;
@@ -1254,8 +1309,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       flptr: (w[5] & 0xfffff) * TWO32 + ((w[4] & 0xfffff000) >>> 0),
       raw,
       addr: ta,
-      tlb: null,
-      psc: null,
     };
     const o = this.opts;
     const usesSs = e.pgtt === PGTT_SL_ONLY || e.pgtt === PGTT_NESTED;
@@ -1663,20 +1716,29 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
   }
 
-  #checkTlbHit(cache: string, e: TlbEntry, req: DmaRequest, rid: number): void {
+  /** Checking mode: compare a TLB hit (its DID, PASID, input/output address, perm, kind) with a fresh walk. */
+  #checkTlbHit(
+    cache: string,
+    did: number,
+    pasid: number,
+    iova: number,
+    epa: number,
+    perm: number,
+    kind: number,
+    req: DmaRequest,
+    rid: number,
+  ): void {
     // A fresh walk of memory, bypassing every cache and leaving them untouched.
     const pa = this.#freshWalk(req, rid);
-    if (pa === e.pa + (req.addr - e.iova) && (this.#wPerm & e.perm) === e.perm) return;
+    if (pa === epa + (req.addr - iova) && (this.#wPerm & perm) === perm) return;
     const missing = cache === "device-tlb"
-      ? `device-TLB invalidation (SID 0x${rid.toString(16)} addr 0x${e.iova.toString(16)})`
-      : e.kind === KIND_SS
-      ? `IOTLB invalidation (DID ${e.did} addr 0x${e.iova.toString(16)})`
-      : `PASID-based IOTLB invalidation (DID ${e.did} PASID ${e.pasid} addr 0x${
-        e.iova.toString(16)
-      })`;
+      ? `device-TLB invalidation (SID 0x${rid.toString(16)} addr 0x${iova.toString(16)})`
+      : kind === KIND_SS
+      ? `IOTLB invalidation (DID ${did} addr 0x${iova.toString(16)})`
+      : `PASID-based IOTLB invalidation (DID ${did} PASID ${pasid} addr 0x${iova.toString(16)})`;
     this.#stale(
       cache,
-      `DID ${e.did} PASID ${e.pasid} iova 0x${e.iova.toString(16)} -> 0x${e.pa.toString(16)}`,
+      `DID ${did} PASID ${pasid} iova 0x${iova.toString(16)} -> 0x${epa.toString(16)}`,
       missing,
     );
   }
@@ -1754,13 +1816,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   /** True when the IOTLB holds a translation of `addr` for (did, pasid). */
   iotlbHas(did: number, pasid: number, addr: number): boolean {
-    return this.#tlbLookup(this.#c.iotlb.get(did * TWO20 + pasid), addr) !== null;
+    return this.#c.lookup(did * TWO20 + pasid, did, addr) >= 0;
   }
 
   /** True when `rid`'s device TLB holds `addr` (pasid -1 = without PASID). */
   devtlbHas(rid: number, pasid: number, addr: number): boolean {
     const d = this.#c.devtlb.get(rid);
-    return d !== undefined && this.#tlbLookup(d.get(pasid < 0 ? TWO20 : pasid), addr) !== null;
+    return d !== undefined && this.#devtlbLookup(d.get(pasid < 0 ? TWO20 : pasid), addr) !== null;
   }
 
   /** True when the context cache holds `rid`. */

@@ -7,6 +7,7 @@
 import type { BackendOptions, BackendOptionSpec } from "@iommu-lab/core";
 import { IommuError } from "@iommu-lab/core";
 import { FRO_OFFSET, IRO_OFFSET } from "./registers.ts";
+import { geometry } from "./assoc.ts";
 
 /** Resolved VT-d hardware options. */
 export interface VtdOptions {
@@ -70,10 +71,17 @@ export interface VtdOptions {
   nwfs: boolean;
   /** Checking mode from the start. */
   checking: boolean;
-  /** IOTLB entries per (DID, PASID) tag and device-TLB entries per (SID, PASID); oldest evicted first. */
+  /**
+   * IOTLB entries (all tags: `tlb_ways` × a power of two; LRU within a set)
+   * and device-TLB entries per (SID, PASID) (oldest evicted first).
+   */
   tlb_entries: number;
-  /** Paging-structure-cache entries per (DID, PASID) tag and stage. */
+  /** IOTLB associativity (ways per set; clamped to `tlb_entries`). */
+  tlb_ways: number;
+  /** Paging-structure-cache entries per stage (all tags: `psc_ways` × a power of two; LRU within a set). */
   psc_entries: number;
+  /** Paging-structure-cache associativity (ways per set; clamped to `psc_entries`). */
+  psc_ways: number;
 }
 
 /** The option specs (names as `--opt NAME=VALUE` takes them). */
@@ -126,7 +134,16 @@ export const VTD_OPTION_SPECS: readonly BackendOptionSpec[] = [
     default: 4096,
     min: 1,
     max: 1 << 20,
-    description: "IOTLB / device-TLB capacity per (DID or SID, PASID); FIFO eviction",
+    description:
+      "IOTLB capacity (all DIDs and PASIDs; tlb_ways x a power of two; LRU in a set) and device-TLB capacity per (SID, PASID) (FIFO)",
+  },
+  {
+    name: "tlb_ways",
+    type: "number",
+    default: 8,
+    min: 1,
+    max: 64,
+    description: "IOTLB associativity (ways per set, at most tlb_entries)",
   },
   {
     name: "psc_entries",
@@ -134,7 +151,16 @@ export const VTD_OPTION_SPECS: readonly BackendOptionSpec[] = [
     default: 256,
     min: 1,
     max: 1 << 20,
-    description: "paging-structure-cache capacity per (DID, PASID) and stage",
+    description:
+      "paging-structure-cache capacity per stage (all DIDs and PASIDs; psc_ways x a power of two; LRU in a set)",
+  },
+  {
+    name: "psc_ways",
+    type: "number",
+    default: 4,
+    min: 1,
+    max: 64,
+    description: "paging-structure-cache associativity (ways per set, at most psc_entries)",
   },
 ];
 
@@ -185,6 +211,8 @@ export function resolveVtdOptions(raw: BackendOptions = {}): VtdOptions {
       `sagaw=${o.sagaw} supports no AW (need bit 1, 2 or 3)`,
     );
   }
+  geometry("tlb", o.tlb_entries, o.tlb_ways);
+  geometry("psc", o.psc_entries, o.psc_ways);
   return o;
 }
 

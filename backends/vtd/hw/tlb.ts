@@ -1,8 +1,9 @@
 /**
  * @module
- * IOTLB / device-TLB entries and their keys: one Map per (DID, PASID) tag,
- * keyed by `floor(iova / size) * 4 + sizeIndex`, plus the range drop used by
- * page-selective invalidations. Paging-structure cache entries.
+ * Translation-cache entry kinds and page sizes shared by the IOTLB (a
+ * set-associative cache, `caches.ts`) and the device TLBs (one Map per
+ * device and PASID, keyed by `floor(iova / size) * 4 + sizeIndex`), and the
+ * layout of an IOTLB slot's info word.
  */
 
 /** Second stage only, legacy, pass-through: removed by IOTLB (0x2) invalidation. */
@@ -12,7 +13,7 @@ export const KIND_FS = 1;
 /** Nested: removed by both. */
 export const KIND_NESTED = 2;
 
-/** One cached translation (IOTLB or device TLB). */
+/** One cached device-TLB translation. */
 export interface TlbEntry {
   /** Domain ID tag. */
   did: number;
@@ -35,48 +36,28 @@ export interface TlbEntry {
 /** Page sizes a TLB entry can have, smallest (most common) first; the index is part of the key. */
 export const SIZES: readonly number[] = [4096, 2097152, 1073741824];
 
-/** A paging-structure cache entry: the leaf (level-1) table of a 2 MiB region, with the permissions gathered above it. */
-export interface PscEntry {
-  /** Level-1 table address. */
-  table: number;
-  /** Second stage: ACCESS_* bits; first stage: bit0 R/W, bit1 U/S, bit2 XD. */
-  perm: number;
-}
-
 /** `addr` rounded down to a multiple of the power of two `size` (a mask up to 1 GiB, no floating modulo). */
 export function alignDown(addr: number, size: number): number {
   return size <= 1073741824 ? addr - ((addr >>> 0) & (size - 1)) : addr - (addr % size);
 }
 
+/** IOTLB info word: ACCESS_* permissions in bits 3:0. */
+export const INFO_PERM_MASK = 0xf;
+/** IOTLB info word: the entry kind (KIND_*) at bit 4 (2 bits). */
+export const INFO_KIND_SHIFT = 4;
+/** IOTLB info word: the size class (index into SIZES) at bit 6 (2 bits). */
+export const INFO_CLS_SHIFT = 6;
+/** IOTLB info word: caching mode's cached fault reason at bit 8 (8 bits; 0 for a translation). */
+export const INFO_FAULT_SHIFT = 8;
+
 /**
- * Delete the entries of `m` (except kind `skip`) that overlap the 2^am pages
- * at `addr`: direct key probes for small ranges (only of the size classes
- * set in `sizes`, bit s for SIZES[s]), a scan for large ones.
+ * Low 32 bits of the page number of size class `cls` (SIZES) of the address
+ * whose 32-bit halves are `lo` and `hi`.
  */
-export function dropRange(
-  m: Map<number, TlbEntry>,
-  addr: number,
-  am: number,
-  skip: number,
-  sizes = 7,
-): void {
-  if (m.size === 0) return;
-  const size = 4096 * 2 ** am;
-  const start = alignDown(addr, size);
-  if (am <= 6) {
-    for (let s = 0; s < 3; s++) {
-      if (!((sizes >>> s) & 1)) continue;
-      const sz = SIZES[s];
-      const last = Math.floor((start + size - 1) / sz);
-      for (let p = Math.floor(start / sz); p <= last; p++) {
-        const k = p * 4 + s;
-        const e = m.get(k);
-        if (e !== undefined && e.kind !== skip) m.delete(k);
-      }
-    }
-    return;
-  }
-  for (const [k, e] of m) {
-    if (e.kind !== skip && e.iova < start + size && start < e.iova + e.size) m.delete(k);
-  }
+export function pageLo(lo: number, hi: number, cls: number): number {
+  return cls === 0
+    ? (lo >>> 12) | (hi << 20)
+    : cls === 1
+    ? (lo >>> 21) | (hi << 11)
+    : (lo >>> 30) | (hi << 2);
 }

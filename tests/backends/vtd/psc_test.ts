@@ -84,7 +84,7 @@ Deno.test("checking mode names a stale paging-structure entry when a table is re
   assert.match(hw.staleReports[0].missing, /IH=0/);
 });
 
-Deno.test("the IOTLB is bounded: the oldest entry is evicted past tlb_entries", () => {
+Deno.test("the IOTLB is bounded: past tlb_entries the least recently used entry is evicted", () => {
   const env = setup({ tlb_entries: 2 });
   const d = env.drv.domainAllocPaging(env.nic, 0);
   d.attachDev(env.nic, null);
