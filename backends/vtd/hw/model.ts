@@ -85,6 +85,8 @@ const SLOT_ROOT = 16,
 const SLOT_CHECK = 21;
 /** Number of page-memo slots. */
 const SLOTS = 22;
+/** Entries of the direct-mapped memo of table pages behind the slots (a power of two). */
+const PAGE_MEMO = 1024;
 /**
  * Index into a level-`l` table (1..5) of the address whose low and high
  * 32-bit halves are `lo` and `hi`: bits 12+9(l-1) .. 20+9(l-1), without a
@@ -882,6 +884,26 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   readonly #slotPfn: Float64Array = new Float64Array(SLOTS).fill(-1);
   /** That page's live words (PhysMem keeps a backed page's array for its lifetime). */
   readonly #slotWords: (Uint32Array | null)[] = new Array(SLOTS).fill(null);
+  /** Pages (pfn) of the direct-mapped page memo, by pfn & (PAGE_MEMO - 1). */
+  readonly #memoPfn: Float64Array = new Float64Array(PAGE_MEMO).fill(-1);
+  /** Their live words. */
+  readonly #memoWords: (Uint32Array | null)[] = new Array(PAGE_MEMO).fill(null);
+  /**
+   * The live words of page `pfn` (null when never written), through a
+   * direct-mapped memo of backed pages (PhysMem keeps a backed page's array
+   * for its lifetime; an unbacked page is never remembered).
+   */
+  #page(pfn: number): Uint32Array | null {
+    const k = pfn & (PAGE_MEMO - 1);
+    if (this.#memoPfn[k] === pfn) return this.#memoWords[k];
+    const p = this.#mem.pageWords(pfn);
+    if (p !== null) {
+      this.#memoPfn[k] = pfn;
+      this.#memoWords[k] = p;
+    }
+    return p;
+  }
+
   /**
    * Read `n` words at `a` (a structure that does not cross a page) into
    * #fetch, counted as `n` memory reads, through the slot's remembered page;
@@ -897,7 +919,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         f.fill(0, 0, n);
         return mem.readWords(a, f, n);
       }
-      p = mem.pageWords(pfn);
+      p = this.#page(pfn);
       if (p !== null) {
         this.#slotPfn[slot] = pfn;
         this.#slotWords[slot] = p;
@@ -932,7 +954,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.#eHi = mem.read32(ea + 4);
         return;
       }
-      p = mem.pageWords(pfn);
+      p = this.#page(pfn);
       if (p !== null) {
         this.#slotPfn[slot] = pfn;
         this.#slotWords[slot] = p;
@@ -1687,7 +1709,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       const pfn = Math.floor(addr / 4096);
       if (this.#slotPfn[SLOT_CHECK] === pfn) p = this.#slotWords[SLOT_CHECK];
       else {
-        p = mem.pageWords(pfn);
+        p = this.#page(pfn);
         if (p !== null) {
           this.#slotPfn[SLOT_CHECK] = pfn;
           this.#slotWords[SLOT_CHECK] = p;
