@@ -1029,7 +1029,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       if (ssade) {
         let nlo = lo | 0x100;
         if (leaf && (access & ACCESS_WRITE)) nlo |= 0x200;
-        if (nlo !== lo) {
+        // Written only when a bit changes (int32 vs uint32 compared by bits).
+        if ((nlo ^ lo) !== 0) {
           mem.write32(ea, nlo >>> 0);
           lo = nlo >>> 0;
         }
@@ -1118,7 +1119,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       const leaf = l === 1 || ps === 1;
       let nlo = lo | 0x20;
       if (leaf && (access & ACCESS_WRITE)) nlo |= 0x40;
-      if (nlo !== lo) {
+      // Written only when a bit changes (int32 vs uint32 compared by bits).
+      if ((nlo ^ lo) !== 0) {
         mem.write32(ea, nlo >>> 0);
         lo = nlo >>> 0;
       }
