@@ -44,7 +44,13 @@ import { SmmuV3Driver } from "./driver/driver.ts";
 
 export type * from "@iommu-lab/core";
 export { resolveFeatures, SMMU_OPTIONS, type SmmuFeatures } from "./hw/features.ts";
-export { type CdConfig, type MissedInvalidation, SmmuV3, type SteConfig } from "./hw/smmu.ts";
+export {
+  type CdCacheSet,
+  type CdConfig,
+  type MissedInvalidation,
+  SmmuV3,
+  type SteConfig,
+} from "./hw/smmu.ts";
 export * from "./hw/structs.ts";
 export * from "./hw/regs.ts";
 export {

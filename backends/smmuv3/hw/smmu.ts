@@ -107,6 +107,22 @@ export interface SteConfig {
   s2s: boolean;
   /** S2R (record stage-2 faults). */
   s2r: boolean;
+  /**
+   * The configuration cache's CDs of this StreamID (null until the STE is
+   * cached): translate reaches them from the cached STE without a lookup.
+   */
+  cds: CdCacheSet | null;
+}
+
+/**
+ * The configuration cache's CDs of one StreamID: one set per StreamID for
+ * the SMMU's lifetime, emptied in place by invalidations.
+ */
+export interface CdCacheSet {
+  /** CD 0, used by transactions without a SubstreamID and with SubstreamID 0. */
+  cd0: CdConfig | null;
+  /** The CDs of SubstreamIDs 1 and up. */
+  bySsid: Map<number, CdConfig>;
 }
 
 /** A parsed CD (configuration cache entry). */
@@ -220,16 +236,14 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   #atcInvFailed = false;
   #fetchAddr = 0;
   readonly #steCache = new Map<number, SteConfig>();
-  readonly #cdCache = new Map<number, CdConfig>();
+  /** CD cache: a set per StreamID (never removed, emptied in place). */
+  readonly #cdSets = new Map<number, CdCacheSet>();
   /**
-   * The configuration-cache entries translate used last (a lookup memo, not
-   * a cache of its own): -1 / null when unknown. Every change to #steCache
-   * or #cdCache forgets them.
+   * The STE translate used last (a lookup memo, not a cache of its own):
+   * -1 / null when unknown. Every change to #steCache forgets it.
    */
   #memoSid = -1;
   #memoSte: SteConfig | null = null;
-  #memoCdKey = -1;
-  #memoCd: CdConfig | null = null;
   readonly #tlb: TranslationCache;
   readonly #irqEvtq: string;
   /** Log2 of the span the last successful translation reported (`out.span`). */
@@ -621,15 +635,13 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       case OP.PREFETCH_CONFIG: {
         // Load the STE (and the CD when SSV) into the configuration cache; faults are not reported.
         if (!this.#steCache.has(sid) && this.#fetchSte(sid, this.#scratch) === 0) {
-          this.#forgetConfigMemo();
-          this.#steCache.set(sid, cloneSte(this.#scratch.ste));
+          this.#cacheSte(sid, this.#scratch.ste);
         }
         const ste = this.#steCache.get(sid);
         if (ste !== undefined && ste.s1 && (c[0] & 0x800) !== 0 && !ste.s2) {
-          const key = sid * 1048576 + ssid;
-          if (!this.#cdCache.has(key) && this.#fetchCd(ste, ssid, this.#scratch) === 0) {
-            this.#forgetConfigMemo();
-            this.#cdCache.set(key, cloneCd(this.#scratch.cd));
+          const set = ste.cds!;
+          if (cdGet(set, ssid) === null && this.#fetchCd(ste, ssid, this.#scratch) === 0) {
+            cdSet(set, ssid, cloneCd(this.#scratch.cd));
           }
         }
         return CERROR.NONE;
@@ -645,7 +657,10 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         if (range === 31) {
           this.#forgetConfigMemo();
           this.#steCache.clear();
-          this.#cdCache.clear();
+          for (const set of this.#cdSets.values()) {
+            set.cd0 = null;
+            set.bySsid.clear();
+          }
         } else {
           const n = 2 ** (range + 1);
           const first = sid - (sid % n);
@@ -659,8 +674,10 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         return CERROR.NONE;
       }
       case OP.CFGI_CD:
-        this.#forgetConfigMemo();
-        this.#cdCache.delete(sid * 1048576 + (c[0] & 0x800 ? ssid : 0));
+        {
+          const set = this.#cdSets.get(sid);
+          if (set !== undefined) cdDelete(set, c[0] & 0x800 ? ssid : 0);
+        }
         if (this.#m.trace.observed) {
           this.#m.trace.emit(this.name, "smmuv3_cmdq_cfgi_cd", { sid, ssid });
         }
@@ -793,14 +810,32 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   #forgetConfigMemo(): void {
     this.#memoSid = -1;
     this.#memoSte = null;
-    this.#memoCdKey = -1;
-    this.#memoCd = null;
+  }
+
+  /** The CD set of `sid` (created empty on first use). */
+  #cdSet(sid: number): CdCacheSet {
+    let set = this.#cdSets.get(sid);
+    if (set === undefined) {
+      set = { cd0: null, bySsid: new Map() };
+      this.#cdSets.set(sid, set);
+    }
+    return set;
+  }
+
+  /** Cache the STE of `sid` (a copy of `ste`), linked to the StreamID's CD set. */
+  #cacheSte(sid: number, ste: SteConfig): SteConfig {
+    const c = cloneSte(ste);
+    c.cds = this.#cdSet(sid);
+    this.#forgetConfigMemo();
+    this.#steCache.set(sid, c);
+    return c;
   }
 
   #dropCds(sid: number): void {
-    this.#forgetConfigMemo();
-    for (const k of [...this.#cdCache.keys()]) {
-      if (Math.floor(k / 1048576) === sid) this.#cdCache.delete(k);
+    const set = this.#cdSets.get(sid);
+    if (set !== undefined) {
+      set.cd0 = null;
+      set.bySsid.clear();
     }
   }
 
@@ -1012,9 +1047,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       this.counters.steMisses++;
       const e = this.#fetchSte(sid, sc);
       if (e !== 0) return this.#event(req, out, e, 0, 0, false, false);
-      ste = cloneSte(sc.ste);
-      this.#forgetConfigMemo();
-      this.#steCache.set(sid, ste);
+      ste = this.#cacheSte(sid, sc.ste);
       this.#dropCds(sid);
     }
     this.#ste = ste;
@@ -1066,11 +1099,9 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       }
     }
     if (s1) {
-      const cdKey = sid * 1048576 + (ssid === NO_PASID ? 0 : ssid);
-      cd = cdKey === this.#memoCdKey ? this.#memoCd : this.#cdCache.get(cdKey) ?? null;
+      const set = ste.cds!;
+      cd = ssid <= 0 ? set.cd0 : set.bySsid.get(ssid) ?? null;
       if (cd !== null) {
-        this.#memoCdKey = cdKey;
-        this.#memoCd = cd;
         this.counters.cdHits++;
         if (this.checking) this.#checkCd(sid, ssid, ste, cd);
       } else {
@@ -1085,8 +1116,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         }
         if (e !== 0) return this.#event(req, out, e, 0, 0, false, false);
         cd = cloneCd(sc.cd);
-        this.#forgetConfigMemo();
-        this.#cdCache.set(cdKey, cd);
+        cdSet(set, ssid, cd);
       }
     }
     // TLB.
@@ -1447,8 +1477,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
 
   #checkAtc(req: DmaRequest, ste: SteConfig, e: TlbEntry): void {
     // The ATC is checked against a full walk of the current configuration.
-    const cdKey = req.rid * 1048576 + (req.pasid === NO_PASID ? 0 : req.pasid);
-    const cd = ste.s1 ? this.#cdCache.get(cdKey) ?? null : null;
+    const cd = ste.s1 && ste.cds !== null ? cdGet(ste.cds, req.pasid) : null;
     if (ste.s1 && cd === null) return;
     const pa = this.#freshWalk(req, ste, cd, this.#wc);
     const cached = e.pa + (req.addr - e.va);
@@ -1613,6 +1642,7 @@ function newSte(): SteConfig {
     s2cfg: newWalkCfg(),
     s2s: false,
     s2r: false,
+    cds: null,
   };
 }
 
@@ -1638,6 +1668,23 @@ function newTranslateScratch(): TranslateScratch {
 
 function cloneSte(s: SteConfig): SteConfig {
   return { ...s, words: s.words.slice(), s2cfg: { ...s.s2cfg } };
+}
+
+/** The cached CD of `ssid` (NO_PASID and 0: CD 0), or null. */
+function cdGet(set: CdCacheSet, ssid: number): CdConfig | null {
+  return ssid <= 0 ? set.cd0 : set.bySsid.get(ssid) ?? null;
+}
+
+/** Cache `cd` as the CD of `ssid` (NO_PASID and 0: CD 0). */
+function cdSet(set: CdCacheSet, ssid: number, cd: CdConfig): void {
+  if (ssid <= 0) set.cd0 = cd;
+  else set.bySsid.set(ssid, cd);
+}
+
+/** Drop the cached CD of `ssid` (NO_PASID and 0: CD 0). */
+function cdDelete(set: CdCacheSet, ssid: number): void {
+  if (ssid <= 0) set.cd0 = null;
+  else set.bySsid.delete(ssid);
 }
 
 function cloneCd(c: CdConfig): CdConfig {
