@@ -38,10 +38,15 @@ export function cacheTag(did: number, pasid: number): number {
 /**
  * Set index of an entry whose address key has low 32 bits `keyLo`, of
  * `did` and size class `cls`, in a cache of `mask + 1` sets (a power of
- * two): consecutive keys land in consecutive sets, offset per DID and class.
+ * two). The key is folded (bits 9 and 18 up XORed in) so that keys 512 or
+ * 2^18 apart (one page per 2 MiB or per 1 GiB) spread over the sets instead
+ * of sharing one; within an aligned run of 512 keys consecutive keys still
+ * take distinct sets. The DID and class offset the index.
  */
 export function setOf(keyLo: number, did: number, cls: number, mask: number): number {
-  return (keyLo + (Math.imul(did * 4 + cls + 1, 0x9e3779b1) >>> 12)) & mask;
+  return ((keyLo ^ (keyLo >>> 9) ^ (keyLo >>> 18)) +
+    (Math.imul(did * 4 + cls + 1, 0x9e3779b1) >>> 12)) &
+    mask;
 }
 
 /** Resolve an `entries` / `ways` option pair: ways clamped to entries, sets a power of two. */

@@ -172,3 +172,22 @@ Deno.test("the IOTLB is shared by every DID: two domains compete for tlb_entries
   assert.equal(env.hw.iotlbHas(b.did, 0, 0x1000), true);
   assert.equal(env.hw.cacheSizes().iotlb, 1);
 });
+
+Deno.test("pages 2 MiB apart spread over the IOTLB sets: 512 of them all stay cached (no set conflict)", () => {
+  const env = setup({ flts: false });
+  const d = env.drv.domainAllocPaging(env.nic, 0);
+  d.attachDev(env.nic, null);
+  for (let r = 0; r < 512; r++) d.mapPages(r * 0x200000, 0x8000_0000, 4096, 1, IOMMU_READ);
+  for (let r = 0; r < 512; r++) assert.equal(xlate(env.hw, env.nic, r * 0x200000).ok, true);
+  assert.equal(env.hw.counters.evictions, 0);
+  assert.equal(env.hw.cacheSizes().iotlb, 512);
+  assert.equal(env.hw.cacheSizes().pscSs, 256, "the paging-structure cache is full (256 entries)");
+});
+
+Deno.test("set index: consecutive keys in an aligned run of 512 take distinct sets", () => {
+  for (const base of [0, 512 * 7, 2 ** 31]) {
+    const sets = new Set<number>();
+    for (let k = 0; k < 512; k++) sets.add(setOf((base + k) >>> 0, 3, 0, 511));
+    assert.equal(sets.size, 512);
+  }
+});
