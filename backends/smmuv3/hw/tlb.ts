@@ -184,8 +184,10 @@ export class TranslationCache {
     this.#slotCap = n;
   }
 
+  /** Index of `n` buckets (the same array cleared when `n` is its size), every live slot re-homed. */
   #growIndex(n: number): void {
-    this.#index = new Int32Array(n).fill(NONE);
+    if (n === this.#index.length) this.#index.fill(NONE);
+    else this.#index = new Int32Array(n).fill(NONE);
     this.#mask = n - 1;
     this.#shift = 32 - Math.log2(n);
     // Re-home every live slot.
@@ -430,10 +432,25 @@ export class TranslationCache {
 
   /** Drop every entry of record `r` and the record. */
   #dropRec(r: number): void {
-    for (let s = this.#recHead[r]; s !== NONE;) {
-      const n = this.#slotNext[s];
-      this.#dropSlot(s);
-      s = n;
+    if (this.#recCount[r] * 2 < this.#count) {
+      for (let s = this.#recHead[r]; s !== NONE;) {
+        const n = this.#slotNext[s];
+        this.#dropSlot(s);
+        s = n;
+      }
+    } else {
+      // Most of the cache: free the slots and rebuild the index from the rest
+      // (cheaper than a backward-shift deletion per entry).
+      for (let s = this.#recHead[r]; s !== NONE; s = this.#slotNext[s]) {
+        this.#ent[s] = undefined;
+        this.#freeSlots[this.#nFreeSlots++] = s;
+      }
+      this.#count -= this.#recCount[r];
+      this.#recCount[r] = 0;
+      this.#recHead[r] = this.#recTail[r] = NONE;
+      this.#removeRec(r);
+      this.#growIndex(this.#index.length);
+      return;
     }
     this.#removeRec(r);
   }
