@@ -4,6 +4,13 @@
  * ({@link SmmuV3Driver}, shaped like drivers/iommu/arm/arm-smmu-v3, about
  * v6.12). The default export is the {@link BackendPlugin} named `"smmuv3"`.
  *
+ * PASIDs follow the driver since v6.10: a paging domain may sit at a PASID
+ * while the RID domain is identity or blocked (the STE then points at the
+ * CD table with S1DSS=BYPASS or TERMINATE, CD 0 invalid; the last PASID
+ * gone, it is the plain bypass/abort STE again); the identity domain itself
+ * has no `set_dev_pasid` (the core answers EOPNOTSUPP), and a stage-2 or
+ * nested RID domain is refused with EBUSY while PASIDs are in use.
+ *
  * The model sees only its registers (pages 0 and 1) and physical memory:
  * linear and 2-level stream tables (an L2 table holds 2^(SPAN-1) STEs),
  * every STE config (abort, bypass, stage 1, stage 2, nested) with S1DSS,
