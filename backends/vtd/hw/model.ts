@@ -586,17 +586,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     out.faultCode = 0;
   }
 
-  /** The hit of an IOTLB slot. */
-  #hitSlot(slot: number, addr: number, out: TranslateResult): void {
-    const t = this.#c.iotlb, key = t.key[slot], inf = t.info[slot];
-    out.ok = true;
-    out.pa = t.val[slot] + (addr - key);
-    out.perm = inf & INFO_PERM_MASK;
-    out.span = SIZES[(inf >>> INFO_CLS_SHIFT) & 3];
-    out.fault = "";
-    out.faultCode = 0;
-  }
-
   /** A device-TLB lookup. */
   #devtlbLookup(m: Map<number, TlbEntry> | undefined, addr: number): TlbEntry | null {
     if (m === undefined || m.size === 0) return null;
@@ -672,26 +661,32 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     fpd: boolean,
   ): boolean {
     const c = this.#c;
-    const pfn = Math.floor(req.addr / 4096);
-    let slot: number;
-    if (tag === this.#lastTag && pfn === this.#lastPfn && this.#lastTlbGen === c.tlbGen) {
-      // The same 4 KiB page of the same tag as the last lookup, and no IOTLB
-      // entry added or removed since: the lookup would find the same slot
-      // (already the most recently used of its set).
-      slot = this.#lastSlot;
-    } else {
-      slot = c.lookup(tag, did, req.addr);
-      if (slot >= 0) c.iotlb.touch(slot);
+    const addr = req.addr;
+    const pfn = Math.floor(addr / 4096);
+    if (tag !== this.#lastTag || pfn !== this.#lastPfn || this.#lastTlbGen !== c.tlbGen) {
+      // Otherwise: the same 4 KiB page of the same tag as the last lookup,
+      // and no IOTLB entry added or removed since: the lookup would find the
+      // same slot (already the most recently used of its set).
+      const slot = c.lookup(tag, did, addr);
       this.#lastTag = tag;
       this.#lastPfn = pfn;
       this.#lastTlbGen = c.tlbGen;
       this.#lastSlot = slot;
+      if (slot >= 0) {
+        const t = c.iotlb;
+        t.touch(slot);
+        const inf = t.info[slot];
+        this.#lastInfo = inf;
+        this.#lastDelta = t.val[slot] - t.key[slot];
+        this.#lastSpan = SIZES[(inf >>> INFO_CLS_SHIFT) & 3];
+      }
     }
+    const slot = this.#lastSlot;
     if (slot < 0) {
       this.counters.iotlbMisses++;
       return false;
     }
-    const inf = c.iotlb.info[slot];
+    const inf = this.#lastInfo;
     const fault = inf >>> INFO_FAULT_SHIFT;
     if (fault !== 0) {
       // Caching mode: a not-present result cached until invalidated.
@@ -726,7 +721,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
           rid,
         );
       }
-      this.#hitSlot(slot, req.addr, out);
+      out.ok = true;
+      out.pa = this.#lastDelta + addr;
+      out.perm = perm;
+      out.span = this.#lastSpan;
+      out.fault = "";
+      out.faultCode = 0;
       return true;
     }
     this.counters.iotlbMisses++;
@@ -738,6 +738,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #lastPfn = -1;
   #lastTlbGen = -1;
   #lastSlot = -1;
+  /** The info word of #lastSlot, its output minus input address, and its size. */
+  #lastInfo = 0;
+  #lastDelta = 0;
+  #lastSpan = 0;
 
   /** Caching mode: cache the not-present result `code` of the 4 KiB page of `addr`. */
   #fillNegative(tag: number, did: number, addr: number, kind: number, code: number): void {
