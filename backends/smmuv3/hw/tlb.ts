@@ -61,6 +61,9 @@ function hashOf(tag: number, key: number): number {
 }
 
 const NONE = -1;
+/** Remembered-hit slots (a power of two). */
+const HIT_SLOTS = 64;
+const INV_4K = 1 / 4096;
 
 /**
  * A tagged translation cache with a capacity: when an insert exceeds it, the
@@ -119,14 +122,18 @@ export class TranslationCache {
   /** Evicted entries, handed out again by {@link recycled} (no allocation per insert). */
   readonly #free: TlbEntry[] = [];
   /**
-   * The last entry lookup found at the first size probed, with its tag and
-   * range: any address in that range probes the same key first, so it finds
-   * the same entry until the cache changes (every change forgets it).
+   * Remembered hits, direct-mapped by 4 KiB page (64 slots): an entry lookup
+   * found at the first size probed, with its tag and range. Any address in
+   * that range probes the same key first, so it finds the same entry until
+   * the cache changes; every change bumps the generation, which forgets
+   * them all at once.
    */
-  #hitTag = NaN;
-  #hitLo = 0;
-  #hitHi = 0;
-  #hitEntry: TlbEntry | undefined = undefined;
+  #gen = 0;
+  readonly #hitGen: Float64Array = new Float64Array(HIT_SLOTS).fill(-1);
+  readonly #hitTag: Float64Array = new Float64Array(HIT_SLOTS);
+  readonly #hitLo: Float64Array = new Float64Array(HIT_SLOTS);
+  readonly #hitHi: Float64Array = new Float64Array(HIT_SLOTS);
+  readonly #hitEntry: (TlbEntry | undefined)[] = new Array(HIT_SLOTS).fill(undefined);
 
   /** An empty cache of `capacity` entries. */
   constructor(capacity: number) {
@@ -393,13 +400,16 @@ export class TranslationCache {
 
   /** Forget the last hit (on every change to the cache). */
   #forgetHit(): void {
-    this.#hitTag = NaN;
-    this.#hitEntry = undefined;
+    this.#gen++;
   }
 
   /** The entry of `tag` holding `addr`, if any (no allocation). */
   lookup(tag: number, addr: number): TlbEntry | undefined {
-    if (tag === this.#hitTag && addr >= this.#hitLo && addr < this.#hitHi) return this.#hitEntry;
+    const h = Math.floor(addr * INV_4K) & (HIT_SLOTS - 1);
+    if (
+      this.#hitGen[h] === this.#gen && this.#hitTag[h] === tag && addr >= this.#hitLo[h] &&
+      addr < this.#hitHi[h]
+    ) return this.#hitEntry[h];
     const sizes = this.#sizes;
     const inv = this.#inv;
     const keyMul = this.#keyMul;
@@ -417,10 +427,11 @@ export class TranslationCache {
         if (sk[s] === key && st[s] === tag) {
           const e = this.#ent[s]!;
           if (i === 0) {
-            this.#hitTag = tag;
-            this.#hitLo = e.va;
-            this.#hitHi = e.va + this.#bytes[0];
-            this.#hitEntry = e;
+            this.#hitGen[h] = this.#gen;
+            this.#hitTag[h] = tag;
+            this.#hitLo[h] = e.va;
+            this.#hitHi[h] = e.va + this.#bytes[0];
+            this.#hitEntry[h] = e;
           }
           return e;
         }

@@ -200,3 +200,30 @@ Deno.test("the TLB index grows and shrinks exactly: 3000 entries over 4 tags, in
   ref.dropContexts(2, ALL_ASIDS_AND_S2);
   check();
 });
+
+Deno.test("remembered hits on many pages are forgotten by any change: a range invalidation, an insert", () => {
+  const t = new TranslationCache(1024);
+  const tag = tlbTag(0, 0, 4);
+  for (let p = 0; p < 200; p++) {
+    const e = t.recycled();
+    Object.assign(e, { va: p * 4096, pa: 0x100_0000 + p * 4096, ipa: 0, sizeShift: 12 });
+    Object.assign(e, { permP: 3, permU: 3, nested: false });
+    t.insert(tag, e);
+  }
+  for (let round = 0; round < 2; round++) {
+    for (let p = 0; p < 200; p++) {
+      assert.equal(t.lookup(tag, p * 4096 + 8)?.pa, 0x100_0000 + p * 4096);
+    }
+  }
+  t.dropRange(0, 0, 4, 70 * 4096, 4096);
+  assert.equal(t.lookup(tag, 70 * 4096), undefined);
+  assert.equal(t.lookup(tag, 70 * 4096 + 64 * 4096)?.va, 134 * 4096);
+  // Another context with a 2 MiB block over the same addresses: tags keep them apart.
+  const big = t.recycled();
+  Object.assign(big, { va: 0, pa: 0x900_0000, ipa: 0, sizeShift: 21, permP: 3, permU: 3 });
+  big.nested = false;
+  t.insert(tlbTag(0, 0, 5), big);
+  assert.equal(t.lookup(tag, 5 * 4096)?.pa, 0x100_0000 + 5 * 4096);
+  assert.equal(t.lookup(tlbTag(0, 0, 5), 5 * 4096)?.pa, 0x900_0000);
+  assert.equal(t.lookup(tag, 5 * 4096)?.pa, 0x100_0000 + 5 * 4096);
+});
