@@ -367,6 +367,9 @@ export class ArmLpaePgtable extends RadixPgtable {
       shifts,
       idxBits,
       tableBytes: lay.granule,
+      presentLoMask: LO_VALID,
+      // The output address sits in place below 2^48 (a 64K granule packs PA[51:48] into bits 15:12).
+      leafLinearBelow: 2 ** 48,
     });
     this.rangeErrno = "ERANGE";
     this.layout = lay;

@@ -74,6 +74,18 @@ export interface RadixGeometry {
    * only a table entry met at the unmap size is freed (io-pgtable-arm).
    */
   freesCoveredTables?: boolean;
+  /**
+   * An entry is present exactly when `(lo & presentLoMask) !== 0` (the
+   * engine's hot loops then skip the `isPresent` call); 0 or omitted: ask
+   * `isPresent`.
+   */
+  presentLoMask?: number;
+  /**
+   * Below this output address a leaf holds its address in place, so the
+   * entries of consecutive pages differ by exactly the page size (the engine
+   * encodes the first leaf of a run and adds); omitted: encode every leaf.
+   */
+  leafLinearBelow?: number;
 }
 
 /** One leaf of a table, as {@link RadixPgtable.leaves} reports it. */
@@ -104,12 +116,99 @@ const TWO32 = 4294967296;
 /** 64-bit entries per 4 KiB memory page. */
 const ENTRIES_PER_PAGE_SHIFT = 9;
 const ENTRIES_PER_PAGE_MASK = 511;
+/** 32-bit words per 4 KiB memory page. */
+const PAGE_WORDS = 1024;
 /** Stands in for a never-written (all-zero) page on reads; never written. */
 const ZERO_PAGE = new Uint32Array(PAGE_SIZE >>> 2);
 
 /** Live-entry count of one table page (a box, so a cached reference stays current). */
 class LiveCount {
   n = 0;
+}
+
+/**
+ * The engine's hot state: the per-level cache of table pages (pfn and live
+ * words), the word offset of the entry last located, and the format's
+ * entry facts. One small class for every format: its accesses stay
+ * monomorphic however many table classes and instances a process has
+ * (fields and methods of the table objects themselves are reached through
+ * several hidden classes, which makes V8's accesses to them megamorphic:
+ * per entry, that cost several times the rest of the loop).
+ */
+class PageCache {
+  /** `RadixGeometry.presentLoMask` (0: ask `isPresent`). */
+  presentMask = 0;
+  /** `RadixGeometry.leafLinearBelow` (0: encode every leaf). */
+  linearBelow = 0;
+  /** Word offset of the entry the last {@link wordsAt}/{@link wordsAtW} call located. */
+  off = 0;
+  /** Per level: the memory page (pfn) last accessed there. */
+  readonly pfn: Float64Array;
+  /** Per level: its live words. */
+  readonly words: Uint32Array[];
+  /**
+   * Software walk cache: the last walk reached level `wcLevel` through table
+   * entries, for the iova block `wcKey` (iova / size of a level `wcLevel - 1`
+   * entry); its tables are in `path`. Only the engine links and unlinks
+   * tables, and every unlink or release clears it.
+   */
+  wcLevel = -1;
+  /** See {@link PageCache.wcLevel}. */
+  wcKey = -1;
+  /** Per level: the table the last walk passed through. */
+  readonly path: Float64Array;
+  /** Per level: the table whose live count was last looked up there (saves Map lookups). */
+  readonly cntTable: Float64Array;
+  /** Per level: that table's live count. */
+  readonly cntBox: LiveCount[];
+  constructor(levels: number) {
+    this.pfn = new Float64Array(levels).fill(-1);
+    this.words = [];
+    for (let l = 0; l < levels; l++) this.words.push(ZERO_PAGE);
+    this.path = new Float64Array(levels);
+    this.cntTable = new Float64Array(levels).fill(-1);
+    this.cntBox = [];
+    for (let l = 0; l < levels; l++) this.cntBox.push(new LiveCount());
+  }
+}
+
+/**
+ * Live words of the memory page holding entry `idx` of `table` (a table
+ * may span pages), cached per `level`; sets `pc.off` to the entry's low
+ * word. A never-written page reads as {@link ZERO_PAGE} (not cached, not backed).
+ */
+function wordsAt(
+  pc: PageCache,
+  mem: PhysMem,
+  table: number,
+  idx: number,
+  level: number,
+): Uint32Array {
+  const pfn = table / PAGE_SIZE + (idx >>> ENTRIES_PER_PAGE_SHIFT);
+  pc.off = (idx & ENTRIES_PER_PAGE_MASK) << 1;
+  if (pfn === pc.pfn[level]) return pc.words[level];
+  const w = mem.pageWords(pfn);
+  if (w === null) return ZERO_PAGE;
+  pc.pfn[level] = pfn;
+  pc.words[level] = w;
+  return w;
+}
+
+/** As {@link wordsAt}, for writing: backs the page when it was never written. */
+function wordsAtW(
+  pc: PageCache,
+  mem: PhysMem,
+  table: number,
+  idx: number,
+  level: number,
+): Uint32Array {
+  const pfn = table / PAGE_SIZE + (idx >>> ENTRIES_PER_PAGE_SHIFT);
+  pc.off = (idx & ENTRIES_PER_PAGE_MASK) << 1;
+  if (pfn === pc.pfn[level]) return pc.words[level];
+  const w = mem.backPageWords(pfn);
+  pc.pfn[level] = pfn;
+  pc.words[level] = w;
+  return w;
 }
 
 /** Offset of the integer `x >= 0` in its page of `pgsize` (a power of two): the low word decides up to 2^31. */
@@ -168,11 +267,8 @@ export abstract class RadixPgtable implements IoPgtable {
 
   readonly #shift: Int32Array;
   readonly #mask: Int32Array;
-  /** Per level: the memory page (pfn) last accessed there and its live words. */
-  readonly #cachePfn: Float64Array;
-  readonly #cacheWords: Uint32Array[];
-  /** Word offset of the entry the last #words/#wordsW call located. */
-  #off = 0;
+  /** Per level: the memory page last accessed there and its live words; the last entry's offset. */
+  readonly #pc: PageCache;
   readonly #blockSize: Float64Array;
   readonly #entries: Float64Array;
   readonly #leafOk: Uint8Array;
@@ -185,11 +281,7 @@ export abstract class RadixPgtable implements IoPgtable {
   readonly #oasLimit: number;
   /** Live-entry count per table page (software bookkeeping, as a driver keeps). */
   readonly #count = new Map<number, LiveCount>();
-  /** Per level: the table whose count was last looked up there, and its count (saves Map lookups). */
-  readonly #cntTable: Float64Array;
-  readonly #cntBox: LiveCount[];
   // Walk scratch (no per-call allocation).
-  readonly #pathTable: Float64Array;
   readonly #newTable: Float64Array;
   readonly #newSlot: Float64Array;
   readonly #newParent: Float64Array;
@@ -200,14 +292,6 @@ export abstract class RadixPgtable implements IoPgtable {
   #lastLevel = -1;
   /** The prot protLo/protHi were last computed for. */
   #protFor = -1;
-  /**
-   * Software walk cache: the last walk that reached level `#wcLevel` through
-   * table entries, for the iova block `#wcKey` (iova / size of a level
-   * `#wcLevel - 1` entry); its tables are in #pathTable. Only the engine
-   * links and unlinks tables, and every unlink or release clears it.
-   */
-  #wcLevel = -1;
-  #wcKey = -1;
 
   /** Build the engine and allocate the (zeroed) root table. */
   protected constructor(
@@ -228,22 +312,20 @@ export abstract class RadixPgtable implements IoPgtable {
     this.#blockSize = Float64Array.from(geo.shifts, (s) => 2 ** s);
     this.#entries = Float64Array.from(geo.idxBits, (b) => 2 ** b);
     this.#mask = Int32Array.from(geo.idxBits, (b) => 2 ** b - 1);
-    this.#cachePfn = new Float64Array(n).fill(-1);
-    this.#cacheWords = Array.from({ length: n }, () => ZERO_PAGE);
+    this.#pc = new PageCache(n);
+    this.#pc.presentMask = geo.presentLoMask ?? 0;
+    this.#pc.linearBelow = geo.leafLinearBelow ?? 0;
     this.#leafOk = Uint8Array.from(geo.shifts, (s) => pgsizeIn(cfg.pgsizeBitmap, 2 ** s) ? 1 : 0);
     this.#tableOrder = orderOf(geo.tableBytes);
     this.#freeEmpty = cfg.freeEmptyTables === true;
     this.#freeCovered = !this.#freeEmpty && geo.freesCoveredTables === true;
     this.#iasLimit = 2 ** cfg.ias;
     this.#oasLimit = 2 ** cfg.oas;
-    this.#pathTable = new Float64Array(n);
     this.#newTable = new Float64Array(n);
     this.#newSlot = new Float64Array(n);
     this.#newParent = new Float64Array(n);
     this.rootBytes = 8 * 2 ** geo.idxBits[0];
     this.root = env.pages.allocPages(orderOf(this.rootBytes));
-    this.#cntTable = new Float64Array(n).fill(-1);
-    this.#cntBox = Array.from({ length: n }, () => new LiveCount());
     this.#count.set(this.root, new LiveCount());
   }
 
@@ -301,54 +383,29 @@ export abstract class RadixPgtable implements IoPgtable {
     return (s >= 32 ? ihi >>> (s - 32) : (ilo >>> s) | (ihi << (32 - s))) & this.#mask[level];
   }
 
-  /**
-   * Live words of the memory page holding entry `idx` of `table` (a table
-   * may span pages), cached per `level`; sets #off to the entry's low word.
-   * A never-written page reads as {@link ZERO_PAGE} (not cached, not backed).
-   */
-  #words(table: number, idx: number, level: number): Uint32Array {
-    const pfn = table / PAGE_SIZE + (idx >>> ENTRIES_PER_PAGE_SHIFT);
-    this.#off = (idx & ENTRIES_PER_PAGE_MASK) << 1;
-    if (pfn === this.#cachePfn[level]) return this.#cacheWords[level];
-    const w = this.mem.pageWords(pfn);
-    if (w === null) return ZERO_PAGE;
-    this.#cachePfn[level] = pfn;
-    this.#cacheWords[level] = w;
-    return w;
-  }
-
-  /** As {@link #words}, for writing: backs the page when it was never written. */
-  #wordsW(table: number, idx: number, level: number): Uint32Array {
-    const pfn = table / PAGE_SIZE + (idx >>> ENTRIES_PER_PAGE_SHIFT);
-    this.#off = (idx & ENTRIES_PER_PAGE_MASK) << 1;
-    if (pfn === this.#cachePfn[level]) return this.#cacheWords[level];
-    const w = this.mem.backPageWords(pfn);
-    this.#cachePfn[level] = pfn;
-    this.#cacheWords[level] = w;
-    return w;
-  }
-
   /** Add `delta` to the live count of `table` (a table walked at `level`); returns the new count. */
   #countAdd(table: number, delta: number, level: number): number {
+    const pc = this.#pc;
     let b: LiveCount | undefined;
-    if (this.#cntTable[level] === table) b = this.#cntBox[level];
+    if (pc.cntTable[level] === table) b = pc.cntBox[level];
     else {
       b = this.#count.get(table);
       if (b === undefined) {
         b = new LiveCount();
         this.#count.set(table, b);
       }
-      this.#cntTable[level] = table;
-      this.#cntBox[level] = b;
+      pc.cntTable[level] = table;
+      pc.cntBox[level] = b;
     }
     return b.n += delta;
   }
 
   /** Drop the bookkeeping of a released table (and any cached reference to it). */
   #forget(table: number): void {
-    this.#wcLevel = -1;
+    const pc = this.#pc;
+    pc.wcLevel = -1;
     this.#count.delete(table);
-    for (let l = 0; l < this.levels; l++) if (this.#cntTable[l] === table) this.#cntTable[l] = -1;
+    for (let l = 0; l < this.levels; l++) if (pc.cntTable[l] === table) pc.cntTable[l] = -1;
   }
 
   #alive(op: string): void {
@@ -499,23 +556,25 @@ export abstract class RadixPgtable implements IoPgtable {
     remaining: number,
     mappedBefore: number,
   ): number {
-    const stats = this.mem.stats;
-    const path = this.#pathTable;
+    const mem = this.mem;
+    const pc = this.#pc;
+    const stats = mem.stats;
+    const path = pc.path;
     const ilo = iova >>> 0;
     const ihi = (iova - ilo) / TWO32;
     let table = this.root;
     let from = 0;
     const key = target > 0 ? Math.floor(iova / this.#blockSize[target - 1]) : -1;
-    if (key >= 0 && this.#wcLevel === target && this.#wcKey === key) {
+    if (key >= 0 && pc.wcLevel === target && pc.wcKey === key) {
       table = path[target];
       from = target;
-    } else this.#wcLevel = -1;
+    } else pc.wcLevel = -1;
     this.#nNew = 0;
     for (let l = from; l < target; l++) {
       path[l] = table;
       const idx = this.#idx(ilo, ihi, l);
-      const w = this.#words(table, idx, l);
-      const o = this.#off;
+      const w = wordsAt(pc, mem, table, idx, l);
+      const o = pc.off;
       const lo = w[o];
       const hi = w[o + 1];
       stats.reads += 2;
@@ -536,8 +595,8 @@ export abstract class RadixPgtable implements IoPgtable {
           );
         }
         this.encodeTable(child, l);
-        const ww = this.#wordsW(table, idx, l);
-        const wo = this.#off;
+        const ww = wordsAtW(pc, mem, table, idx, l);
+        const wo = pc.off;
         ww[wo + 1] = this.outHi;
         ww[wo] = this.outLo;
         stats.writes += 2;
@@ -564,16 +623,16 @@ export abstract class RadixPgtable implements IoPgtable {
     }
     path[target] = table;
     if (key >= 0) {
-      this.#wcLevel = target;
-      this.#wcKey = key;
+      pc.wcLevel = target;
+      pc.wcKey = key;
     }
     const first = this.#idx(ilo, ihi, target);
     const n = Math.min(remaining, this.#entries[target] - first);
     if (n === 1) {
       // One page (the common DMA case): an empty slot takes the leaf at once.
-      const w = this.#wordsW(table, first, target);
-      const o = this.#off;
-      if (!this.isPresent(w[o], w[o + 1])) {
+      const w = wordsAtW(pc, mem, table, first, target);
+      const o = pc.off;
+      if ((w[o] | w[o + 1]) === 0) {
         stats.reads += 2;
         this.encodeLeaf(paddr, target);
         w[o + 1] = this.outHi;
@@ -584,14 +643,19 @@ export abstract class RadixPgtable implements IoPgtable {
         return 1;
       }
     }
-    // Check every slot before writing any.
+    // Check every slot before writing any (an all-zero entry is never present).
     let present = false;
-    for (let i = 0; i < n; i++) {
-      const w = this.#words(table, first + i, target);
-      const o = this.#off;
+    let w = wordsAt(pc, mem, table, first, target);
+    let o = pc.off;
+    for (let i = 0; i < n; i++, o += 2) {
+      if (o === PAGE_WORDS) {
+        // The table continues on its next memory page (16K/64K granules, concatenated roots).
+        w = wordsAt(pc, mem, table, first + i, target);
+        o = pc.off;
+      }
       const lo = w[o];
       const hi = w[o + 1];
-      if (!this.isPresent(lo, hi)) continue;
+      if ((lo | hi) === 0 || !this.isPresent(lo, hi)) continue;
       present = true;
       if (
         this.isLeaf(lo, hi, target) ||
@@ -611,18 +675,29 @@ export abstract class RadixPgtable implements IoPgtable {
     }
     stats.reads += 2 * n;
     let added = 0;
-    for (let i = 0; i < n; i++) {
-      const idx = first + i;
+    // Consecutive leaves differ by the page size where the format keeps the
+    // address in place: encode the first, then add (no call per entry).
+    const linear = paddr + n * pgsize <= pc.linearBelow;
+    this.encodeLeaf(paddr, target);
+    let eLo = this.outLo;
+    let eHi = this.outHi;
+    const stepLo = pgsize >>> 0;
+    const stepHi = (pgsize - stepLo) / TWO32;
+    w = wordsAtW(pc, mem, table, first, target);
+    o = pc.off;
+    for (let i = 0; i < n; i++, o += 2) {
+      if (o === PAGE_WORDS) {
+        w = wordsAtW(pc, mem, table, first + i, target);
+        o = pc.off;
+      }
       if (present) {
-        const w = this.#words(table, idx, target);
-        const o = this.#off;
         const lo = w[o];
         const hi = w[o + 1];
         stats.reads += 2;
         if (this.isPresent(lo, hi)) {
           // A table that maps nothing is replaced by the leaf: drop it and its walk
           // (arm_lpae_init_pte unmaps it with no gather: freed at once).
-          this.#wcLevel = -1;
+          pc.wcLevel = -1;
           w[o] = 0;
           w[o + 1] = 0;
           stats.writes += 2;
@@ -630,11 +705,24 @@ export abstract class RadixPgtable implements IoPgtable {
           this.#releaseTree(this.addrOf(lo, hi, target), target + 1, null);
         } else added++;
       } else added++;
-      this.encodeLeaf(paddr + i * pgsize, target);
-      const w = this.#wordsW(table, idx, target);
-      const o = this.#off;
-      w[o + 1] = this.outHi;
-      w[o] = this.outLo;
+      if (i !== 0) {
+        if (linear) {
+          const t = eLo + stepLo;
+          if (t >= TWO32) {
+            eLo = t - TWO32;
+            eHi = eHi + stepHi + 1;
+          } else {
+            eLo = t;
+            eHi = eHi + stepHi;
+          }
+        } else {
+          this.encodeLeaf(paddr + i * pgsize, target);
+          eLo = this.outLo;
+          eHi = this.outHi;
+        }
+      }
+      w[o + 1] = eHi;
+      w[o] = eLo;
       stats.writes += 2;
     }
     if (added !== 0) this.#countAdd(table, added, target);
@@ -684,8 +772,10 @@ export abstract class RadixPgtable implements IoPgtable {
     remaining: number,
     gather: IotlbGather | null,
   ): number {
-    const stats = this.mem.stats;
-    const path = this.#pathTable;
+    const mem = this.mem;
+    const pc = this.#pc;
+    const stats = mem.stats;
+    const path = pc.path;
     const ilo = iova >>> 0;
     const ihi = (iova - ilo) / TWO32;
     const bytes = remaining * pgsize;
@@ -694,14 +784,14 @@ export abstract class RadixPgtable implements IoPgtable {
     let table = this.root;
     let from = 0;
     const key = target > 0 ? Math.floor(iova / this.#blockSize[target - 1]) : -1;
-    if (!cover && key >= 0 && this.#wcLevel === target && this.#wcKey === key) {
+    if (!cover && key >= 0 && pc.wcLevel === target && pc.wcKey === key) {
       table = path[target];
       from = target;
-    } else this.#wcLevel = -1;
+    } else pc.wcLevel = -1;
     for (let l = from; l < target; l++) {
       path[l] = table;
-      const w = this.#words(table, this.#idx(ilo, ihi, l), l);
-      const o = this.#off;
+      const w = wordsAt(pc, mem, table, this.#idx(ilo, ihi, l), l);
+      const o = pc.off;
       const lo = w[o];
       const hi = w[o + 1];
       stats.reads += 2;
@@ -710,7 +800,7 @@ export abstract class RadixPgtable implements IoPgtable {
         const span = this.#blockSize[l];
         if (bytes >= span && offsetIn(iova, span) === 0) {
           // dma_pte_clear_level: the range covers this entry's whole range.
-          this.#wcLevel = -1;
+          pc.wcLevel = -1;
           w[o] = 0;
           w[o + 1] = 0;
           stats.writes += 2;
@@ -732,32 +822,39 @@ export abstract class RadixPgtable implements IoPgtable {
     }
     path[target] = table;
     if (key >= 0) {
-      this.#wcLevel = target;
-      this.#wcKey = key;
+      pc.wcLevel = target;
+      pc.wcKey = key;
     }
     const first = this.#idx(ilo, ihi, target);
     const n = Math.min(remaining, this.#entries[target] - first);
     const tlb = this.tlb;
+    const addPage = gather !== null && !gather.queued && tlb !== null &&
+      tlb.tlbAddPage !== undefined;
+    const pm = pc.presentMask;
+    // Every format's last level holds pages only.
+    const lastLevel = target === this.levels - 1;
     let i = 0;
-    for (; i < n; i++) {
-      const w = this.#words(table, first + i, target);
-      const o = this.#off;
+    let w = wordsAt(pc, mem, table, first, target);
+    let o = pc.off;
+    for (; i < n; i++, o += 2) {
+      if (o === PAGE_WORDS) {
+        w = wordsAt(pc, mem, table, first + i, target);
+        o = pc.off;
+      }
       const lo = w[o];
       const hi = w[o + 1];
       stats.reads += 2;
-      if (!this.isPresent(lo, hi)) break;
+      if (pm !== 0 ? (lo & pm) === 0 : !this.isPresent(lo, hi)) break;
       // Present, so the page is backed: w is its live storage.
       w[o] = 0;
       w[o + 1] = 0;
       stats.writes += 2;
       const at = iova + i * pgsize;
-      if (this.isLeaf(lo, hi, target)) {
-        if (gather !== null && !gather.queued && tlb !== null && tlb.tlbAddPage !== undefined) {
-          tlb.tlbAddPage(gather, at, pgsize);
-        }
+      if (lastLevel || this.isLeaf(lo, hi, target)) {
+        if (addPage) tlb!.tlbAddPage!(gather!, at, pgsize);
       } else {
         // __arm_lpae_unmap: a table entry at the unmap size goes with its subtree.
-        this.#wcLevel = -1;
+        pc.wcLevel = -1;
         tlb?.tlbFlushWalk(at, pgsize, this.granule);
         this.#releaseTree(this.addrOf(lo, hi, target), target + 1, gather);
       }
@@ -768,11 +865,11 @@ export abstract class RadixPgtable implements IoPgtable {
     // Model experiment: unlink tables that became empty, deepest first, after the leaf work.
     let l = target;
     while (l > 0 && left === 0) {
-      this.#wcLevel = -1; // before any unlink, in case a flush callback throws
+      pc.wcLevel = -1; // before any unlink, in case a flush callback throws
       const t = path[l];
       const parent = path[l - 1];
-      const w = this.#words(parent, this.#idx(ilo, ihi, l - 1), l - 1);
-      const o = this.#off;
+      const w = wordsAt(pc, mem, parent, this.#idx(ilo, ihi, l - 1), l - 1);
+      const o = pc.off;
       w[o] = 0;
       w[o + 1] = 0;
       stats.writes += 2;
@@ -788,32 +885,34 @@ export abstract class RadixPgtable implements IoPgtable {
   /** `iova_to_phys`: the physical address `iova` translates to, or 0 when not mapped. */
   iovaToPhys(iova: number): number {
     if (!(iova >= 0 && iova < this.#iasLimit) || this.#freed) return 0;
-    const stats = this.mem.stats;
-    const path = this.#pathTable;
+    const mem = this.mem;
+    const pc = this.#pc;
+    const stats = mem.stats;
+    const path = pc.path;
     const ilo = iova >>> 0;
     const ihi = (iova - ilo) / TWO32;
     let table = this.root;
     let l = 0;
-    let cached = this.#wcLevel;
-    if (cached > 0 && this.#wcKey === Math.floor(iova / this.#blockSize[cached - 1])) {
+    let cached = pc.wcLevel;
+    if (cached > 0 && pc.wcKey === Math.floor(iova / this.#blockSize[cached - 1])) {
       table = path[cached];
       l = cached;
     } else {
-      this.#wcLevel = -1;
+      pc.wcLevel = -1;
       cached = -1;
     }
     for (; l < this.levels; l++) {
       path[l] = table;
-      const w = this.#words(table, this.#idx(ilo, ihi, l), l);
-      const o = this.#off;
+      const w = wordsAt(pc, mem, table, this.#idx(ilo, ihi, l), l);
+      const o = pc.off;
       const lo = w[o];
       const hi = w[o + 1];
       stats.reads += 2;
       const present = this.isPresent(lo, hi);
       if (!present || this.isLeaf(lo, hi, l)) {
         if (l > 0 && l !== cached) {
-          this.#wcLevel = l;
-          this.#wcKey = Math.floor(iova / this.#blockSize[l - 1]);
+          pc.wcLevel = l;
+          pc.wcKey = Math.floor(iova / this.#blockSize[l - 1]);
         }
         return present ? this.addrOf(lo, hi, l) + pgsizeOffset(iova, this.#blockSize[l]) : 0;
       }
@@ -890,8 +989,8 @@ export abstract class RadixPgtable implements IoPgtable {
     this.#alive("free_io_pgtable_ops");
     this.#releaseTree(this.root, 0, null);
     this.#count.clear();
-    this.#cntTable.fill(-1);
-    this.#wcLevel = -1;
+    this.#pc.cntTable.fill(-1);
+    this.#pc.wcLevel = -1;
     this.#freed = true;
   }
 

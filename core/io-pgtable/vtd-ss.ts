@@ -91,6 +91,8 @@ export class VtdSsPgtable extends RadixPgtable {
       idxBits: shifts.map(() => 9),
       tableBytes: 4096,
       freesCoveredTables: true,
+      presentLoMask: DMA_PTE_READ | DMA_PTE_WRITE,
+      leafLinearBelow: 2 ** 52,
     });
   }
 

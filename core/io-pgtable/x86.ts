@@ -101,6 +101,8 @@ export class X86Pgtable extends RadixPgtable {
       idxBits: shifts.map(() => 9),
       tableBytes: 4096,
       freesCoveredTables: true,
+      presentLoMask: X86_PTE_P,
+      leafLinearBelow: 2 ** 52,
     });
     this.#user = cfg.userMode === true;
     this.#canonLimit = 2 ** cfg.ias;

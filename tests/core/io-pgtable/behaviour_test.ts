@@ -350,3 +350,26 @@ Deno.test("VTD_SS: a 4K x 512 unmap covering a superpage clears it as dma_pte_cl
   assert.equal(t.unmapPages(4 * SZ_2M, SZ_4K, 511, new IotlbGather()), 0);
   assert.equal(t.iovaToPhys(4 * SZ_2M + 8), 0x4000_0008);
 });
+
+for (
+  const [name, fmt, over] of [
+    ...CONFIGS,
+    ["ARM_64_LPAE_S1 64K 52-bit", "ARM_64_LPAE_S1", { pgsizeBitmap: 0x10000, ias: 48, oas: 52 }],
+  ] as [string, IoPgtableFormat, Partial<IoPgtableCfg>][]
+) {
+  Deno.test(`${name}: a multi-page map writes the same entries as one map per page (across 2^32 and 2^48)`, () => {
+    const one = makeTable(fmt, over).t;
+    const many = makeTable(fmt, over).t;
+    const g = one.granule;
+    const oas = one.cfg.oas;
+    for (const [k, base] of [[0, 2 ** 32], [1, 2 ** 48], [2, 2 ** 40]] as const) {
+      if (base + 8 * g > 2 ** oas) continue;
+      const paddr = base - 3 * g;
+      const iova = (k + 1) * one.blockSize(one.levels - 2);
+      many.mapPages(iova, paddr, g, 7, RW | IOMMU_CACHE);
+      for (let i = 0; i < 7; i++) one.mapPages(iova + i * g, paddr + i * g, g, 1, RW | IOMMU_CACHE);
+    }
+    assert.deepEqual(many.leaves(), one.leaves());
+    assert.ok(many.leaves().length >= 7);
+  });
+}
