@@ -22,6 +22,7 @@ import {
   KIND_NESTED,
   KIND_SS,
   pageLo,
+  POW2,
   SIZES,
   type TlbEntry,
 } from "./tlb.ts";
@@ -226,7 +227,7 @@ export class VtdCaches {
     if (this.iotlb.liveOf(did) === 0) return;
     const skip = sm ? KIND_FS : -1;
     if (gran === 3) {
-      const size = 4096 * 2 ** am;
+      const size = 4096 * POW2[am];
       this.#dropIotlb(did, -1, alignDown(addr, size), size, skip, -1);
       // Nested entries are tagged by first-stage input address: a change
       // to the second stage may affect any of them, so drop them all.
@@ -240,7 +241,7 @@ export class VtdCaches {
     this.invPsc(false, did, pasid, gran === 3, addr, am, ih);
     if (this.iotlb.liveOf(did) === 0) return;
     if (gran === 3) {
-      const size = 4096 * 2 ** am;
+      const size = 4096 * POW2[am];
       this.#dropIotlb(did, pasid, alignDown(addr, size), size, KIND_SS, -1);
     } else this.#dropIotlb(did, pasid, 0, 0, KIND_SS, -1);
   }
@@ -313,7 +314,7 @@ export class VtdCaches {
     const hi = lo + (pasid < 0 ? 4194304 : 4);
     let r0 = 0, r1 = -1;
     if (page) {
-      const size = 4096 * 2 ** am;
+      const size = 4096 * POW2[am];
       const start = alignDown(addr, size);
       r0 = Math.floor(start / 2097152);
       r1 = Math.floor((start + size - 1) / 2097152);
@@ -367,8 +368,8 @@ export class VtdCaches {
     if (s) {
       // The lowest clear bit at or above bit 12 gives the size: 2^(k+1) bytes.
       let k = 12;
-      while (k < 63 && Math.floor(addr / 2 ** k) % 2 === 1) k++;
-      size = 2 ** (k + 1);
+      while (k < 63 && Math.floor(addr / POW2[k]) % 2 === 1) k++;
+      size = POW2[k + 1];
     }
     const start = alignDown(addr, size);
     for (const [pk, m] of d) {

@@ -31,6 +31,7 @@ import {
   KIND_FS,
   KIND_NESTED,
   KIND_SS,
+  POW2,
   SIZES,
   type TlbEntry,
 } from "./tlb.ts";
@@ -1278,7 +1279,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       }
       this.counters.pasidMisses++;
     }
-    if (pasid >= 2 ** (ctx.pdts + 7) * 64 || pasid >= 2 ** (this.opts.pss + 1)) {
+    if (pasid >= POW2[ctx.pdts + 7] * 64 || pasid >= POW2[this.opts.pss + 1]) {
       return this.#fault(out, req, 0x46, ctx.fpd, true);
     }
     const da = ctx.pasidDir + Math.floor(pasid / 64) * 8;
@@ -1449,7 +1450,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const prs = REG.PRS >> 2;
     const aLo = this.#regs[REG.PQA >> 2], aHi = this.#regs[(REG.PQA + 4) >> 2];
     const base = (aHi & 0xfffff) * TWO32 + ((aLo & 0xfffff000) >>> 0);
-    const size = 4096 * 2 ** (aLo & 7);
+    const size = 4096 * POW2[aLo & 7];
     const head = this.#regs[REG.PQH >> 2] & 0x7ffe0;
     const tail = this.#regs[REG.PQT >> 2] & 0x7ffe0;
     if (base === 0 || (tail + 32) % size === head || (this.#regs[prs] & PRS_PRO)) {

@@ -33,6 +33,9 @@ export interface TlbEntry {
   fault: number;
 }
 
+/** 2^i for i in 0..63 (a table lookup instead of Math.pow on invalidation and fetch paths). */
+export const POW2: Float64Array = Float64Array.from({ length: 64 }, (_, i) => 2 ** i);
+
 /** Page sizes a TLB entry can have, smallest (most common) first; the index is part of the key. */
 export const SIZES: readonly number[] = [4096, 2097152, 1073741824];
 
