@@ -1832,7 +1832,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.counters.staleHits++;
     const r = { cache, entry, missing };
     this.staleReports.push(r);
-    this.#m.trace.emit(this.name, "vtd_check_stale", { cache, entry, missing });
+    if (this.#m.trace.observed) {
+      this.#m.trace.emit(this.name, "vtd_check_stale", { cache, entry, missing });
+    }
   }
 
   // -------------------------------------------------------------------------
