@@ -24,11 +24,16 @@
  *   table an unmap leaves empty is unlinked, flushed and freed at once
  *   (deepest first, after the leaf invalidations were queued);
  * - the hot paths (map, unmap, iovaToPhys) allocate no objects: all walk
- *   state lives in preallocated typed arrays. They read and write entries
- *   through the live word arrays of the table pages (`PhysMem.pageWords`),
- *   one cached page per level, and take each level's index from the 32-bit
- *   halves of the iova; `mem.stats` still counts two reads or writes per
- *   64-bit entry access. A one-entry software walk cache lets a call in the
+ *   state lives in preallocated typed arrays, in one small monomorphic
+ *   object per table (V8 reaches the table objects themselves through
+ *   several hidden classes once a process has used several formats). They
+ *   read and write entries through the live word arrays of the table pages
+ *   (`PhysMem.pageWords`), one cached page per level, and take each level's
+ *   index from the 32-bit halves of the iova; `mem.stats` still counts two
+ *   reads or writes per 64-bit entry access. A run of pages is encoded once
+ *   and advanced by the page size where the format keeps the address in
+ *   place (`RadixGeometry.leafLinearBelow`), and presence is a mask test
+ *   (`presentLoMask`). A one-entry software walk cache lets a call in the
  *   same last-level table as the previous one start there (the engine alone
  *   links and unlinks tables, and drops the cache whenever it unlinks one).
  *
