@@ -102,7 +102,15 @@ Deno.test("the registry finds plugins by name and lists the known ones on a miss
   assert.throws(() => r.get("gamma"), isErr("ENOENT", /known backends: alpha, beta/));
   assert.throws(() => r.register(plugin({ name: "beta" })), isErr("EEXIST"));
   assert.throws(() => new PluginRegistry().get("x"), /\(none\)/);
-  assert.throws(() => r.register(plugin({ apiVersion: 99 })), isErr("EINVAL"));
+  assert.throws(
+    () => r.register(plugin({ name: "delta", apiVersion: 99 })),
+    isErr("EINVAL", /written for core API v99; this core implements v/),
+  );
+  assert.throws(() => r.get("gamma"), isErr("ENOENT"));
+  // Refusals leave the registry as it was.
+  assert.deepEqual(r.list().map((p) => p.name), ["alpha", "beta"]);
+  assert.equal(r.has("delta"), false);
+  assert.equal(r.get("beta"), a);
 });
 
 Deno.test("resolveOptions fills defaults and converts CLI strings", () => {

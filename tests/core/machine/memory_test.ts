@@ -138,7 +138,13 @@ Deno.test("a raw image loads at a base and saves back", () => {
   m.loadRaw(raw, 0x8000_0ffc);
   assert.deepEqual(m.saveRaw(0x8000_0ffc, raw.length), raw);
   assert.equal(m.read8(0x8000_0ffc + 9999), (9999 * 7) & 0xff);
-  assert.throws(() => m.loadRaw(raw, 2 ** 32 - 100), isErr("EFAULT"));
+  const before = m.stats.pagesBacked;
+  assert.throws(
+    () => m.loadRaw(raw, 2 ** 32 - 100),
+    isErr("EFAULT", /outside the 32-bit physical address space/),
+  );
+  assert.equal(m.stats.pagesBacked, before, "a raw image that does not fit writes nothing");
+  assert.equal(m.read32(2 ** 32 - 100), 0);
 });
 
 Deno.test("base64 helpers round-trip large arrays", () => {
