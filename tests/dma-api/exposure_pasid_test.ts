@@ -1,0 +1,90 @@
+/**
+ * On every built-in backend: the strict/lazy exposure window as the trace
+ * shows it, and DMA with PASID sharing the RID2PASID page table, with every
+ * invalidation (strict sync and lazy flush-all) covering both request kinds.
+ */
+import assert from "node:assert/strict";
+import { IommuCore, Machine, resolveOptions, type TraceEvent } from "@iommu-lab/core";
+import { dmaDevice, DmaDirection } from "@iommu-lab/dma-api";
+import { availableBackends } from "../../cli/backends.ts";
+
+const BIDIR = DmaDirection.BIDIRECTIONAL;
+const plugins = (await availableBackends()).filter((p) => p.name === "vtd" || p.name === "smmuv3");
+
+function setup(name: string, strict: boolean) {
+  const plugin = plugins.find((p) => p.name === name)!;
+  const m = new Machine();
+  const dev = m.pci.add({ name: "nic0", bus: 0, device: 3, fn: 0, pasidBits: 8 });
+  const { driver } = plugin.create(m, resolveOptions(plugin, {}));
+  const core = new IommuCore(m, { strict });
+  core.registerDriver(driver);
+  const dma = dmaDevice(core, dev);
+  const buf = m.pages.allocPage();
+  m.mem.fill(buf, 4096, 0x5a);
+  const events: TraceEvent[] = [];
+  m.trace.listen((e) => events.push(e));
+  return { m, dev, core, dma, buf, events };
+}
+
+for (const p of plugins) {
+  Deno.test(`${p.name}: strict unmap closes the window at once; the read after it faults`, () => {
+    const { m, dev, core, dma, buf, events } = setup(p.name, true);
+    const d = dma.dmaMapSingle(buf, 4096, BIDIR);
+    assert.equal(m.master(dev).read(d, 1).ok, true); // the IOTLB now holds the page
+    events.length = 0;
+    const syncs = core.counters.iotlbSyncs;
+    dma.dmaUnmapSingle(d, 4096, BIDIR);
+    assert.equal(core.counters.iotlbSyncs, syncs + 1, "one sync inside the unmap call");
+    const names = events.map((e) => e.name);
+    assert.equal(names.includes("dma:fq_queue"), false);
+    assert.ok(names.includes("dma:dma_unmap_page"), names.join(","));
+    assert.equal(m.master(dev).read(d, 1).ok, false, "no window in strict mode");
+  });
+
+  Deno.test(`${p.name}: lazy unmap leaves a window until the 10 ms flush-all, and the trace shows it`, () => {
+    const { m, dev, dma, buf, events } = setup(p.name, false);
+    assert.equal(dma.mode, "iommu-lazy");
+    const d = dma.dmaMapSingle(buf, 4096, BIDIR);
+    assert.equal(m.master(dev).read(d, 1).ok, true);
+    events.length = 0;
+    const t0 = m.clock.now();
+    dma.dmaUnmapSingle(d, 4096, BIDIR);
+    const q = events.find((e) => e.name === "dma:fq_queue")!;
+    assert.equal(q.fields.iova, d);
+    assert.equal(q.fields.size, 4096);
+    // Inside the window the device still reaches the unmapped page (stale IOTLB).
+    const r = m.master(dev).read(d, 1);
+    assert.equal(r.ok, true, "the unmapped page is still reachable before the flush");
+    assert.deepEqual([...r.data!], [0x5a]);
+    assert.equal(events.some((e) => e.name === "dma:fq_flush"), false);
+    m.clock.advance(10_000_000 - (m.clock.now() - t0));
+    const f = events.find((e) => e.name === "dma:fq_flush")!;
+    assert.ok(f, "the timer flushed");
+    assert.equal(f.t - q.t <= 10_000_000, true);
+    const rel = events.find((e) => e.name === "dma:fq_release")!;
+    assert.equal(rel.fields.iova, d, "the IOVA is released only after the flush");
+    assert.ok(events.indexOf(rel) > events.indexOf(f));
+    assert.equal(m.master(dev).read(d, 1).ok, false, "the window is closed");
+  });
+
+  for (const strict of [true, false]) {
+    Deno.test(`${p.name}: DMA with PASID shares the RID2PASID table; ${strict ? "strict sync" : "lazy flush-all"} invalidates both`, () => {
+      const { m, dev, core, dma, buf } = setup(p.name, strict);
+      const pasid = dma.enablePasid();
+      assert.equal(pasid, 1, "the lowest global PASID");
+      assert.equal(core.getDomainForDevPasid(dev, pasid), core.defaultDomainOf(dev));
+      const d = dma.dmaMapSingle(buf, 4096, BIDIR);
+      // A mapping made after enabling is seen by both request kinds at once.
+      assert.deepEqual([...m.master(dev).read(d, 2, { pasid }).data!], [0x5a, 0x5a]);
+      assert.deepEqual([...m.master(dev).read(d, 2).data!], [0x5a, 0x5a]);
+      assert.equal(m.master(dev).write(d, new Uint8Array([7]), { pasid }).ok, true);
+      assert.equal(m.mem.read8(buf), 7, "a PASID write lands in the same buffer");
+      dma.dmaUnmapSingle(d, 4096, BIDIR);
+      if (!strict) m.clock.advance(10_000_000);
+      assert.equal(m.master(dev).read(d, 2, { pasid }).ok, false, "PASID entry invalidated");
+      assert.equal(m.master(dev).read(d, 2).ok, false, "RID entry invalidated");
+      dma.disablePasid();
+      assert.equal(core.getDomainForDevPasid(dev, pasid), null);
+    });
+  }
+}
