@@ -88,3 +88,41 @@ for (const p of plugins) {
     });
   }
 }
+
+for (const p of plugins) {
+  Deno.test(`${p.name}: iommu.passthrough gives dma-direct: DMA address = physical, the device reaches it, no IOVA`, () => {
+    const m = new Machine();
+    const dev = m.pci.add({ name: "nic0", bus: 0, device: 3, fn: 0, dmaBits: 40 });
+    const { driver } = p.create(m, resolveOptions(p, {}));
+    const core = new IommuCore(m, { passthrough: true });
+    core.registerDriver(driver);
+    const dma = dmaDevice(core, dev);
+    assert.equal(dma.mode, "direct");
+    const buf = m.pages.allocPage();
+    m.mem.fill(buf, 4096, 0x33);
+    const d = dma.dmaMapSingle(buf + 0x10, 16, BIDIR);
+    assert.equal(d, buf + 0x10);
+    assert.deepEqual([...m.master(dev).read(d, 2).data!], [0x33, 0x33]);
+    assert.equal(dma.layer.counters.directMaps, 1);
+    assert.throws(
+      () => dma.dmaMapSingle(2 ** 40, 16, BIDIR),
+      (e) => e instanceof Error && /beyond the 40-bit DMA mask \(dma-direct\)/.test(e.message),
+    );
+    assert.equal(dma.layer.counters.directMaps, 1, "a refused map counts nothing");
+  });
+}
+
+Deno.test("a device without an IOMMU uses dma-direct and reaches memory directly", () => {
+  const m = new Machine();
+  const dev = m.pci.add({ name: "nic0", bus: 0, device: 3, fn: 0 });
+  const core = new IommuCore(m);
+  const dma = dmaDevice(core, dev);
+  assert.equal(dma.mode, "direct");
+  const buf = m.pages.allocPage();
+  m.mem.fill(buf, 8, 0x44);
+  const d = dma.dmaMapSingle(buf, 8, BIDIR);
+  assert.equal(d, buf);
+  assert.deepEqual([...m.master(dev).read(d, 2).data!], [0x44, 0x44]);
+  const sg = dma.dmaMapSg([{ paddr: buf, length: 8 }, { paddr: buf + 0x2000, length: 8 }], BIDIR);
+  assert.deepEqual(sg.segments.map((s) => s.dmaAddress), [buf, buf + 0x2000]);
+});
