@@ -67,7 +67,15 @@ export async function scenarioRun(
   const loaded = await loadScenario(target);
   const sb = loaded.scenario.backend;
   const name = o.backend ?? (typeof sb === "string" ? sb : sb?.name) ?? "vtd";
-  const plugin = await findBackend(name);
+  let plugin;
+  try {
+    plugin = await findBackend(name);
+  } catch (e) {
+    // A backend named by the scenario file: say where in the file.
+    if (o.backend !== undefined || !(e instanceof UserError) || !loaded.locate) throw e;
+    const path = typeof sb === "string" ? ["backend"] : ["backend", "name"];
+    throw new UserError(`${loaded.locate(path)}: ${path.join(".")}: ${e.message}`);
+  }
   const report = runScenario(loaded, {
     plugin,
     seed: o.seed,

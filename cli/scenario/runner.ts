@@ -148,7 +148,8 @@ export function runScenario(loaded: LoadedScenario, opts: RunOptions): RunReport
         }),
       );
     } catch (e) {
-      throw new UserError(`${file}: devices[${i}] (${d.name}): ${(e as Error).message}`);
+      const at = loaded.locate?.(["devices", i, "bdf"]) ?? file;
+      throw new UserError(`${at}: devices[${i}] (${d.name}): ${(e as Error).message}`);
     }
   });
   // Backend, core, default domains.

@@ -217,6 +217,11 @@ export interface LoadedScenario {
   file: string;
   /** 1-based source line of each step. */
   stepLines: number[];
+  /**
+   * `file:line:col` of the value at `path` (e.g. `["devices", 0, "bdf"]`),
+   * or of its nearest enclosing node; absent for scenarios built in code.
+   */
+  locate?: (path: readonly (string | number)[]) => string;
 }
 
 type Path = readonly PropertyKey[];
@@ -276,7 +281,7 @@ export function parseScenario(text: string, file: string): LoadedScenario {
     const n = doc.getIn(["steps", i], true) as { range?: number[] } | undefined;
     return n?.range ? lc.linePos(n.range[0]).line : 0;
   });
-  return { scenario: r.data as Scenario, file, stepLines };
+  return { scenario: r.data as Scenario, file, stepLines, locate: (path) => where(path) };
 }
 
 function knownKeys(path: readonly PropertyKey[]): string {

@@ -119,17 +119,17 @@ const BAD: [string, string, RegExp][] = [
   [
     "unknown backend",
     'name: x\nbackend: nosuch\ndevices:\n  - { name: a, bdf: "00:01.0" }\nsteps: []\n',
-    /unknown backend "nosuch"; built-in backends: vtd/,
+    /:2:10: backend: unknown backend "nosuch"; built-in backends: vtd/,
   ],
   [
     "impossible device address",
     'name: x\ndevices:\n  - { name: a, bdf: "00:2f.0" }\nsteps: []\n',
-    /devices\[0\] \(a\): .*device 47 is outside 0\.\.31/,
+    /:3:21: devices\[0\] \(a\): .*device 47 is outside 0\.\.31/,
   ],
   [
     "duplicate device address",
     'name: x\ndevices:\n  - { name: a, bdf: "00:01.0" }\n  - { name: b, bdf: "00:01.0" }\nsteps: []\n',
-    /devices\[1\] \(b\): .*already exists/,
+    /:4:21: devices\[1\] \(b\): .*already exists/,
   ],
 ];
 
@@ -141,9 +141,52 @@ for (const [what, text, re] of BAD) {
     assert.equal(r.err.trim().split("\n").length, 1, r.err);
     assert.match(r.err, /^iommu-lab: /);
     assert.match(r.err, re);
-    if (!/backend|device/.test(what)) assert.ok(r.err.includes(f), "names the file");
+    assert.ok(r.err.startsWith(`iommu-lab: ${f}:`), "names the file and line");
   });
 }
+
+const BAD_JSON: [string, string, RegExp][] = [
+  ["a syntax error", '{\n  "name": "j",\n  "devices": [\n}\n', /:4:1: syntax error/],
+  [
+    "an unknown field",
+    '{\n  "name": "j",\n  "devices": [{ "name": "a", "bdf": "00:01.0", "colour": 1 }],\n  "steps": []\n}\n',
+    /:3:48: devices\[0\]: unknown field "colour"; allowed: name, bdf/,
+  ],
+  [
+    "a wrong type",
+    '{\n  "name": "j",\n  "devices": [{ "name": "a", "bdf": "00:01.0" }],\n  "steps": [\n    { "alloc": { "name": "b", "size": "big" } }\n  ]\n}\n',
+    /:5:39: steps\[0\]\.alloc\.size: .*expected number/,
+  ],
+  [
+    "an unknown backend",
+    '{\n  "name": "j",\n  "backend": { "name": "nosuch" },\n  "devices": [{ "name": "a", "bdf": "00:01.0" }],\n  "steps": []\n}\n',
+    /:3:24: backend\.name: unknown backend "nosuch"/,
+  ],
+];
+
+for (const [what, text, re] of BAD_JSON) {
+  Deno.test(`a JSON scenario file with ${what} gives one line naming file, line and field, and exit 2`, async () => {
+    const f = await tmpFile(text, ".json");
+    const r = await cli("scenario", "run", f);
+    assert.equal(r.code, 2, r.out + r.err);
+    assert.equal(r.err.trim().split("\n").length, 1, r.err);
+    assert.ok(r.err.startsWith(`iommu-lab: ${f}:`), r.err);
+    assert.match(r.err, re);
+    assert.equal(r.out, "", "nothing runs");
+  });
+}
+
+Deno.test("--backend on the command line overrides a scenario's unknown backend", async () => {
+  const f = await tmpFile(
+    'name: x\nbackend: nosuch\ndevices:\n  - { name: a, bdf: "00:01.0" }\nsteps: []\n',
+    ".yaml",
+  );
+  const r = await cli("scenario", "run", f, "--backend", backends[0].name);
+  assert.equal(r.code, 0, r.err);
+  const bad = await cli("scenario", "run", "tour", "--backend", "nosuch");
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /^iommu-lab: unknown backend "nosuch"; built-in backends: /);
+});
 
 Deno.test("JSON scenario files are accepted", async () => {
   const f = await tmpFile(
