@@ -277,3 +277,43 @@ Deno.test("PRI queue overflow sets PRIQ_PROD.OVFLG and the request is lost", () 
   assert.equal(r.hw.counters.lostPriRecords, 1);
   assert.equal(r.hw.pendingPageRequests.length, 2);
 });
+
+Deno.test("S1DSS with stage 2 (Config 0b111): BYPASS skips only stage 1, TERMINATE stops, SSID0 reads CD 0 through stage 2", () => {
+  for (const s1dss of [0, 1, 2]) {
+    const r = new Rig();
+    const st = r.linearStrtab(4);
+    r.enable(LOG);
+    const OFF = -0x4000_0000; // IPA = PA - OFF
+    const s2root = r.newTable();
+    const s2map = (pa: number) => r.mapPage(s2root, pa - OFF, pa, 0x400 | 0xc0);
+    const data = r.alloc(4096);
+    s2map(data);
+    const cds = r.alloc(4 * 64, 64); // S1CDMax 2: CDs 0..3, CD 0 and CD 1 left invalid
+    s2map(cds);
+    r.writeSte(st + 64, {
+      CONFIG: 7,
+      S1ContextPtr: cds - OFF,
+      S1CDMax: 2,
+      S1DSS: s1dss,
+      S2VMID: 3,
+      S2T0SZ: 16,
+      S2SL0: 2,
+      S2AA64: 1,
+      S2PS: 5,
+      S2TTB: s2root / 16,
+      S2R: 1,
+    });
+    const noSsid = r.tr(1, data - OFF + 0x10);
+    if (s1dss === 1) {
+      assert.equal(noSsid.ok, true);
+      assert.equal(noSsid.pa, data + 0x10); // stage 2 alone
+    } else if (s1dss === 0) assert.equal(noSsid.fault, "F_STREAM_DISABLED");
+    else assert.equal(noSsid.fault, "C_BAD_CD"); // CD 0, fetched through stage 2, is invalid
+    assert.equal(
+      r.tr(1, 0x1000, { ssid: 0 }).fault,
+      s1dss === 2 ? "C_BAD_SUBSTREAMID" : "C_BAD_CD",
+    );
+    assert.equal(r.tr(1, 0x1000, { ssid: 1 }).fault, "C_BAD_CD");
+    assert.equal(r.tr(1, 0x1000, { ssid: 4 }).fault, "C_BAD_SUBSTREAMID");
+  }
+});
