@@ -68,7 +68,11 @@ export async function demo(scenario: string, io: CliIo, c: Colors): Promise<numb
   for (const b of all) if (!b.plugin) io.out(c.yellow(`  ${b.name}: ${b.error}\n`));
   const bar = io.isTTY
     ? new cliProgress.SingleBar(
-      { format: "  {bar} {value}/{total} {backend}", hideCursor: true },
+      {
+        format: "  {bar} {value}/{total} {backend}",
+        hideCursor: true,
+        stream: barStream(io),
+      },
       cliProgress.Presets.shades_classic,
     )
     : null;
@@ -107,4 +111,16 @@ export async function demo(scenario: string, io: CliIo, c: Colors): Promise<numb
   }
   io.out(c.dim("\nmodeled µs: counters × latencies of the cost model (cli/cost.ts)\n"));
   return reports.every((r) => r.ok) ? 0 : 1;
+}
+
+/** A terminal stream for the progress bar that writes through `io.err`. */
+function barStream(io: CliIo): NodeJS.WritableStream {
+  return {
+    isTTY: true,
+    columns: 80,
+    write(chunk: string | Uint8Array): boolean {
+      io.err(typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk));
+      return true;
+    },
+  } as unknown as NodeJS.WritableStream;
 }

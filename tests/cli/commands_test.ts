@@ -199,3 +199,40 @@ Deno.test("inspect decode takes a VT-d root entry by its short name, two 64-bit 
   assert.match(r.out, /UP +\[64:64\] = 0x1/);
   assert.match(r.out, /UCTP +\[127:76\] = 0x67890000/);
 });
+
+async function demoWith(isTTY: boolean, color: boolean) {
+  const { runCli } = await import("../../cli/app.ts");
+  let out = "", err = "";
+  const code = await runCli(["demo"], {
+    out: (s) => void (out += s),
+    err: (s) => void (err += s),
+    isTTY,
+    color,
+  });
+  return { code, out, err };
+}
+
+Deno.test("demo on a terminal draws a progress bar (on stderr) instead of plain lines", async () => {
+  const r = await demoWith(true, true);
+  assert.equal(r.code, 0, r.out);
+  const n = await builtinCount();
+  assert.match(r.err, new RegExp(`█+ ${n}/${n} `), "the bar reaches the backend count");
+  assert.ok(!r.out.includes("running tour on"), "no plain progress lines on a terminal");
+  assert.ok(r.out.includes("\u001b["), "colors on a terminal without NO_COLOR");
+  const plain = await demoWith(false, false);
+  assert.equal(plain.err, "", "no bar when stdout is not a terminal");
+  assert.match(plain.out, /running tour on vtd\.\.\./);
+});
+
+Deno.test("a terminal with NO_COLOR (color off) gets no color codes but still the bar", async () => {
+  const r = await demoWith(true, false);
+  assert.equal(r.code, 0);
+  assert.ok(!r.out.includes("\u001b["), "NO_COLOR: no escape codes in the output");
+  assert.match(r.out, /^result +(PASS +)+PASS$/m);
+  assert.match(r.err, /█/);
+});
+
+async function builtinCount(): Promise<number> {
+  const { builtinBackends } = await import("../../cli/backends.ts");
+  return (await builtinBackends()).filter((b) => b.plugin).length;
+}
