@@ -47,10 +47,34 @@ export interface CtxEntry {
   pdts: number;
   pasidDir: number;
   ridPasid: number;
-  /** Raw words as fetched (for checking mode). */
-  raw: readonly number[];
+  /** Words as fetched (for checking mode): the first `rawLen` of 8. */
+  raw: number[];
+  /** Words of `raw` in use (8 scalable, 4 legacy; 0 for a fresh walk's entry). */
+  rawLen: number;
   /** Address the entry was fetched from. */
   addr: number;
+}
+
+/** A blank context-cache entry (filled by the model, recycled after invalidation). */
+export function newCtxEntry(): CtxEntry {
+  return {
+    rid: 0,
+    sm: false,
+    fpd: false,
+    tt: 0,
+    slptr: 0,
+    aw: 0,
+    did: 0,
+    dte: false,
+    paside: false,
+    pre: false,
+    pdts: 0,
+    pasidDir: 0,
+    ridPasid: 0,
+    raw: [0, 0, 0, 0, 0, 0, 0, 0],
+    rawLen: 0,
+    addr: 0,
+  };
 }
 
 /** A decoded PASID entry held in the PASID cache. */
@@ -68,8 +92,30 @@ export interface PasidCacheEntry {
   flpm: number;
   wpe: boolean;
   flptr: number;
-  raw: readonly number[];
+  /** The 16 words as fetched (for checking mode). */
+  raw: number[];
   addr: number;
+}
+
+/** A blank PASID-cache entry (filled by the model, recycled after invalidation). */
+export function newPasidEntry(): PasidCacheEntry {
+  return {
+    rid: 0,
+    pasid: 0,
+    fpd: false,
+    pgtt: 0,
+    aw: 0,
+    ssade: false,
+    slptr: 0,
+    did: 0,
+    sre: false,
+    ere: false,
+    flpm: 0,
+    wpe: false,
+    flptr: 0,
+    raw: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    addr: 0,
+  };
 }
 
 /** Entry counts of every cache. */
@@ -94,6 +140,13 @@ export class VtdCaches {
   readonly ctx: Map<number, CtxEntry> = new Map();
   /** PASID cache: RID * 2^20 + PASID -> decoded entry. */
   readonly pasid: Map<number, PasidCacheEntry> = new Map();
+  /**
+   * Context entries removed by an invalidation, for reuse (the generation
+   * bump that removes them ends every memo holding them).
+   */
+  readonly ctxPool: CtxEntry[] = [];
+  /** PASID entries removed by an invalidation, for reuse. */
+  readonly pasidPool: PasidCacheEntry[] = [];
   /**
    * IOTLB, tagged by (DID, PASID) and size class; address key = the entry's
    * aligned input address, value = its output address, info = perm, kind,
@@ -187,18 +240,29 @@ export class VtdCaches {
   /** Context-cache invalidation: 1 global, 2 domain (global in scalable mode), 3 device with function mask. */
   invContext(sm: boolean, gran: number, did: number, sid: number, fm: number): void {
     this.gen++;
+    const ctx = this.ctx, pool = this.ctxPool;
+    if (ctx.size === 0) return;
     if (gran === 1 || (gran === 2 && sm)) {
-      if (this.ctx.size !== 0) this.ctx.clear();
+      for (const e of ctx.values()) pool.push(e);
+      ctx.clear();
       return;
     }
     if (gran === 2) {
-      for (const [k, e] of this.ctx) if (e.did === did) this.ctx.delete(k);
+      for (const [k, e] of ctx) {
+        if (e.did === did) {
+          ctx.delete(k);
+          pool.push(e);
+        }
+      }
       return;
     }
     if (gran === 3) {
       const mask = fm === 0 ? 0xffff : fm === 1 ? 0xfffe : fm === 2 ? 0xfffc : 0xfff8;
-      for (const k of [...this.ctx.keys()]) {
-        if ((k & mask) === (sid & mask)) this.ctx.delete(k);
+      for (const [k, e] of ctx) {
+        if ((k & mask) === (sid & mask)) {
+          ctx.delete(k);
+          pool.push(e);
+        }
       }
     }
   }
@@ -343,16 +407,17 @@ export class VtdCaches {
   /** PASID-cache invalidation: 0 domain, 1 PASID within domain, 3 global. */
   invPasidCache(gran: number, did: number, pasid: number): void {
     this.gen++;
+    const pc = this.pasid, pool = this.pasidPool;
+    if (pc.size === 0) return;
     if (gran === 3) {
-      if (this.pasid.size !== 0) this.pasid.clear();
+      for (const e of pc.values()) pool.push(e);
+      pc.clear();
       return;
     }
-    for (const [k, e] of this.pasid) {
-      if (
-        gran === 3 || (gran === 0 && e.did === did) ||
-        (gran === 1 && e.did === did && e.pasid === pasid)
-      ) {
-        this.pasid.delete(k);
+    for (const [k, e] of pc) {
+      if ((gran === 0 && e.did === did) || (gran === 1 && e.did === did && e.pasid === pasid)) {
+        pc.delete(k);
+        pool.push(e);
       }
     }
   }

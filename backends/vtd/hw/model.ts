@@ -36,7 +36,14 @@ import {
   type TlbEntry,
 } from "./tlb.ts";
 import { setOf } from "./assoc.ts";
-import { type CacheSizes, type CtxEntry, type PasidCacheEntry, VtdCaches } from "./caches.ts";
+import {
+  type CacheSizes,
+  type CtxEntry,
+  newCtxEntry,
+  newPasidEntry,
+  type PasidCacheEntry,
+  VtdCaches,
+} from "./caches.ts";
 import { encodeCap, encodeEcap, type VtdOptions } from "./options.ts";
 import {
   ECTL_IM,
@@ -74,8 +81,6 @@ import {
 
 const TWO32 = 4294967296;
 const TWO20 = 1048576;
-/** The raw words of a structure entry decoded for a fresh walk (never cached, never compared). */
-const NO_RAW: readonly number[] = [];
 /** Page-memo slots of structure fetches (walk levels use 1..5 and 9..13). */
 const SLOT_ROOT = 16,
   SLOT_CONTEXT = 17,
@@ -206,6 +211,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #nextFr = 0;
   /** The caches (context, PASID, IOTLB, paging-structure, device TLB). */
   readonly #c: VtdCaches;
+  /** The context entry a fresh walk (checking mode) decodes into (never cached). */
+  readonly #freshCtx: CtxEntry = newCtxEntry();
+  /** The PASID entry a fresh walk decodes into (never cached). */
+  readonly #freshPe: PasidCacheEntry = newPasidEntry();
   readonly #atsTimeout = new Set<number>();
   /** Tag the next top-level walk may use the paging-structure cache with (-1 = none). */
   #pscTag = -1;
@@ -1173,7 +1182,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       const c = this.#c.ctx.get(rid);
       if (c !== undefined && c.sm === sm) {
         this.counters.ctxHits++;
-        if (this.checking) this.#checkRaw("context-cache", c.addr, c.raw, rid, -1, 0);
+        if (this.checking) this.#checkRaw("context-cache", c.addr, c.raw, c.rawLen, rid, -1, 0);
         return c;
       }
       this.counters.ctxMisses++;
@@ -1202,63 +1211,62 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.counters.walkReads++;
     this.#accessCode = sm ? 0x40 : 0x9;
     const f = this.#fetchWords(ctp, n, SLOT_CONTEXT);
-    // A plain copy for the cache (a fresh walk's entry is dropped: no copy).
-    const raw = !useCache
-      ? NO_RAW
-      : sm
-      ? [f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]]
-      : [f[0], f[1], f[2], f[3]];
-    const w0 = f[0];
+    const w0 = f[0], w1 = f[1], w2 = f[2];
     const fpd = (w0 & 2) !== 0;
     if (!(w0 & 1)) {
       // FPD is only meaningful in a present entry.
       return this.#fault(out, req, sm ? 0x41 : 0x2, false, true);
     }
-    const e: CtxEntry = {
-      rid,
-      sm,
-      fpd,
-      tt: 0,
-      slptr: 0,
-      aw: 0,
-      did: 0,
-      dte: false,
-      paside: false,
-      pre: false,
-      pdts: 0,
-      pasidDir: 0,
-      ridPasid: 0,
-      raw,
-      addr: ctp,
-    };
+    // Decode and check first; then fill a recycled entry (no allocation once warm).
+    let tt = 0, slptr = 0, aw = 0, did = 0, pdts = 0, pasidDir = 0, ridPasid = 0;
+    let dte = false, paside = false, pre = false;
     if (!sm) {
-      e.tt = (w0 >>> 2) & 3;
-      e.slptr = (f[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
-      e.aw = f[2] & 7;
-      e.did = (f[2] >>> 8) & 0xffff;
-      if ((w0 & 0xff0) || (f[2] & 0xf8) || (f[2] >>> 24) || f[3]) {
+      tt = (w0 >>> 2) & 3;
+      slptr = (w1 & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
+      aw = w2 & 7;
+      did = (w2 >>> 8) & 0xffff;
+      if ((w0 & 0xff0) || (w2 & 0xf8) || (w2 >>> 24) || f[3]) {
         return this.#fault(out, req, 0xb, fpd, true);
       }
-      const badTt = e.tt === 3 || (e.tt === 1 && !this.opts.dt) || (e.tt === 2 && !this.opts.pt);
-      const badAw = e.tt !== 2 && !((this.opts.sagaw >> e.aw) & 1);
+      const badTt = tt === 3 || (tt === 1 && !this.opts.dt) || (tt === 2 && !this.opts.pt);
+      const badAw = tt !== 2 && !((this.opts.sagaw >> aw) & 1);
       if (badTt || badAw) return this.#fault(out, req, 0x3, fpd, true);
     } else {
-      e.dte = (w0 & 4) !== 0;
-      e.paside = (w0 & 8) !== 0;
-      e.pre = (w0 & 16) !== 0;
-      e.pdts = (w0 >>> 9) & 7;
-      e.pasidDir = (f[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
-      e.ridPasid = f[2] & 0xfffff;
-      if ((w0 & 0x1e0) || (f[2] >>> 20) || f[3] || f[4] || f[5] || f[6] || f[7]) {
+      dte = (w0 & 4) !== 0;
+      paside = (w0 & 8) !== 0;
+      pre = (w0 & 16) !== 0;
+      pdts = (w0 >>> 9) & 7;
+      pasidDir = (w1 & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
+      ridPasid = w2 & 0xfffff;
+      if ((w0 & 0x1e0) || (w2 >>> 20) || f[3] || f[4] || f[5] || f[6] || f[7]) {
         return this.#fault(out, req, 0x42, fpd, true);
       }
-      if (e.dte && !this.opts.dt) return this.#fault(out, req, 0x43, fpd, true);
-      if (e.pre && !this.opts.prs) return this.#fault(out, req, 0x43, fpd, true);
+      if (dte && !this.opts.dt) return this.#fault(out, req, 0x43, fpd, true);
+      if (pre && !this.opts.prs) return this.#fault(out, req, 0x43, fpd, true);
     }
+    const e = useCache ? (this.#c.ctxPool.pop() ?? newCtxEntry()) : this.#freshCtx;
+    e.rid = rid;
+    e.sm = sm;
+    e.fpd = fpd;
+    e.tt = tt;
+    e.slptr = slptr;
+    e.aw = aw;
+    e.did = did;
+    e.dte = dte;
+    e.paside = paside;
+    e.pre = pre;
+    e.pdts = pdts;
+    e.pasidDir = pasidDir;
+    e.ridPasid = ridPasid;
+    e.addr = ctp;
     if (useCache) {
+      // The words as fetched, for checking mode (a fresh walk's entry is dropped: no copy).
+      const raw = e.raw;
+      for (let i = 0; i < n; i++) raw[i] = f[i];
+      e.rawLen = n;
       this.#c.ctx.set(rid, e);
       this.#c.gen++;
-    }
+    } else e.rawLen = 0;
     return e;
   }
 
@@ -1274,7 +1282,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       const c = this.#c.pasid.get(key);
       if (c !== undefined) {
         this.counters.pasidHits++;
-        if (this.checking) this.#checkRaw("pasid-cache", c.addr, c.raw, ctx.rid, pasid, c.did);
+        if (this.checking) {
+          this.#checkRaw("pasid-cache", c.addr, c.raw, 16, ctx.rid, pasid, c.did);
+        }
         return c;
       }
       this.counters.pasidMisses++;
@@ -1293,64 +1303,50 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.counters.walkReads++;
     this.#accessCode = 0x58;
     const w = this.#fetchWords(ta, 16, SLOT_PASID_TABLE);
-    // A plain copy for the cache (allocating a typed array costs far more).
-    const raw = !useCache ? NO_RAW : [
-      w[0],
-      w[1],
-      w[2],
-      w[3],
-      w[4],
-      w[5],
-      w[6],
-      w[7],
-      w[8],
-      w[9],
-      w[10],
-      w[11],
-      w[12],
-      w[13],
-      w[14],
-      w[15],
-    ];
-    const fpd = ctx.fpd || (w[0] & 2) !== 0;
-    if (!(w[0] & 1)) return this.#fault(out, req, 0x59, ctx.fpd, true);
+    const w0 = w[0], w4 = w[4];
+    const fpd = ctx.fpd || (w0 & 2) !== 0;
+    if (!(w0 & 1)) return this.#fault(out, req, 0x59, ctx.fpd, true);
     // reserved: bits 11:10, 86:80, 127:89, 139:136 except 135/133?, 191 beyond + words 6..15
     if (
-      (w[0] & 0xc00) || (w[2] & 0x007f0000) || (w[2] >>> 25) || w[3] || (w[4] & 0x740) ||
+      (w0 & 0xc00) || (w[2] & 0x007f0000) || (w[2] >>> 25) || w[3] || (w4 & 0x740) ||
       w[6] || w[7] || w[8] || w[9] || w[10] || w[11] || w[12] || w[13] || w[14] || w[15] ||
       (w[5] & 0xfff00000)
     ) {
       return this.#fault(out, req, 0x5a, fpd, true);
     }
-    const e: PasidCacheEntry = {
-      rid: ctx.rid,
-      pasid,
-      fpd,
-      pgtt: (w[0] >>> 6) & 7,
-      aw: (w[0] >>> 2) & 7,
-      ssade: (w[0] & 0x200) !== 0,
-      slptr: (w[1] & 0xfffff) * TWO32 + ((w[0] & 0xfffff000) >>> 0),
-      did: w[2] & 0xffff,
-      sre: (w[4] & 1) !== 0,
-      ere: (w[4] & 2) !== 0,
-      flpm: (w[4] >>> 2) & 3,
-      wpe: (w[4] & 0x10) !== 0,
-      flptr: (w[5] & 0xfffff) * TWO32 + ((w[4] & 0xfffff000) >>> 0),
-      raw,
-      addr: ta,
-    };
+    // Decode and check first; then fill a recycled entry (no allocation once warm).
+    const pgtt = (w0 >>> 6) & 7, aw = (w0 >>> 2) & 7, ssade = (w0 & 0x200) !== 0;
+    const sre = (w4 & 1) !== 0, flpm = (w4 >>> 2) & 3;
     const o = this.opts;
-    const usesSs = e.pgtt === PGTT_SL_ONLY || e.pgtt === PGTT_NESTED;
-    const usesFs = e.pgtt === PGTT_FL_ONLY || e.pgtt === PGTT_NESTED;
-    const bad = e.pgtt === 0 || e.pgtt > 4 ||
-      (e.pgtt === PGTT_FL_ONLY && !o.flts) || (e.pgtt === PGTT_SL_ONLY && !o.slts) ||
-      (e.pgtt === PGTT_NESTED && !(o.nest && o.flts && o.slts)) || (e.pgtt === PGTT_PT && !o.pt) ||
-      (usesSs && !((o.sagaw >> e.aw) & 1)) ||
-      (usesFs && (e.flpm > 1 || (e.flpm === 1 && !o.fl5lp))) ||
-      (e.ssade && !o.slads);
+    const usesSs = pgtt === PGTT_SL_ONLY || pgtt === PGTT_NESTED;
+    const usesFs = pgtt === PGTT_FL_ONLY || pgtt === PGTT_NESTED;
+    const bad = pgtt === 0 || pgtt > 4 ||
+      (pgtt === PGTT_FL_ONLY && !o.flts) || (pgtt === PGTT_SL_ONLY && !o.slts) ||
+      (pgtt === PGTT_NESTED && !(o.nest && o.flts && o.slts)) || (pgtt === PGTT_PT && !o.pt) ||
+      (usesSs && !((o.sagaw >> aw) & 1)) ||
+      (usesFs && (flpm > 1 || (flpm === 1 && !o.fl5lp))) ||
+      (ssade && !o.slads);
     if (bad) return this.#fault(out, req, 0x5b, fpd, true);
-    if (e.sre && !o.srs) return this.#fault(out, req, 0x5b, fpd, true);
+    if (sre && !o.srs) return this.#fault(out, req, 0x5b, fpd, true);
+    const e = useCache ? (this.#c.pasidPool.pop() ?? newPasidEntry()) : this.#freshPe;
+    e.rid = ctx.rid;
+    e.pasid = pasid;
+    e.fpd = fpd;
+    e.pgtt = pgtt;
+    e.aw = aw;
+    e.ssade = ssade;
+    e.slptr = (w[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
+    e.did = w[2] & 0xffff;
+    e.sre = sre;
+    e.ere = (w4 & 2) !== 0;
+    e.flpm = flpm;
+    e.wpe = (w4 & 0x10) !== 0;
+    e.flptr = (w[5] & 0xfffff) * TWO32 + ((w4 & 0xfffff000) >>> 0);
+    e.addr = ta;
     if (useCache) {
+      // The words as fetched, for checking mode (a fresh walk's entry is dropped: no copy).
+      const raw = e.raw;
+      for (let i = 0; i < 16; i++) raw[i] = w[i];
       this.#c.pasid.set(key, e);
       this.#c.gen++;
     }
@@ -1704,12 +1700,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     cache: string,
     addr: number,
     raw: readonly number[],
+    n: number,
     rid: number,
     pasid: number,
     did: number,
   ) {
     const mem = this.#mem;
-    const n = raw.length;
     let p: Uint32Array | null = null, o = 0, direct = false;
     if (addr >= 0 && addr + 4 * n <= mem.limit && (addr & 3) === 0) {
       // Compare in place through the remembered page; reads counted as read32 would.
