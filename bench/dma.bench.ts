@@ -187,7 +187,10 @@ export function report(out: (s: string) => void = (s) => console.log(s)): void {
         const per = pages === 1 ? 16 : 4;
         const r = measure(dma, buf, size, pages === 1 ? 24 : 12, per, pages === 1 ? 200 : 25);
         const mode = strict ? "strict" : dma.mode === "iommu-lazy" ? "lazy" : "lazy(n/a: strict)";
-        out(`${p.name} ${mode} -g ${pages}:`);
+        out(`# ${p.name} ${mode}`);
+        out(
+          `dma mapping benchmark: threads:1 seconds:0 node:-1 dir:BIDIRECTIONAL granule: ${pages}`,
+        );
         out(
           `average map latency(us):${r.map[0].toFixed(1)} standard deviation:${
             r.map[1].toFixed(1)

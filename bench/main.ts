@@ -3,17 +3,38 @@
  * module (each registers mitata benches when imported) and prints mitata's
  * report, or JSON with `--json`. Modules that export `report()` print
  * extra lines in their own form afterwards (not with `--json`; with
- * `--filter` only when the filter mentions "dma").
+ * `--filter` only when the filter mentions "dma"). A bad argument is one
+ * line on stderr and exit code 2. `--json` leaves out the raw samples.
  */
 
 import { run } from "mitata";
 import { parseArgs } from "node:util";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { json: { type: "boolean", default: false }, filter: { type: "string" } },
-  strict: true,
-});
+/** A bad argument: one line on stderr, exit code 2 (as the CLI does). */
+function usageError(msg: string): never {
+  console.error(`bench: ${msg}; usage: deno task bench [--json] [--filter REGEX]`);
+  Deno.exit(2);
+}
+
+let values: { json: boolean; filter?: string };
+try {
+  values = parseArgs({
+    args: Deno.args,
+    options: { json: { type: "boolean", default: false }, filter: { type: "string" } },
+    strict: true,
+    allowPositionals: false,
+  }).values;
+} catch (e) {
+  usageError((e as Error).message.split("\n")[0]);
+}
+let filter: RegExp | undefined;
+if (values.filter !== undefined) {
+  try {
+    filter = new RegExp(values.filter, "i");
+  } catch (e) {
+    usageError(`--filter "${values.filter}": ${(e as Error).message}`);
+  }
+}
 
 const dir = new URL(".", import.meta.url);
 const files: string[] = [];
@@ -30,9 +51,10 @@ for (const f of files) {
 }
 
 await run({
-  format: values.json ? "json" : "mitata",
-  filter: values.filter ? new RegExp(values.filter, "i") : undefined,
-  colors: !Deno.env.get("NO_COLOR"),
+  // JSON keeps the statistics, not every sample (megabytes per bench).
+  format: values.json ? { json: { debug: false, samples: false } } : "mitata",
+  filter,
+  colors: !Deno.env.get("NO_COLOR") && Deno.stdout.isTerminal(),
 });
 
 if (!values.json && (!values.filter || /dma/i.test(values.filter))) {

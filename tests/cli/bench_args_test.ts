@@ -1,0 +1,46 @@
+/**
+ * `deno task bench` arguments: bad ones are one line and exit 2; `--json`
+ * prints mitata's JSON (statistics, no raw samples) and nothing else.
+ */
+import assert from "node:assert/strict";
+
+const MAIN = new URL("../../bench/main.ts", import.meta.url).pathname;
+
+async function bench(...args: string[]) {
+  const o = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+}
+
+Deno.test("bench: an unknown option, a positional argument or a bad --filter regex exit 2 with one line", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--bogus"], /^bench: Unknown option '--bogus'; usage: deno task bench \[--json\]/],
+    [["extra"], /^bench: Unexpected argument 'extra'/],
+    [["--filter", "("], /^bench: --filter "\(": Invalid regular expression/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await bench(...args);
+    assert.equal(r.code, 2, args.join(" "));
+    assert.equal(r.out, "");
+    assert.equal(r.err.trim().split("\n").length, 1, r.err);
+    assert.match(r.err, re);
+  }
+});
+
+Deno.test("bench --json --filter prints only JSON: the layout of every group and no raw samples", async () => {
+  const r = await bench("--json", "--filter", "^no bench has this name$");
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out);
+  assert.deepEqual(j.benchmarks, [], "the filter selected nothing");
+  const groups = (j.layout as { name: string | null }[]).map((g) => g.name).filter(Boolean);
+  assert.ok(groups.some((n) => /^dma_map_benchmark /.test(n!)), groups.join(", "));
+  assert.ok(groups.some((n) => /^io-pgtable /.test(n!)), groups.join(", "));
+  assert.ok(!r.out.includes('"samples":['), "samples are left out");
+  assert.ok(r.out.length < 100_000, `${r.out.length} bytes`);
+  assert.ok(!r.out.includes("average map latency"), "no kernel-form lines with --json");
+});
