@@ -236,3 +236,25 @@ async function builtinCount(): Promise<number> {
   const { builtinBackends } = await import("../../cli/backends.ts");
   return (await builtinBackends()).filter((b) => b.plugin).length;
 }
+
+Deno.test("inspect decode prints the leaf entries of the Arm LPAE S1/S2 and VT-d second-stage formats", async () => {
+  // The S1 4K page R|W|NOEXEC|CACHE of the io-pgtable tests.
+  const s1 = await cli("inspect", "decode", "ARM_LPAE_S1_LEAF", "0x0060000012345f47");
+  assert.equal(s1.code, 0, s1.err);
+  assert.match(s1.out, /ATTRINDX +\[4:2\] = 0x1 \(CACHE\)/);
+  assert.match(s1.out, /AF +\[10:10\] = 0x1/);
+  assert.match(s1.out, /nG +\[11:11\] = 0x1/);
+  assert.match(s1.out, /OA +\[47:12\] = 0x12345000/);
+  assert.match(s1.out, /UXN +\[54:54\] = 0x1/);
+  const s2 = await cli("inspect", "decode", "arm_lpae_s2_leaf", "0x0040000012345fff");
+  assert.equal(s2.code, 0, s2.err);
+  assert.match(s2.out, /MEMATTR +\[5:2\] = 0xf \(OIWB\)/);
+  assert.match(s2.out, /S2AP +\[7:6\] = 0x3 \(RW\)/);
+  assert.match(s2.out, /XN +\[54:53\] = 0x2/);
+  const ss = await cli("inspect", "decode", "VTD_SS_PTE", "0x12345883");
+  assert.equal(ss.code, 0, ss.err);
+  assert.match(ss.out, /R +\[0:0\] = 0x1/);
+  assert.match(ss.out, /PS +\[7:7\] = 0x1/);
+  assert.match(ss.out, /SNP +\[11:11\] = 0x1/);
+  assert.match(ss.out, /ADDR +\[51:12\] = 0x12345000/);
+});
