@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { IOMMU_READ } from "@iommu-lab/core";
-import { resolveVtdOptions } from "../../../backends/vtd/mod.ts";
+import { QI_IOTLB_DESC, resolveVtdOptions } from "../../../backends/vtd/mod.ts";
 import { AssocCache, cacheTag, geometry, setOf } from "../../../backends/vtd/hw/assoc.ts";
 import { setup, xlate } from "./helpers.ts";
 
@@ -190,4 +190,21 @@ Deno.test("set index: consecutive keys in an aligned run of 512 take distinct se
     for (let k = 0; k < 512; k++) sets.add(setOf((base + k) >>> 0, 3, 0, 511));
     assert.equal(sets.size, 512);
   }
+});
+
+Deno.test("IOTLB entries above 4 GiB: hits, and a page-selective invalidation drops exactly its page", () => {
+  const env = setup({ flts: false });
+  const d = env.drv.domainAllocPaging(env.nic, 0);
+  d.attachDev(env.nic, null);
+  const vas = [0x10_0000_0000, 0x10_0000_1000, 0x7f_ffff_f000, 0x1_0000_0000 + 0x1000];
+  vas.forEach((va, i) => d.mapPages(va, 0x8000_0000 + i * 0x1000, 4096, 1, IOMMU_READ));
+  for (const va of vas) xlate(env.hw, env.nic, va);
+  const hits = env.hw.counters.iotlbHits;
+  vas.forEach((va, i) =>
+    assert.equal(xlate(env.hw, env.nic, va + 8).pa, 0x8000_0000 + i * 0x1000 + 8)
+  );
+  assert.equal(env.hw.counters.iotlbHits - hits, vas.length);
+  const w = QI_IOTLB_DESC.encode({ TYPE: 2, GRAN: 3, DID: d.did, ADDR: 0x10_0000_1000, AM: 0 });
+  env.drv.submitRaw(w[0], w[1], w[2], w[3]);
+  assert.deepEqual(vas.map((va) => env.hw.iotlbHas(d.did, 0, va)), [true, false, true, true]);
 });
