@@ -527,9 +527,7 @@ export class DmaApi {
    */
   dmaMapSingle(phys: number, size: number, dir: DmaDirection, attrs = 0): number {
     const op = "dma_map_page";
-    if (!(size > 0) || !Number.isInteger(size) || !Number.isInteger(phys) || phys < 0) {
-      throw new IommuError("EINVAL", op, `bad buffer 0x${phys.toString(16)}+${size}`);
-    }
+    checkDmaArgs(op, phys, size, dir);
     const domain = this.domain();
     if (!domain) return this.#directMap(op, phys, size, dir);
     const cookie = this.layer.cookieOf(domain, this.dev);
@@ -632,6 +630,7 @@ export class DmaApi {
 
   /** `dma_map_resource`: map MMIO (no bouncing), adds IOMMU_MMIO. */
   dmaMapResource(phys: number, size: number, dir: DmaDirection, attrs = 0): number {
+    checkDmaArgs("dma_map_resource", phys, size, dir);
     const domain = this.domain();
     if (!domain) return this.#directMap("dma_map_resource", phys, size, dir);
     const prot = dmaInfoToProt(dir, false, attrs) | IOMMU_MMIO;
@@ -656,13 +655,25 @@ export class DmaApi {
    * Untrusted devices map each segment separately (with bouncing).
    */
   dmaMapSg(sg: SgEntry[], dir: DmaDirection, attrs = 0, maxSegSize = 65536): SgMapping {
-    if (sg.length === 0) throw new IommuError("EINVAL", "dma_map_sg", "empty scatterlist");
+    if (sg.length === 0) {
+      throw new IommuError("EINVAL", "dma_map_sg", "empty scatterlist: give at least one segment");
+    }
+    for (let i = 0; i < sg.length; i++) {
+      checkDmaArgs(`dma_map_sg segment ${i}`, sg[i].paddr, sg[i].length, dir);
+    }
     const domain = this.domain();
     if (!domain || this.dev.untrusted) {
-      const segments = sg.map((s) => {
-        s.dmaAddress = this.dmaMapSingle(s.paddr, s.length, dir, attrs);
-        return { dmaAddress: s.dmaAddress, length: s.length };
-      });
+      // Segment by segment; a failure unmaps the segments already mapped.
+      const segments: { dmaAddress: number; length: number }[] = [];
+      try {
+        for (const s of sg) {
+          s.dmaAddress = this.dmaMapSingle(s.paddr, s.length, dir, attrs);
+          segments.push({ dmaAddress: s.dmaAddress, length: s.length });
+        }
+      } catch (e) {
+        for (const m of segments) this.dmaUnmapSingle(m.dmaAddress, m.length, dir, attrs);
+        throw e;
+      }
       return { nents: segments.length, segments, iova: segments[0].dmaAddress, iovaLen: 0 };
     }
     const cookie = this.layer.cookieOf(domain, this.dev);
@@ -825,4 +836,32 @@ export class DmaApi {
     this.pasid = IOMMU_PASID_INVALID;
     this.#pasidDomain = null;
   }
+}
+
+/**
+ * Validate a DMA API buffer and direction before anything is allocated:
+ * EINVAL unless `phys` is an integer ≥ 0, `size` an integer > 0, the buffer
+ * ends at or below 2^53, and `dir` is BIDIRECTIONAL, TO_DEVICE or
+ * FROM_DEVICE (the kernel's `valid_dma_direction`; DMA_NONE is refused).
+ */
+function checkDmaArgs(op: string, phys: number, size: number, dir: number): void {
+  if (
+    size > 0 && phys >= 0 && Number.isInteger(size) && Number.isInteger(phys) &&
+    phys + size <= 2 ** 53 && (dir === 0 || dir === 1 || dir === 2)
+  ) {
+    return;
+  }
+  if (dir !== 0 && dir !== 1 && dir !== 2) {
+    throw new IommuError(
+      "EINVAL",
+      op,
+      `DMA direction ${dir} is not valid: use BIDIRECTIONAL (0), TO_DEVICE (1) or FROM_DEVICE (2)`,
+    );
+  }
+  throw new IommuError(
+    "EINVAL",
+    op,
+    `buffer ${phys}+${size}: the address must be an integer >= 0, the size an integer > 0, ` +
+      "and the buffer must end at or below 2^53",
+  );
 }
