@@ -155,6 +155,8 @@ export class VtdCaches {
   readonly iotlb: AssocCache;
   /** Device TLBs: RID -> (PASID, or 2^20 for none) -> (page key -> entry). */
   readonly devtlb: Map<number, Map<number, Map<number, TlbEntry>>> = new Map();
+  /** Device-TLB entries removed by an invalidation or eviction, for reuse. */
+  readonly devtlbPool: TlbEntry[] = [];
   /** Second-stage paging-structure cache: (DID, PASID) and 2 MiB region -> leaf table, perm. */
   readonly pscSs: AssocCache;
   /** First-stage paging-structure cache: (DID, PASID) and 2 MiB region -> leaf table, perm. */
@@ -441,7 +443,10 @@ export class VtdCaches {
       if (pasid === -1 && pk !== TWO20) continue;
       if (pasid >= 0 && pk !== pasid) continue;
       for (const [k, e] of m) {
-        if (e.iova < start + size && start < e.iova + e.size) m.delete(k);
+        if (e.iova < start + size && start < e.iova + e.size) {
+          m.delete(k);
+          this.devtlbPool.push(e);
+        }
       }
     }
   }

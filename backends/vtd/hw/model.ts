@@ -609,16 +609,47 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     return null;
   }
 
-  /** A device-TLB fill (oldest entry of the map evicted past tlb_entries). */
-  #devtlbInsert(m: Map<number, TlbEntry>, e: TlbEntry): void {
-    this.#c.tlbGen++;
-    const s = e.size === 4096 ? 0 : e.size === 2097152 ? 1 : 2;
-    this.#c.sizesSeen |= 1 << s;
-    if (m.size >= this.opts.tlb_entries) {
-      m.delete(m.keys().next().value!); // evict the oldest
-      this.counters.evictions++;
+  /**
+   * A device-TLB fill of the `size`-aligned `iova` for PASID key `pk`: an
+   * entry at the same key is rewritten in place; else, past tlb_entries,
+   * the map's oldest entry is evicted; the entry object comes from the pool
+   * of removed ones when there is one (no allocation once warm).
+   */
+  #devtlbInsert(
+    m: Map<number, TlbEntry>,
+    did: number,
+    pk: number,
+    iova: number,
+    pa: number,
+    size: number,
+    perm: number,
+    kind: number,
+  ): void {
+    const c = this.#c;
+    c.tlbGen++;
+    const s = size === 4096 ? 0 : size === 2097152 ? 1 : 2;
+    c.sizesSeen |= 1 << s;
+    const k = Math.floor(iova / size) * 4 + s;
+    let e = m.get(k);
+    if (e === undefined) {
+      if (m.size >= this.opts.tlb_entries) {
+        const oldest = m.keys().next().value!;
+        c.devtlbPool.push(m.get(oldest)!);
+        m.delete(oldest); // evict the oldest
+        this.counters.evictions++;
+      }
+      e = c.devtlbPool.pop() ??
+        { did: 0, pasid: 0, iova: 0, pa: 0, size: 0, perm: 0, kind: 0, fault: 0 };
+      m.set(k, e);
     }
-    m.set(Math.floor(e.iova / e.size) * 4 + s, e);
+    e.did = did;
+    e.pasid = pk;
+    e.iova = iova;
+    e.pa = pa;
+    e.size = size;
+    e.perm = perm;
+    e.kind = kind;
+    e.fault = 0;
   }
 
   #translateLegacy(ctx: CtxEntry, req: DmaRequest, out: TranslateResult): void {
@@ -787,7 +818,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       const pk = reqPasid === NO_PASID ? TWO20 : reqPasid;
       let dm = d.get(pk);
       if (dm === undefined) d.set(pk, dm = new Map());
-      this.#devtlbInsert(dm, { did, pasid: pk, iova, pa, size, perm, kind, fault: 0 });
+      this.#devtlbInsert(dm, did, pk, iova, pa, size, perm, kind);
     }
     out.ok = true;
     out.pa = this.#wPa;
