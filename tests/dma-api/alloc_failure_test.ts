@@ -52,6 +52,7 @@ for (const p of plugins) {
     }
     // The IOVA range was given back: the same request now succeeds.
     const d = dma.dmaMapSingle(buf + 0x1000, 0x40_0000, BIDIR);
+    assert.equal(d, 0xff80_0000, "the highest size-aligned IOVA: the failed attempts freed theirs");
     assert.equal(core.iovaToPhys(domain, d), buf + 0x1000);
     assert.equal(core.iovaToPhys(domain, d + 0x3f_f000), buf + 0x40_0000);
   });
