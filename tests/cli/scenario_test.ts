@@ -258,3 +258,17 @@ Deno.test("strict-vs-lazy: the trace shows the exposure window (a device read be
   assert.equal(ev[flush].t - ev[lastQueue].t >= 0, true);
   assert.equal(ev[flush].t, 10_000_000, "the 10 ms timer flushes");
 });
+
+Deno.test("a failed expectation with --json still exits 1, and the JSON names the failing step", async () => {
+  const f = await tmpFile(WRONG, ".yaml");
+  const t = await Deno.makeTempFile({ suffix: ".jsonl" });
+  const r = await cli("scenario", "run", f, "--backend", backends[0].name, "--json", "--trace", t);
+  assert.equal(r.code, 1, r.err);
+  const j = JSON.parse(r.out);
+  assert.equal(j.ok, false);
+  const bad = j.steps.find((s: { status: string }) => s.status === "FAIL");
+  assert.equal(bad.index, 3);
+  assert.equal(bad.line, 7);
+  assert.match(bad.text, /expected \[22 22 22 22\], read \[11 11 11 11\]/);
+  assert.ok((await Deno.readTextFile(t)).trim().length > 0, "the trace is written on failure too");
+});
