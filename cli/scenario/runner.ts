@@ -168,7 +168,18 @@ export function runScenario(loaded: LoadedScenario, opts: RunOptions): RunReport
     }
     bopts = resolveOptions(plugin, merged);
   } catch (e) {
-    throw new UserError(`${file}: backend options: ${(e as Error).message}`);
+    if (e instanceof UserError) throw e;
+    // Options from the command line win; otherwise the file's backend.options is at fault.
+    const fromFile = !(opts.cliOptions?.length) && !opts.options &&
+      typeof sc.backend === "object" && sc.backend?.options !== undefined &&
+      scenarioBackend?.name === plugin.name;
+    const msg = (e as Error).message;
+    if (fromFile && loaded.locate) {
+      throw new UserError(`${loaded.locate(["backend", "options"])}: backend.options: ${msg}`);
+    }
+    throw new UserError(
+      `${file}: backend options${opts.cliOptions?.length ? " (--opt)" : ""}: ${msg}`,
+    );
   }
   const { hw, driver } = plugin.create(machine, bopts);
   for (const d of devs.values()) {

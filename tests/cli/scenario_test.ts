@@ -127,6 +127,11 @@ const BAD: [string, string, RegExp][] = [
     /:3:21: devices\[0\] \(a\): .*device 47 is outside 0\.\.31/,
   ],
   [
+    "a bad backend option",
+    'name: x\nbackend:\n  name: vtd\n  options: { cm: maybe }\ndevices:\n  - { name: a, bdf: "00:01.0" }\nsteps: []\n',
+    /:4:12: backend\.options: .*option "cm" cannot be "maybe"; allowed: true or false/,
+  ],
+  [
     "duplicate device address",
     'name: x\ndevices:\n  - { name: a, bdf: "00:01.0" }\n  - { name: b, bdf: "00:01.0" }\nsteps: []\n',
     /:4:21: devices\[1\] \(b\): .*already exists/,
@@ -183,6 +188,11 @@ Deno.test("--backend on the command line overrides a scenario's unknown backend"
   );
   const r = await cli("scenario", "run", f, "--backend", backends[0].name);
   assert.equal(r.code, 0, r.err);
+  const opt = await cli("scenario", "run", "tour", "--backend", "vtd", "--opt", "cm=maybe");
+  if (backends.some((b) => b.name === "vtd")) {
+    assert.equal(opt.code, 2);
+    assert.match(opt.err, /^iommu-lab: builtin:tour: backend options \(--opt\): .*"cm" cannot be/);
+  }
   const bad = await cli("scenario", "run", "tour", "--backend", "nosuch");
   assert.equal(bad.code, 2);
   assert.match(bad.err, /^iommu-lab: unknown backend "nosuch"; built-in backends: /);
