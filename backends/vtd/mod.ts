@@ -18,16 +18,17 @@
  * with FPD and overflow; the page request queue and page group responses;
  * caching mode (not-present results cached); checking mode.
  *
- * Caches: the IOTLB and the first- and second-stage paging-structure
- * caches are set-associative caches on typed arrays shared by every DID and
- * PASID (options `tlb_entries`/`tlb_ways`, default 4096 entries × 8 ways;
- * `psc_entries`/`psc_ways`, default 256 × 4 per stage); within a set a free
- * way is filled first, else the least recently used entry is replaced (the
- * specification leaves the policy to the implementation). A global
- * invalidation empties a cache in O(1).
+ * Caches: the IOTLB, the device TLBs and the first- and second-stage
+ * paging-structure caches are set-associative caches on typed arrays, each
+ * shared by every DID (device TLBs: SID) and PASID (options
+ * `tlb_entries`/`tlb_ways` and `devtlb_entries`/`devtlb_ways`, default 4096
+ * entries × 8 ways; `psc_entries`/`psc_ways`, default 256 × 4 per stage);
+ * within a set a free way is filled first, else the least recently used
+ * entry is replaced (the specification leaves the policy to the
+ * implementation). A global invalidation empties a cache in O(1).
  *
- * Knowing simplifications: device TLBs are bounded per (SID, PASID) with
- * FIFO eviction (`tlb_entries`); context and PASID caches are unbounded; the
+ * Knowing simplifications: the device TLBs of all ATS devices share one
+ * capacity; context and PASID caches are unbounded; the
  * paging-structure caches hold only the level-1 table of each 2 MiB region
  * (not nested walks); IOTLB DR/DW drain hints, fence and page-drain are
  * accepted and complete at once (the model is synchronous); ICE is never

@@ -5,8 +5,10 @@
  * an address key, a value, an info word and an LRU stamp. Nothing is
  * allocated after construction.
  *
- * - Tag key: `epochBase + (DID · 2^20 + PASID) · 4 + class` (class: the
- *   page-size class of an IOTLB entry, 0 for a paging-structure entry). A
+ * - Tag key: `epochBase + (DID · 2^21 + PASID key) · 4 + class` (the PASID
+ *   key is the PASID, or 2^20 for a request without PASID; the device TLBs
+ *   put the SID where the others put the DID; class: the page-size class of
+ *   a translation, 0 for a paging-structure entry). A
  *   global invalidation starts a new epoch in O(1): every slot tagged under
  *   an older epoch has a smaller key, so it never matches and counts as free.
  *   Entries of one DID (or one DID and PASID) of the current epoch have
@@ -21,18 +23,25 @@
 
 import { IommuError } from "@iommu-lab/core";
 
-/** 2^20: the PASID part of a tag. */
-const TWO20 = 1048576;
-/** 2^22: one DID's span of tag keys (2^20 PASIDs × 4 classes). */
-const DID_SPAN = 4194304;
-/** 2^38: one epoch's span of tag keys (2^16 DIDs × 2^22). */
-const EPOCH_SPAN = 274877906944;
-/** Epochs before the keys would leave the exact range of a double (2^53 / 2^38). */
-const EPOCHS = 32768;
+/** 2^21: the PASID-key part of a tag (PASIDs, and 2^20 for none). */
+const TWO21 = 2097152;
+/** 2^23: one DID's span of tag keys (2^21 PASID keys × 4 classes). */
+export const DID_SPAN = 8388608;
+/** 2^39: one epoch's span of tag keys (2^16 DIDs × 2^23). */
+const EPOCH_SPAN = 549755813888;
+/** Epochs before the keys would leave the exact range of a double (2^53 / 2^39). */
+const EPOCHS = 16384;
+/** The PASID key of a request without PASID. */
+export const NO_PASID_KEY = 1048576;
 
-/** The tag of a (DID, PASID) pair: `DID · 2^20 + PASID`. */
+/** The tag of a (DID, PASID key) pair: `DID · 2^21 + PASID key`. */
 export function cacheTag(did: number, pasid: number): number {
-  return did * TWO20 + pasid;
+  return did * TWO21 + pasid;
+}
+
+/** The PASID key of a tag. */
+export function tagPasid(tag: number): number {
+  return tag % TWO21;
 }
 
 /**
@@ -216,7 +225,7 @@ export class AssocCache {
     this.epochBase = this.#epoch * EPOCH_SPAN;
   }
 
-  /** Lowest tag key of `did` in the current epoch (its keys are below this plus 2^22). */
+  /** Lowest tag key of `did` in the current epoch (its keys are below this plus DID_SPAN). */
   didKeyBase(did: number): number {
     return this.epochBase + did * DID_SPAN;
   }

@@ -12,7 +12,7 @@
  */
 
 import type { VtdOptions } from "./options.ts";
-import { AssocCache, cacheTag, geometry, setOf } from "./assoc.ts";
+import { AssocCache, cacheTag, DID_SPAN, geometry, NO_PASID_KEY, setOf } from "./assoc.ts";
 import {
   alignDown,
   INFO_CLS_SHIFT,
@@ -24,11 +24,9 @@ import {
   pageLo,
   POW2,
   SIZES,
-  type TlbEntry,
 } from "./tlb.ts";
 
 const TWO32 = 4294967296;
-const TWO20 = 1048576;
 
 /** A decoded context entry held in the context cache. */
 export interface CtxEntry {
@@ -153,10 +151,13 @@ export class VtdCaches {
    * class and cached fault (INFO_* in tlb.ts).
    */
   readonly iotlb: AssocCache;
-  /** Device TLBs: RID -> (PASID, or 2^20 for none) -> (page key -> entry). */
-  readonly devtlb: Map<number, Map<number, Map<number, TlbEntry>>> = new Map();
-  /** Device-TLB entries removed by an invalidation or eviction, for reuse. */
-  readonly devtlbPool: TlbEntry[] = [];
+  /**
+   * Device TLBs (the ATCs of ATS devices), one cache tagged by (SID, PASID
+   * key): the SID takes the place of the DID; otherwise as the IOTLB.
+   */
+  readonly devtlb: AssocCache;
+  /** 1 for a SID that ever had a device-TLB entry (its lookups count hits and misses). */
+  readonly devtlbUsed: Uint8Array = new Uint8Array(65536);
   /** Second-stage paging-structure cache: (DID, PASID) and 2 MiB region -> leaf table, perm. */
   readonly pscSs: AssocCache;
   /** First-stage paging-structure cache: (DID, PASID) and 2 MiB region -> leaf table, perm. */
@@ -181,6 +182,8 @@ export class VtdCaches {
     const [ts, tw] = geometry("tlb", opts.tlb_entries, opts.tlb_ways);
     const [ps, pw] = geometry("psc", opts.psc_entries, opts.psc_ways);
     this.iotlb = new AssocCache(ts, tw);
+    const [ds, dw] = geometry("devtlb", opts.devtlb_entries, opts.devtlb_ways);
+    this.devtlb = new AssocCache(ds, dw);
     this.pscSs = new AssocCache(ps, pw);
     this.pscFs = new AssocCache(ps, pw);
   }
@@ -191,22 +194,36 @@ export class VtdCaches {
    * used (the caller does, see {@link AssocCache.touch}).
    */
   lookup(tag: number, did: number, addr: number): number {
-    const t = this.iotlb, seen = this.sizesSeen;
-    if (t.live === 0) return -1;
-    const lo = addr >>> 0, hi = (addr - lo) / TWO32;
-    const tk = t.epochBase + tag * 4;
-    if (seen & 1) {
-      const slot = t.find(setOf(pageLo(lo, hi, 0), did, 0, t.mask), tk, addr - (lo & 0xfff));
-      if (slot >= 0) return slot;
-    }
-    if (seen & 2) {
-      const s = t.find(setOf(pageLo(lo, hi, 1), did, 1, t.mask), tk + 1, addr - (lo & 0x1fffff));
-      if (s >= 0) return s;
-    }
-    if (seen & 4) {
-      return t.find(setOf(pageLo(lo, hi, 2), did, 2, t.mask), tk + 2, addr - (lo & 0x3fffffff));
-    }
-    return -1;
+    return probe(this.iotlb, this.sizesSeen, tag, did, addr);
+  }
+
+  /** The device-TLB slot of `sid` translating `addr` for PASID key `pk`, or -1. */
+  lookupDev(sid: number, pk: number, addr: number): number {
+    return probe(this.devtlb, this.sizesSeen, cacheTag(sid, pk), sid, addr);
+  }
+
+  /**
+   * Cache a translation in the device TLB of `sid` for PASID key `pk`
+   * (over an entry with the same keys). Returns the slot.
+   */
+  insertDev(
+    sid: number,
+    pk: number,
+    iova: number,
+    pa: number,
+    size: number,
+    perm: number,
+    kind: number,
+  ): number {
+    this.tlbGen++;
+    const cls = size === 4096 ? 0 : size === 2097152 ? 1 : 2;
+    this.sizesSeen |= 1 << cls;
+    this.devtlbUsed[sid] = 1;
+    const t = this.devtlb;
+    const lo = iova >>> 0, hi = (iova - lo) / TWO32;
+    const info = perm | (kind << INFO_KIND_SHIFT) | (cls << INFO_CLS_SHIFT);
+    const set = setOf(pageLo(lo, hi, cls), sid, cls, t.mask);
+    return t.insert(set, t.keyOf(cacheTag(sid, pk), cls), iova, pa, info, sid);
   }
 
   /**
@@ -294,11 +311,11 @@ export class VtdCaches {
     const skip = sm ? KIND_FS : -1;
     if (gran === 3) {
       const size = 4096 * POW2[am];
-      this.#dropIotlb(did, -1, alignDown(addr, size), size, skip, -1);
+      this.#drop(this.iotlb, did, -1, alignDown(addr, size), size, skip, -1);
       // Nested entries are tagged by first-stage input address: a change
       // to the second stage may affect any of them, so drop them all.
-      if (this.maybeNested) this.#dropIotlb(did, -1, 0, 0, -1, KIND_NESTED);
-    } else this.#dropIotlb(did, -1, 0, 0, skip, -1);
+      if (this.maybeNested) this.#drop(this.iotlb, did, -1, 0, 0, -1, KIND_NESTED);
+    } else this.#drop(this.iotlb, did, -1, 0, 0, skip, -1);
   }
 
   /** PASID-based IOTLB invalidation (0x6): 2 all in PASID, 3 page range; first-stage and nested entries. */
@@ -308,8 +325,8 @@ export class VtdCaches {
     if (this.iotlb.liveOf(did) === 0) return;
     if (gran === 3) {
       const size = 4096 * POW2[am];
-      this.#dropIotlb(did, pasid, alignDown(addr, size), size, KIND_SS, -1);
-    } else this.#dropIotlb(did, pasid, 0, 0, KIND_SS, -1);
+      this.#drop(this.iotlb, did, pasid, alignDown(addr, size), size, KIND_SS, -1);
+    } else this.#drop(this.iotlb, did, pasid, 0, 0, KIND_SS, -1);
   }
 
   /**
@@ -318,10 +335,18 @@ export class VtdCaches {
    * only of kind `only` unless -1: key probes for up to 64 pages (only of
    * the size classes ever cached), a scan of the DID's keys otherwise.
    */
-  #dropIotlb(did: number, pasid: number, start: number, size: number, skip: number, only: number) {
-    const t = this.iotlb, tkeys = t.tkey, keys = t.key, info = t.info;
+  #drop(
+    t: AssocCache,
+    did: number,
+    pasid: number,
+    start: number,
+    size: number,
+    skip: number,
+    only: number,
+  ): void {
+    const tkeys = t.tkey, keys = t.key, info = t.info;
     const lo = pasid < 0 ? t.didKeyBase(did) : t.keyOf(cacheTag(did, pasid), 0);
-    const hi = lo + (pasid < 0 ? 4194304 : 4);
+    const hi = lo + (pasid < 0 ? DID_SPAN : 4);
     if (size !== 0 && size <= 262144) {
       const seen = this.sizesSeen, ways = t.ways, end = start + size;
       for (let cls = 0; cls < 3; cls++) {
@@ -377,7 +402,7 @@ export class VtdCaches {
     if (t.liveOf(did) === 0) return;
     const tkeys = t.tkey, keys = t.key;
     const lo = pasid < 0 ? t.didKeyBase(did) : t.keyOf(cacheTag(did, pasid), 0);
-    const hi = lo + (pasid < 0 ? 4194304 : 4);
+    const hi = lo + (pasid < 0 ? DID_SPAN : 4);
     let r0 = 0, r1 = -1;
     if (page) {
       const size = 4096 * POW2[am];
@@ -427,8 +452,7 @@ export class VtdCaches {
   /** Device-TLB invalidation; pasid -1 = without PASID, -2 = all PASIDs. */
   invDevtlb(sid: number, pasid: number, w2: number, w3: number): void {
     this.tlbGen++;
-    const d = this.devtlb.get(sid);
-    if (d === undefined) return;
+    if (this.devtlb.liveOf(sid) === 0) return;
     const s = w2 & 1;
     const addr = (w3 & 0xfffff) * TWO32 + ((w2 & 0xfffff000) >>> 0);
     let size = 4096;
@@ -439,23 +463,43 @@ export class VtdCaches {
       size = POW2[k + 1];
     }
     const start = alignDown(addr, size);
-    for (const [pk, m] of d) {
-      if (pasid === -1 && pk !== TWO20) continue;
-      if (pasid >= 0 && pk !== pasid) continue;
-      for (const [k, e] of m) {
-        if (e.iova < start + size && start < e.iova + e.size) {
-          m.delete(k);
-          this.devtlbPool.push(e);
-        }
-      }
-    }
+    this.#drop(
+      this.devtlb,
+      sid,
+      pasid === -2 ? -1 : pasid === -1 ? NO_PASID_KEY : pasid,
+      start,
+      size,
+      -1,
+      -1,
+    );
   }
 
   /** Entry counts. */
   sizes(): CacheSizes {
     const pscFs = this.pscFs.live, pscSs = this.pscSs.live, iotlb = this.iotlb.live;
-    let devtlb = 0;
-    for (const d of this.devtlb.values()) for (const m of d.values()) devtlb += m.size;
+    const devtlb = this.devtlb.live;
     return { context: this.ctx.size, pasid: this.pasid.size, iotlb, devtlb, pscFs, pscSs };
   }
+}
+
+/**
+ * The slot of `t` translating `addr` for `tag` (DID or SID `did`), or -1:
+ * one probe per page size in `seen` (bit s for SIZES[s]), smallest first.
+ */
+function probe(t: AssocCache, seen: number, tag: number, did: number, addr: number): number {
+  if (t.live === 0) return -1;
+  const lo = addr >>> 0, hi = (addr - lo) / TWO32;
+  const tk = t.epochBase + tag * 4;
+  if (seen & 1) {
+    const slot = t.find(setOf(pageLo(lo, hi, 0), did, 0, t.mask), tk, addr - (lo & 0xfff));
+    if (slot >= 0) return slot;
+  }
+  if (seen & 2) {
+    const s = t.find(setOf(pageLo(lo, hi, 1), did, 1, t.mask), tk + 1, addr - (lo & 0x1fffff));
+    if (s >= 0) return s;
+  }
+  if (seen & 4) {
+    return t.find(setOf(pageLo(lo, hi, 2), did, 2, t.mask), tk + 2, addr - (lo & 0x3fffffff));
+  }
+  return -1;
 }

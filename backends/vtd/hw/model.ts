@@ -33,9 +33,8 @@ import {
   KIND_SS,
   POW2,
   SIZES,
-  type TlbEntry,
 } from "./tlb.ts";
-import { setOf } from "./assoc.ts";
+import { cacheTag, NO_PASID_KEY, setOf, tagPasid } from "./assoc.ts";
 import {
   type CacheSizes,
   type CtxEntry,
@@ -515,19 +514,39 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
     const rid = req.rid;
     // Device TLB (ATS-translated requests): consulted first.
-    const dt = this.#c.devtlb.size === 0 ? undefined : this.#c.devtlb.get(rid);
-    if (dt !== undefined) {
-      const e = this.#devtlbLookup(dt.get(req.pasid === NO_PASID ? TWO20 : req.pasid), req.addr);
-      if (e !== null && (e.perm & req.access) === req.access) {
+    const c = this.#c;
+    if (c.devtlb.live !== 0 && c.devtlbUsed[rid] === 1) {
+      const t = c.devtlb;
+      const slot = c.lookupDev(rid, req.pasid === NO_PASID ? NO_PASID_KEY : req.pasid, req.addr);
+      const inf = slot >= 0 ? t.info[slot] : 0;
+      if (slot >= 0 && ((inf & INFO_PERM_MASK) & req.access) === req.access) {
+        t.touch(slot);
         this.counters.devtlbHits++;
+        const iova = t.key[slot], pa = t.val[slot];
         if (this.checking) {
-          this.#checkTlbHit("device-tlb", e.did, e.pasid, e.iova, e.pa, e.perm, e.kind, req, rid);
+          const tk = t.tkey[slot] - t.epochBase;
+          this.#checkTlbHit(
+            "device-tlb",
+            rid,
+            tagPasid(Math.floor(tk / 4)),
+            iova,
+            pa,
+            inf & INFO_PERM_MASK,
+            (inf >>> INFO_KIND_SHIFT) & 3,
+            req,
+            rid,
+          );
         }
-        this.#hit(e, req.addr, out);
+        out.ok = true;
+        out.pa = pa + (req.addr - iova);
+        out.perm = inf & INFO_PERM_MASK;
+        out.span = SIZES[(inf >>> INFO_CLS_SHIFT) & 3];
+        out.fault = "";
+        out.faultCode = 0;
         return;
       }
       this.counters.devtlbMisses++;
-    }
+    } else if (c.devtlbUsed[rid] === 1) this.counters.devtlbMisses++;
     if (this.#ttm === RTADDR_TTM_ABORT || this.#ttm === 2) {
       this.#fault(out, req, 0x30, false, false);
       return;
@@ -587,71 +606,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.#memoPasid = pasid;
   }
 
-  #hit(e: TlbEntry, addr: number, out: TranslateResult): void {
-    out.ok = true;
-    out.pa = e.pa + (addr - e.iova);
-    out.perm = e.perm;
-    out.span = e.size;
-    out.fault = "";
-    out.faultCode = 0;
-  }
-
-  /** A device-TLB lookup. */
-  #devtlbLookup(m: Map<number, TlbEntry> | undefined, addr: number): TlbEntry | null {
-    if (m === undefined || m.size === 0) return null;
-    const seen = this.#c.sizesSeen;
-    for (let s = 0; s < 3; s++) {
-      if (!((seen >>> s) & 1)) continue; // no entry of this size was ever cached
-      const size = SIZES[s];
-      const e = m.get(Math.floor(addr / size) * 4 + s);
-      if (e !== undefined) return e;
-    }
-    return null;
-  }
-
-  /**
-   * A device-TLB fill of the `size`-aligned `iova` for PASID key `pk`: an
-   * entry at the same key is rewritten in place; else, past tlb_entries,
-   * the map's oldest entry is evicted; the entry object comes from the pool
-   * of removed ones when there is one (no allocation once warm).
-   */
-  #devtlbInsert(
-    m: Map<number, TlbEntry>,
-    did: number,
-    pk: number,
-    iova: number,
-    pa: number,
-    size: number,
-    perm: number,
-    kind: number,
-  ): void {
-    const c = this.#c;
-    c.tlbGen++;
-    const s = size === 4096 ? 0 : size === 2097152 ? 1 : 2;
-    c.sizesSeen |= 1 << s;
-    const k = Math.floor(iova / size) * 4 + s;
-    let e = m.get(k);
-    if (e === undefined) {
-      if (m.size >= this.opts.tlb_entries) {
-        const oldest = m.keys().next().value!;
-        c.devtlbPool.push(m.get(oldest)!);
-        m.delete(oldest); // evict the oldest
-        this.counters.evictions++;
-      }
-      e = c.devtlbPool.pop() ??
-        { did: 0, pasid: 0, iova: 0, pa: 0, size: 0, perm: 0, kind: 0, fault: 0 };
-      m.set(k, e);
-    }
-    e.did = did;
-    e.pasid = pk;
-    e.iova = iova;
-    e.pa = pa;
-    e.size = size;
-    e.perm = perm;
-    e.kind = kind;
-    e.fault = 0;
-  }
-
   #translateLegacy(ctx: CtxEntry, req: DmaRequest, out: TranslateResult): void {
     if (req.pasid !== NO_PASID) {
       this.#fault(out, req, 0x31, ctx.fpd, false);
@@ -661,7 +615,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.#passThrough(req, out);
       return;
     }
-    const tag = ctx.did * TWO20;
+    const tag = cacheTag(ctx.did, 0);
     if (this.#iotlbTry(tag, ctx.did, req, out, ctx.rid, ctx.fpd)) return;
     this.#wNotPresent = false;
     this.#pscTag = tag;
@@ -736,7 +690,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         const iova = c.iotlb.key[slot];
         this.#stale(
           "iotlb",
-          `not-present DID ${did} PASID ${tag % TWO20} iova 0x${iova.toString(16)}`,
+          `not-present DID ${did} PASID ${tagPasid(tag)} iova 0x${iova.toString(16)}`,
           `invalidation after map in caching mode (iotlb_sync_map: DID ${did} addr 0x${
             iova.toString(16)
           })`,
@@ -753,7 +707,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.#checkTlbHit(
           "iotlb",
           did,
-          tag % TWO20,
+          tagPasid(tag),
           t.key[slot],
           t.val[slot],
           perm,
@@ -813,12 +767,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.#c.insert(tag, did, iova, pa, size, perm, kind, 0, this.#lastSlot < 0);
     if (this.#c.iotlb.evictions !== ev) this.counters.evictions++;
     if (devtlbRid >= 0 && this.#m.pci.byRid(devtlbRid)?.ats) {
-      let d = this.#c.devtlb.get(devtlbRid);
-      if (d === undefined) this.#c.devtlb.set(devtlbRid, d = new Map());
-      const pk = reqPasid === NO_PASID ? TWO20 : reqPasid;
-      let dm = d.get(pk);
-      if (dm === undefined) d.set(pk, dm = new Map());
-      this.#devtlbInsert(dm, did, pk, iova, pa, size, perm, kind);
+      const dt = this.#c.devtlb, dev = dt.evictions;
+      const pk = reqPasid === NO_PASID ? NO_PASID_KEY : reqPasid;
+      this.#c.insertDev(devtlbRid, pk, iova, pa, size, perm, kind);
+      if (dt.evictions !== dev) this.counters.evictions++;
     }
     out.ok = true;
     out.pa = this.#wPa;
@@ -850,7 +802,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       this.#passThrough(req, out);
       return;
     }
-    const tag = pe.did * TWO20 + pasid;
+    const tag = cacheTag(pe.did, pasid);
     if (this.#iotlbTry(tag, pe.did, req, out, ctx.rid, pe.fpd || ctx.fpd)) return;
     this.#wNotPresent = false;
     let code: number;
@@ -1874,13 +1826,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   /** True when the IOTLB holds a translation of `addr` for (did, pasid). */
   iotlbHas(did: number, pasid: number, addr: number): boolean {
-    return this.#c.lookup(did * TWO20 + pasid, did, addr) >= 0;
+    return this.#c.lookup(cacheTag(did, pasid), did, addr) >= 0;
   }
 
   /** True when `rid`'s device TLB holds `addr` (pasid -1 = without PASID). */
   devtlbHas(rid: number, pasid: number, addr: number): boolean {
-    const d = this.#c.devtlb.get(rid);
-    return d !== undefined && this.#devtlbLookup(d.get(pasid < 0 ? TWO20 : pasid), addr) !== null;
+    return this.#c.lookupDev(rid, pasid < 0 ? NO_PASID_KEY : pasid, addr) >= 0;
   }
 
   /** True when the context cache holds `rid`. */

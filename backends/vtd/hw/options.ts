@@ -71,13 +71,14 @@ export interface VtdOptions {
   nwfs: boolean;
   /** Checking mode from the start. */
   checking: boolean;
-  /**
-   * IOTLB entries (all tags: `tlb_ways` × a power of two; LRU within a set)
-   * and device-TLB entries per (SID, PASID) (oldest evicted first).
-   */
+  /** IOTLB entries (all tags: `tlb_ways` × a power of two; LRU within a set). */
   tlb_entries: number;
   /** IOTLB associativity (ways per set; clamped to `tlb_entries`). */
   tlb_ways: number;
+  /** Device-TLB entries (all ATS devices: `devtlb_ways` × a power of two; LRU within a set). */
+  devtlb_entries: number;
+  /** Device-TLB associativity (ways per set; clamped to `devtlb_entries`). */
+  devtlb_ways: number;
   /** Paging-structure-cache entries per stage (all tags: `psc_ways` × a power of two; LRU within a set). */
   psc_entries: number;
   /** Paging-structure-cache associativity (ways per set; clamped to `psc_entries`). */
@@ -134,8 +135,7 @@ export const VTD_OPTION_SPECS: readonly BackendOptionSpec[] = [
     default: 4096,
     min: 1,
     max: 1 << 20,
-    description:
-      "IOTLB capacity (all DIDs and PASIDs; tlb_ways x a power of two; LRU in a set) and device-TLB capacity per (SID, PASID) (FIFO)",
+    description: "IOTLB capacity (all DIDs and PASIDs; tlb_ways x a power of two; LRU in a set)",
   },
   {
     name: "tlb_ways",
@@ -144,6 +144,23 @@ export const VTD_OPTION_SPECS: readonly BackendOptionSpec[] = [
     min: 1,
     max: 64,
     description: "IOTLB associativity (ways per set, at most tlb_entries)",
+  },
+  {
+    name: "devtlb_entries",
+    type: "number",
+    default: 4096,
+    min: 1,
+    max: 1 << 20,
+    description:
+      "device-TLB capacity (all ATS devices and PASIDs; devtlb_ways x a power of two; LRU in a set)",
+  },
+  {
+    name: "devtlb_ways",
+    type: "number",
+    default: 8,
+    min: 1,
+    max: 64,
+    description: "device-TLB associativity (ways per set, at most devtlb_entries)",
   },
   {
     name: "psc_entries",
@@ -212,6 +229,7 @@ export function resolveVtdOptions(raw: BackendOptions = {}): VtdOptions {
     );
   }
   geometry("tlb", o.tlb_entries, o.tlb_ways);
+  geometry("devtlb", o.devtlb_entries, o.devtlb_ways);
   geometry("psc", o.psc_entries, o.psc_ways);
   return o;
 }

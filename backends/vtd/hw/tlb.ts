@@ -1,9 +1,8 @@
 /**
  * @module
- * Translation-cache entry kinds and page sizes shared by the IOTLB (a
- * set-associative cache, `caches.ts`) and the device TLBs (one Map per
- * device and PASID, keyed by `floor(iova / size) * 4 + sizeIndex`), and the
- * layout of an IOTLB slot's info word.
+ * Translation-cache entry kinds and page sizes shared by the IOTLB and the
+ * device TLBs (set-associative caches, `assoc.ts` and `caches.ts`), and the
+ * layout of their slots' info word.
  */
 
 /** Second stage only, legacy, pass-through: removed by IOTLB (0x2) invalidation. */
@@ -12,26 +11,6 @@ export const KIND_SS = 0;
 export const KIND_FS = 1;
 /** Nested: removed by both. */
 export const KIND_NESTED = 2;
-
-/** One cached device-TLB translation. */
-export interface TlbEntry {
-  /** Domain ID tag. */
-  did: number;
-  /** PASID tag. */
-  pasid: number;
-  /** Page-aligned input address. */
-  iova: number;
-  /** Output address of the page. */
-  pa: number;
-  /** Page size. */
-  size: number;
-  /** ACCESS_* permissions. */
-  perm: number;
-  /** KIND_SS, KIND_FS or KIND_NESTED. */
-  kind: number;
-  /** Caching mode only: a cached not-present result (its fault reason), else 0. */
-  fault: number;
-}
 
 /** 2^i for i in 0..63 (a table lookup instead of Math.pow on invalidation and fetch paths). */
 export const POW2: Float64Array = Float64Array.from({ length: 64 }, (_, i) => 2 ** i);
@@ -44,13 +23,13 @@ export function alignDown(addr: number, size: number): number {
   return size <= 1073741824 ? addr - ((addr >>> 0) & (size - 1)) : addr - (addr % size);
 }
 
-/** IOTLB info word: ACCESS_* permissions in bits 3:0. */
+/** IOTLB / device-TLB info word: ACCESS_* permissions in bits 3:0. */
 export const INFO_PERM_MASK = 0xf;
-/** IOTLB info word: the entry kind (KIND_*) at bit 4 (2 bits). */
+/** IOTLB / device-TLB info word: the entry kind (KIND_*) at bit 4 (2 bits). */
 export const INFO_KIND_SHIFT = 4;
-/** IOTLB info word: the size class (index into SIZES) at bit 6 (2 bits). */
+/** IOTLB / device-TLB info word: the size class (index into SIZES) at bit 6 (2 bits). */
 export const INFO_CLS_SHIFT = 6;
-/** IOTLB info word: caching mode's cached fault reason at bit 8 (8 bits; 0 for a translation). */
+/** IOTLB / device-TLB info word: caching mode's cached fault reason at bit 8 (8 bits; 0 for a translation). */
 export const INFO_FAULT_SHIFT = 8;
 
 /**

@@ -105,7 +105,7 @@ Deno.test("the set-associative cache matches a plain LRU reference under random 
         }
         for (const d of [0, 1, 7, 65535]) {
           let n = 0;
-          for (const s of ref.sets) for (const e of s) if (Math.floor(e.tag / 2 ** 20) === d) n++;
+          for (const s of ref.sets) for (const e of s) if (Math.floor(e.tag / 2 ** 21) === d) n++;
           assert.equal(c.liveOf(d), n, `live entries of DID ${d}`);
         }
       },
@@ -142,8 +142,15 @@ Deno.test("cache geometry: ways clamp to the entries; entries must be ways times
     () => resolveVtdOptions({ psc_entries: 256, psc_ways: 3 }),
     (e: Error & { errno?: string }) => e.errno === "EINVAL" && /psc_entries=256/.test(e.message),
   );
+  assert.throws(
+    () => resolveVtdOptions({ devtlb_entries: 12 }),
+    (e: Error & { errno?: string }) => e.errno === "EINVAL" && /devtlb_entries=12/.test(e.message),
+  );
   const o = resolveVtdOptions({});
-  assert.deepEqual([o.tlb_entries, o.tlb_ways, o.psc_entries, o.psc_ways], [4096, 8, 256, 4]);
+  assert.deepEqual(
+    [o.tlb_entries, o.tlb_ways, o.devtlb_entries, o.devtlb_ways, o.psc_entries, o.psc_ways],
+    [4096, 8, 4096, 8, 256, 4],
+  );
 });
 
 Deno.test("IOTLB replacement is LRU within a set: a hit keeps an entry, the least recently used goes", () => {
@@ -207,4 +214,25 @@ Deno.test("IOTLB entries above 4 GiB: hits, and a page-selective invalidation dr
   const w = QI_IOTLB_DESC.encode({ TYPE: 2, GRAN: 3, DID: d.did, ADDR: 0x10_0000_1000, AM: 0 });
   env.drv.submitRaw(w[0], w[1], w[2], w[3]);
   assert.deepEqual(vas.map((va) => env.hw.iotlbHas(d.did, 0, va)), [true, false, true, true]);
+});
+
+Deno.test("device TLBs: one shared cache tagged by SID and PASID; bounded by devtlb_entries with LRU", () => {
+  const env = setup({ devtlb_entries: 2, devtlb_ways: 2 });
+  const d = env.drv.domainAllocPaging(env.acc, 0);
+  d.attachDev(env.acc, null);
+  d.setDevPasid(env.acc, 9, null);
+  d.mapPages(0, 0x8000_0000, 4096, 3, IOMMU_READ);
+  xlate(env.hw, env.acc, 0x0);
+  xlate(env.hw, env.acc, 0x0, false, 9);
+  assert.equal(env.hw.devtlbHas(env.acc.rid, -1, 0x0), true);
+  assert.equal(env.hw.devtlbHas(env.acc.rid, 9, 0x0), true, "a separate entry per PASID");
+  assert.equal(env.hw.devtlbHas(env.acc.rid, 9, 0x1000), false);
+  const hits = env.hw.counters.devtlbHits;
+  assert.equal(xlate(env.hw, env.acc, 0x0).pa, 0x8000_0000);
+  assert.equal(env.hw.counters.devtlbHits - hits, 1, "answered by the device TLB");
+  xlate(env.hw, env.acc, 0x1000); // third entry: the least recently used (PASID 9's) goes
+  assert.equal(env.hw.devtlbHas(env.acc.rid, 9, 0x0), false);
+  assert.equal(env.hw.devtlbHas(env.acc.rid, -1, 0x0), true);
+  assert.equal(env.hw.devtlbHas(env.acc.rid, -1, 0x1000), true);
+  assert.equal(env.hw.cacheSizes().devtlb, 2);
 });
