@@ -1,7 +1,8 @@
 /**
  * VT-d benchmarks: translation through the hardware model (IOTLB hit,
- * paging-structure-cache hit, full walk of every structure), and
- * map/unmap through the driver (4 KiB and 2 MiB, strict sync).
+ * paging-structure-cache hit, full walk of every structure, an ATS device's
+ * device TLB), and map/unmap through the driver (4 KiB and 2 MiB, strict
+ * sync).
  */
 
 import { bench, do_not_optimize, group } from "mitata";
@@ -94,6 +95,39 @@ for (const flts of [true, false]) {
       // Drop the one leaf from the IOTLB, keep the walk caches (IH=1).
       if (flts) drv.submitRaw(0x20036, 0, (req.addr | 0x40) >>> 0, 0);
       else drv.submitRaw(0x20032, 0, (req.addr | 0x40) >>> 0, 0);
+      hw.translate(req, out);
+      do_not_optimize(out.pa);
+    });
+  });
+
+  group(`vtd device TLB (${stage})`, () => {
+    // An ATS device: translations fill the device TLB as well as the IOTLB.
+    const m = new Machine({ paBits: 48 });
+    const dev = m.pci.add({ name: "acc", bus: 3, device: 0, fn: 0, ats: true });
+    const inst = vtd.create(m, { flts });
+    const hw = inst.hw as VtdHardware;
+    const drv = inst.driver as VtdDriver;
+    drv.probeDevice(dev);
+    const d = drv.domainAllocPaging(dev, 0);
+    d.attachDev(dev, null);
+    d.mapPages(0, 0x8000_0000, 4096, 1024, IOMMU_READ | IOMMU_WRITE);
+    const req = newDmaRequest();
+    const out = newTranslateResult();
+    req.rid = dev.rid;
+    req.access = ACCESS_READ;
+    bench(
+      `vtd ${stage}: ATS device, 1024 translations after flush_iotlb_all (device-TLB and IOTLB misses)`,
+      () => {
+        d.flushIotlbAll();
+        for (let p = 0; p < 1024; p++) {
+          req.addr = p * 4096;
+          hw.translate(req, out);
+        }
+        do_not_optimize(out.pa);
+      },
+    );
+    bench(`vtd ${stage}: ATS device, device-TLB hit`, () => {
+      req.addr = 0x1000;
       hw.translate(req, out);
       do_not_optimize(out.pa);
     });
