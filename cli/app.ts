@@ -139,7 +139,12 @@ See the built-ins: iommu-lab scenario list.`,
     .description("translate DMA requests with a backend's hardware model driven from outside")
     .requiredOption("--backend <name|path>", "backend: a built-in name or a plugin path")
     .option("--opt <name=value>", "backend option (repeatable)", collect)
-    .option("--memory <file>", "memory image: sparse JSON, or raw bytes loaded at address 0")
+    .option("--memory <file>", "memory image: sparse JSON, or raw bytes loaded at --memory-base")
+    .option(
+      "--memory-base <addr>",
+      "physical address of a raw --memory image (default 0)",
+      int("--memory-base"),
+    )
     .option("--reg <NAME=VALUE>", "set a register (repeatable, applied in order)", collect)
     .option("--rid <BB:DD.F>", "PCI requester ID")
     .option("--sid <n>", "stream ID (SMMUv3)", int("--sid"))

@@ -27,6 +27,8 @@ export interface TranslateOptions {
   opt?: string[];
   /** Memory image file. */
   memory?: string;
+  /** Where a raw memory image is loaded (default 0). */
+  memoryBase?: number;
   /** Registers NAME=VALUE. */
   reg?: string[];
   /** Requester ID BB:DD.F. */
@@ -125,7 +127,20 @@ export async function translateCommand(o: TranslateOptions): Promise<string> {
           `--memory ${o.memory}: not a sparse memory image: ${(e as Error).message.split("\n")[0]}`,
         );
       }
-    } else machine.mem.loadRaw(bytes, 0);
+    } else {
+      const base = o.memoryBase ?? 0;
+      try {
+        machine.mem.loadRaw(bytes, base);
+      } catch (e) {
+        throw new UserError(
+          `--memory ${o.memory}: raw image of ${bytes.length} bytes at 0x${
+            base.toString(16)
+          } does not fit: ${(e as Error).message.split("\n")[0]}`,
+        );
+      }
+    }
+  } else if (o.memoryBase !== undefined) {
+    throw new UserError("--memory-base needs --memory FILE (a raw image)");
   }
   for (const r of o.reg ?? []) {
     const eq = r.indexOf("=");
