@@ -355,9 +355,10 @@ export class VtdCaches {
         for (let base = alignDown(start, sz); base < end; base += sz) {
           const bLo = base >>> 0;
           const set = setOf(pageLo(bLo, (base - bLo) / TWO32, cls), did, cls, t.mask);
-          for (let i = set * ways; i < (set + 1) * ways; i++) {
+          for (let i = set * ways, e = i + ways; i < e; i++) {
+            if (keys[i] !== base) continue;
             const tk = tkeys[i];
-            if (tk < lo || tk >= hi || keys[i] !== base) continue;
+            if (tk < lo || tk >= hi) continue;
             const inf = info[i];
             const kind = (inf >>> INFO_KIND_SHIFT) & 3;
             if (((inf >>> INFO_CLS_SHIFT) & 3) !== cls || kind === skip) continue;
