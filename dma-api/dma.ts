@@ -125,7 +125,10 @@ export interface DmaLayerOptions {
   swiotlbBytes?: number;
   /** Model CPUs (magazines and flush-queue rings; default 1). */
   cpus?: number;
-  /** Use the single 32768-entry, 1 s flush queue (`shadow_on_flush`). */
+  /**
+   * Use the single 32768-entry, 1 s flush queue for every domain, as if each
+   * device had `shadow_on_flush` (which also selects it per device).
+   */
   singleQueue?: boolean;
   /** Devices are DMA-coherent (adds IOMMU_CACHE; default true). */
   coherent?: boolean;
@@ -246,7 +249,11 @@ export class DmaCookie {
         iovad.freeIovaFast(pfn, pages, cpu);
         if (freelist.length !== 0) layer.freePages(freelist);
       },
-    }, { cpus: layer.cpus, single: layer.singleQueue });
+    }, {
+      cpus: layer.cpus,
+      // iommu_dma_init_options: the single large queue for shadow_on_flush devices.
+      single: layer.singleQueue || this.#dev.iommu?.shadowOnFlush === true,
+    });
   }
 
   /** Allocation granule. */

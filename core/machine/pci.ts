@@ -83,6 +83,13 @@ export interface DevIommu {
   maxPasids: number;
   /** Group key assigned by the core. */
   groupId: number;
+  /**
+   * `shadow_on_flush`, set by a driver's probe when its IOTLB flushes also
+   * update a shadow table (s390 with tlb_refresh, virtio-iommu): dma-iommu
+   * then uses one 32768-entry flush queue with a 1 s timeout instead of the
+   * per-CPU queues. Absent means false.
+   */
+  shadowOnFlush?: boolean;
 }
 
 /** A PCI function. */

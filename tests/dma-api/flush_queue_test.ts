@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { VirtualClock } from "@iommu-lab/core";
+import { DomainType, VirtualClock } from "@iommu-lab/core";
+import { dmaDevice } from "../../dma-api/dma.ts";
+import { FakeCore } from "./fake_core.ts";
 import {
   FlushQueue,
   IOVA_DEFAULT_FQ_SIZE,
@@ -93,4 +95,25 @@ Deno.test("the single queue holds 32767 entries and waits 1 s", () => {
   s.clock.advance(IOVA_SINGLE_FQ_TIMEOUT_NS);
   assert.equal(s.flushes(), 2);
   assert.equal(s.fq.pending, 0);
+});
+
+Deno.test("a shadow_on_flush device's DMA-FQ domain gets the single 1 s queue; others the per-CPU 10 ms one", () => {
+  for (const shadow of [false, true]) {
+    const core = new FakeCore(DomainType.DMA_FQ);
+    const dev = core.machine.pci.add({ name: "nic0", bus: 1, device: 0, fn: 0 });
+    dev.iommu = { priv: null, maxPasids: 0, groupId: 0, shadowOnFlush: shadow };
+    const dma = dmaDevice(core, dev);
+    const addrs: number[] = [];
+    for (let i = 0; i < 300; i++) addrs.push(dma.dmaMapSingle(0x1000_0000 + i * 4096, 4096, 0));
+    for (const a of addrs) dma.dmaUnmapSingle(a, 4096, 0);
+    const fq = dma.layer.cookieOf(core.domain, dev).fq!;
+    assert.equal(fq.single, shadow);
+    // 300 unmaps overflow one 256-entry per-CPU ring once; the single queue holds them.
+    assert.equal(core.flushAlls, shadow ? 0 : 1);
+    core.machine.clock.advance(IOVA_DEFAULT_FQ_TIMEOUT_NS);
+    assert.equal(core.flushAlls, shadow ? 0 : 2, "the 10 ms timer");
+    core.machine.clock.advance(IOVA_SINGLE_FQ_TIMEOUT_NS);
+    assert.equal(core.flushAlls, shadow ? 1 : 2, "the 1 s timer of the single queue");
+    assert.equal(fq.pending, 0);
+  }
 });
