@@ -258,8 +258,12 @@ export abstract class RadixPgtable implements IoPgtable {
   protected readonly pages: PageAllocator;
   /** Flush callbacks (or null). */
   protected readonly tlb: FlushOps | null;
-  /** Errno for an address outside ias/oas (Arm: ERANGE; Intel formats: EINVAL). */
-  protected rangeErrno: "ERANGE" | "EINVAL" = "EINVAL";
+  /**
+   * Errno for an address outside ias/oas: Arm ERANGE (arm_lpae_map_pages);
+   * Intel formats EFAULT, as intel_iommu_map refuses a range beyond the
+   * domain's address width.
+   */
+  protected rangeErrno: "ERANGE" | "EINVAL" | "EFAULT" = "EFAULT";
 
   /** Leaf attribute halves computed by {@link protToPte} for the current map call. */
   protected protLo = 0;
@@ -477,7 +481,7 @@ export abstract class RadixPgtable implements IoPgtable {
    * `map_pages`: map `pgcount` pages of `pgsize` from `iova` to `paddr`,
    * across table boundaries. Refuses (nothing changed) with EINVAL a page
    * size outside the bitmap, a misaligned iova/paddr, prot bits outside
-   * IOMMU_* or without READ|WRITE; with ERANGE (Arm) / EINVAL (Intel) an
+   * IOMMU_* or without READ|WRITE; with ERANGE (Arm) / EFAULT (Intel) an
    * address beyond ias/oas. Mapping over a live entry throws EEXIST and
    * allocation failure ENOMEM, each with `detail.mapped` = bytes mapped
    * before it; the pages not mapped stay exactly as they were.

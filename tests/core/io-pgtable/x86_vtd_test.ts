@@ -15,7 +15,7 @@ import {
 } from "@iommu-lab/core";
 import { VTD_SS_PTE, X86_PTE } from "@iommu-lab/core/io-pgtable";
 import type { RadixPgtable } from "@iommu-lab/core/io-pgtable";
-import { entryAt, makeEnv, makeTable, SZ_1G, SZ_2M, SZ_4K } from "./helpers.ts";
+import { entryAt, makeEnv, makeTable, snapshot, SZ_1G, SZ_2M, SZ_4K } from "./helpers.ts";
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 
@@ -150,7 +150,7 @@ Deno.test("VTD_SS leaves: R/W from prot, SNP from IOMMU_CACHE, PS on superpages;
 
 Deno.test("VTD_SS uses 3/4/5 levels for 39/48/57-bit widths and drops superpages not in the bitmap", () => {
   for (const [ias, levels] of [[39, 3], [48, 4], [57, 5]]) {
-    const { t, pages } = makeTable("VTD_SS", { ias, pgsizeBitmap: SZ_4K + SZ_2M });
+    const { t, pages, mem } = makeTable("VTD_SS", { ias, pgsizeBitmap: SZ_4K + SZ_2M });
     assert.equal(t.levels, levels);
     assert.equal(t.cfg.pgsizeBitmap, SZ_4K + SZ_2M);
     const top = 2 ** ias - SZ_4K;
@@ -161,11 +161,28 @@ Deno.test("VTD_SS uses 3/4/5 levels for 39/48/57-bit widths and drops superpages
       () => t.mapPages(0, 0, SZ_1G, 1, IOMMU_READ),
       (e) => e instanceof IommuError && e.errno === "EINVAL" && /allowed: 4K, 2M/.test(e.message),
     );
+    // intel_iommu_map: a range beyond the domain's width is EFAULT.
+    const before = snapshot(mem);
     assert.throws(
       () => t.mapPages(2 ** ias, 0, SZ_4K, 1, IOMMU_READ),
       (e) =>
-        e instanceof IommuError && e.errno === "EINVAL" && new RegExp(`${ias}-bit`).test(e.message),
+        e instanceof IommuError && e.errno === "EFAULT" &&
+        new RegExp(`exceeds the ${ias}-bit input space`).test(e.message),
     );
+    assert.throws(
+      () => t.mapPages(top, 0, SZ_4K, 2, IOMMU_READ),
+      (e) => e instanceof IommuError && e.errno === "EFAULT",
+      "a run whose last page crosses the width",
+    );
+    assert.throws(
+      () => t.mapPages(0, 2 ** t.cfg.oas, SZ_4K, 1, IOMMU_READ),
+      (e) =>
+        e instanceof IommuError && e.errno === "EFAULT" &&
+        new RegExp(`exceeds the ${t.cfg.oas}-bit output space`).test(e.message),
+    );
+    assert.equal(snapshot(mem), before, "nothing written");
+    assert.equal(pages.stats.pagesInUse, levels, "no table allocated");
+    assert.equal(t.iovaToPhys(top), 0x9000, "the live page is untouched");
   }
 });
 
