@@ -252,3 +252,34 @@ Deno.test("a domain whose smallest page is above 2 GiB is refused with EINVAL", 
       e instanceof IommuError && e.errno === "EINVAL" && /above 2 GiB/.test(e.message),
   );
 });
+
+Deno.test("dma_map_page maps page + offset like map_single, and dma_unmap_page releases it", () => {
+  const { core, dma } = setup();
+  const d = dma.dmaMapPage(0x2000_0000, 0x234, 0x100, DmaDirection.TO_DEVICE);
+  assert.equal(d, 0xfffff234, "top IOVA page with the buffer's offset");
+  assert.equal(core.iovaToPhys(core.domain, d), 0x2000_0234);
+  assert.equal(
+    core.table.get(0xfffff000)!.prot,
+    IOMMU_READ | IOMMU_CACHE,
+    "TO_DEVICE is read-only",
+  );
+  dma.dmaUnmapPage(d, 0x100, DmaDirection.TO_DEVICE);
+  assert.equal(core.table.size, 0);
+  assert.equal(dma.dmaMapPage(0x3000_0000, 0, 4096, BIDIR), 0xfffff000, "the IOVA is reused");
+});
+
+Deno.test("dma_set_mask: a 32-bit mask keeps IOVAs below 4 GiB; a width outside 12..64 is EIO and keeps the mask", () => {
+  const { dma, dev } = setup(DomainType.DMA, { dmaBits: 64 });
+  dma.dmaSetMask(32);
+  assert.equal(dma.dmaMask, 0xffff_ffff);
+  assert.ok(dma.dmaMapSingle(0x1000_0000, 4096, BIDIR) < 2 ** 32);
+  for (const bits of [8, 65, 40.5]) {
+    assert.throws(
+      () => dma.dmaSetMask(bits),
+      (e) =>
+        e instanceof IommuError && e.errno === "EIO" &&
+        new RegExp(`width ${bits} is outside 12\\.\\.64`).test(e.message),
+    );
+  }
+  assert.equal(dev.dmaBits, 32, "a refused mask changes nothing");
+});
