@@ -126,3 +126,42 @@ Deno.test("a device without an IOMMU uses dma-direct and reaches memory directly
   const sg = dma.dmaMapSg([{ paddr: buf, length: 8 }, { paddr: buf + 0x2000, length: 8 }], BIDIR);
   assert.deepEqual(sg.segments.map((s) => s.dmaAddress), [buf, buf + 0x2000]);
 });
+
+if (plugins.some((p) => p.name === "vtd")) {
+  Deno.test("vtd: the PASID's addressing follows platform policy: identity under passthrough, DMA for an untrusted device", () => {
+    const p = plugins.find((x) => x.name === "vtd")!;
+    const m = new Machine();
+    const trusted = m.pci.add({ name: "nic0", bus: 0, device: 3, fn: 0, pasidBits: 8 });
+    const untrusted = m.pci.add({
+      name: "ext0",
+      bus: 0,
+      device: 4,
+      fn: 0,
+      pasidBits: 8,
+      untrusted: true,
+    });
+    const { driver } = p.create(m, resolveOptions(p, {}));
+    const core = new IommuCore(m, { passthrough: true });
+    core.registerDriver(driver);
+    const buf = m.pages.allocPage();
+    m.mem.fill(buf, 16, 0x77);
+    // Trusted under iommu.passthrough: the PASID gets the identity domain; DMA addresses are physical.
+    const a = dmaDevice(core, trusted);
+    const pa = a.enablePasid();
+    assert.equal(core.getDomainForDevPasid(trusted, pa), core.defaultDomainOf(trusted));
+    assert.equal(a.mode, "direct");
+    const d = a.dmaMapSingle(buf, 16, BIDIR);
+    assert.equal(d, buf);
+    assert.deepEqual([...m.master(trusted).read(d, 2, { pasid: pa }).data!], [0x77, 0x77]);
+    // Untrusted on the same platform: a DMA domain, and its PASID shares it.
+    const b = dmaDevice(core, untrusted);
+    const pb = b.enablePasid();
+    assert.notEqual(pb, pa, "global PASIDs are unique");
+    assert.equal(b.mode, "iommu");
+    assert.equal(core.getDomainForDevPasid(untrusted, pb), core.defaultDomainOf(untrusted));
+    const e = b.dmaMapSingle(buf, 4096, BIDIR);
+    assert.notEqual(e, buf, "translated");
+    assert.deepEqual([...m.master(untrusted).read(e, 2, { pasid: pb }).data!], [0x77, 0x77]);
+    assert.equal(m.master(untrusted).read(buf, 2, { pasid: pb }).ok, false, "no physical access");
+  });
+}
