@@ -282,3 +282,24 @@ Deno.test("a failed expectation with --json still exits 1, and the JSON names th
   assert.match(bad.text, /expected \[22 22 22 22\], read \[11 11 11 11\]/);
   assert.ok((await Deno.readTextFile(t)).trim().length > 0, "the trace is written on failure too");
 });
+
+Deno.test("scenario run refuses a plugin written for another core API version with one line, exit 2", async () => {
+  const { CORE_API_VERSION } = await import("@iommu-lab/core");
+  const f = await tmpFile(
+    `export default { name: "old", description: "d", apiVersion: ${CORE_API_VERSION + 1},
+      options: [], createHardware() { throw new Error(); }, create() { throw new Error(); } };\n`,
+    ".ts",
+  );
+  const r = await cli("scenario", "run", "tour", "--backend", f);
+  assert.equal(r.code, 2, r.out + r.err);
+  assert.equal(r.err.trim().split("\n").length, 1, r.err);
+  assert.match(
+    r.err,
+    new RegExp(
+      `^iommu-lab: backend ".*": .*written for core API v${
+        CORE_API_VERSION + 1
+      }; this core implements v${CORE_API_VERSION}`,
+    ),
+  );
+  assert.equal(r.out, "", "nothing ran");
+});
