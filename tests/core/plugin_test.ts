@@ -192,6 +192,11 @@ Deno.test("loadPlugin loads by relative path and by file URL, and refuses bad mo
       isErr("ENOENT", /cannot load plugin module/),
     );
     await assert.rejects(() => loadPlugin("  "), isErr("EINVAL"));
+    // An unknown package specifier (resolved locally, no registry).
+    await assert.rejects(
+      () => loadPlugin("@iommu-lab/no-such-backend"),
+      isErr("ENOENT", /cannot load plugin module "@iommu-lab\/no-such-backend"/),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
