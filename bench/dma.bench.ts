@@ -187,21 +187,28 @@ export function report(out: (s: string) => void = (s) => console.log(s)): void {
         const per = pages === 1 ? 16 : 4;
         const r = measure(dma, buf, size, pages === 1 ? 24 : 12, per, pages === 1 ? 200 : 25);
         const mode = strict ? "strict" : dma.mode === "iommu-lazy" ? "lazy" : "lazy(n/a: strict)";
-        out(`# ${p.name} ${mode}`);
-        out(
-          `dma mapping benchmark: threads:1 seconds:0 node:-1 dir:BIDIRECTIONAL granule: ${pages}`,
-        );
-        out(
-          `average map latency(us):${r.map[0].toFixed(1)} standard deviation:${
-            r.map[1].toFixed(1)
-          }`,
-        );
-        out(
-          `average unmap latency(us):${r.unmap[0].toFixed(1)} standard deviation:${
-            r.unmap[1].toFixed(1)
-          }`,
-        );
+        for (const line of kernelToolLines(`${p.name} ${mode}`, pages, r.map, r.unmap)) out(line);
       }
     }
   }
+}
+
+/**
+ * The kernel tool's (tools/dma/dma_map_benchmark.c) output for one run: a
+ * `# label` line, its header line, then average map and unmap latency in µs
+ * with the standard deviation, one decimal each. `map` and `unmap` are
+ * `[average, standard deviation]` in µs.
+ */
+export function kernelToolLines(
+  label: string,
+  granule: number,
+  map: [number, number],
+  unmap: [number, number],
+): string[] {
+  return [
+    `# ${label}`,
+    `dma mapping benchmark: threads:1 seconds:0 node:-1 dir:BIDIRECTIONAL granule: ${granule}`,
+    `average map latency(us):${map[0].toFixed(1)} standard deviation:${map[1].toFixed(1)}`,
+    `average unmap latency(us):${unmap[0].toFixed(1)} standard deviation:${unmap[1].toFixed(1)}`,
+  ];
 }

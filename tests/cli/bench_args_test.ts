@@ -44,3 +44,13 @@ Deno.test("bench --json --filter prints only JSON: the layout of every group and
   assert.ok(r.out.length < 100_000, `${r.out.length} bytes`);
   assert.ok(!r.out.includes("average map latency"), "no kernel-form lines with --json");
 });
+
+Deno.test("the dma bench prints the kernel dma_map_benchmark tool's lines", async () => {
+  const { kernelToolLines } = await import("../../bench/dma.bench.ts");
+  assert.deepEqual(kernelToolLines("vtd strict", 256, [1.234, 0.05], [12.25, 3.96]), [
+    "# vtd strict",
+    "dma mapping benchmark: threads:1 seconds:0 node:-1 dir:BIDIRECTIONAL granule: 256",
+    "average map latency(us):1.2 standard deviation:0.1",
+    "average unmap latency(us):12.3 standard deviation:4.0",
+  ]);
+});
