@@ -276,6 +276,12 @@ export class VtdDriver implements IommuOpsWithHooks {
   #qBase = 0;
   /** Scratch list of the PASIDs a flushRange has already invalidated. */
   readonly #seen: number[] = [];
+  /**
+   * Invalidation-queue errors `qi_check_fault` met, oldest first, as the
+   * kernel's qi_dump_fault reports them (kind and the IQERCD detail):
+   * `IQE reason N`, `ITE SID 0xS`, `ICE SID 0xS`.
+   */
+  readonly qiFaults: string[] = [];
   #qTail = 0;
   /** The tail last written to IQT: the hardware's head too, unless `#qHeadUnknown`. */
   #qHwTail = 0;
@@ -470,7 +476,9 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#w64(REG.IQT, this.#qTail);
     this.#qHwTail = this.#qTail;
     const fsts = this.#r32(REG.FSTS);
-    this.#qHeadUnknown = (fsts & (FSTS.IQE | FSTS.ITE | FSTS.ICE)) !== 0;
+    // IQE and ITE stop the queue; ICE does not.
+    this.#qHeadUnknown = (fsts & (FSTS.IQE | FSTS.ITE)) !== 0;
+    if (fsts & (FSTS.IQE | FSTS.ITE | FSTS.ICE)) this.#qiDumpFault(fsts);
     if (fsts & FSTS.IQE) {
       // qi_check_fault: overwrite the bad descriptor (at IQH) with the wait
       // descriptor, then clear IQE so the hardware resumes past it.
@@ -495,9 +503,23 @@ export class VtdDriver implements IommuOpsWithHooks {
         "device-TLB invalidation timed out (ITE)",
       );
     }
+    if (fsts & FSTS.ICE) {
+      // An unexpected or invalid device-TLB invalidation completion: the
+      // invalidations themselves completed, so only the status is cleared
+      // and the submission succeeds (the kernel logs it and returns 0).
+      this.#w32(REG.FSTS, FSTS.ICE);
+    }
     if (this.#m.mem.read32(this.#qStatus) !== seq) {
       throw new IommuError("EIO", "qi_submit_sync", "wait descriptor status was not written");
     }
+  }
+
+  /** qi_dump_fault: record each queue error FSTS shows with its IQERCD detail. */
+  #qiDumpFault(fsts: number): void {
+    const lo = this.#r32(REG.IQERCD), hi = this.#r32(REG.IQERCD + 4);
+    if (fsts & FSTS.IQE) this.qiFaults.push(`IQE reason ${lo & 0xf}`);
+    if (fsts & FSTS.ITE) this.qiFaults.push(`ITE SID 0x${(hi & 0xffff).toString(16)}`);
+    if (fsts & FSTS.ICE) this.qiFaults.push(`ICE SID 0x${(hi >>> 16).toString(16)}`);
   }
 
   #qiCc(gran: number, did: number, sid: number, fm: number): void {

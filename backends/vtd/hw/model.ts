@@ -49,6 +49,7 @@ import {
   ECTL_IP,
   FRO_OFFSET,
   FSTS,
+  FSTS_EVENT_BITS,
   GCMD,
   ICS_IWC,
   IQA_DW,
@@ -137,6 +138,14 @@ function rsvMaskTable(): Uint32Array {
   return out;
 }
 
+/** An injected invalid device-TLB invalidation completion (see injectBadCompletion). */
+interface BadCompletion {
+  /** Requester ID the completion message carries. */
+  sid: number;
+  /** The device also sends the valid completion. */
+  alsoValid: boolean;
+}
+
 /** A primary fault as reported to the fault-event hook. */
 export interface VtdFault {
   /** Requester ID. */
@@ -215,6 +224,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   /** The PASID entry a fresh walk decodes into (never cached). */
   readonly #freshPe: PasidCacheEntry = newPasidEntry();
   readonly #atsTimeout = new Set<number>();
+  /** Devices whose next device-TLB invalidation is answered with an invalid completion. */
+  readonly #badCompletion = new Map<number, BadCompletion>();
+  /** SID of the device-TLB invalidation that timed out (for IQERCD.ITESID). */
+  #iteSid = 0;
   /** Tag the next top-level walk may use the paging-structure cache with (-1 = none). */
   #pscTag = -1;
   /** The DID of #pscTag (set with it). */
@@ -282,6 +295,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       qiDevPiotlb: 0,
       qiPgrpResp: 0,
       qiErrors: 0,
+      qiIce: 0,
       pageRequests: 0,
       pageResponses: 0,
       staleHits: 0,
@@ -298,6 +312,34 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   /** Make `rid`'s next device-TLB invalidation time out (ITE), for tests. */
   injectAtsTimeout(rid: number): void {
     this.#atsTimeout.add(rid);
+  }
+
+  /**
+   * Make `rid` answer its next device-TLB invalidation with an invalid
+   * Invalidation Completion message, for tests: `"itag"` carries an ITag
+   * no invalidation is outstanding under (requester ID `rid`), `"sid"` a
+   * requester ID other than the one invalidated (`opts.sid`, default
+   * `rid ^ 1`). The device does invalidate its ATC. The hardware matches
+   * the message to nothing and reports an Invalidation Completion Error
+   * (FSTS.ICE, IQERCD.ICESID). The request it sent is then still
+   * outstanding, so it times out (ITE), unless `opts.alsoValid`: the
+   * device also sends the right completion (the bad one is a stray extra),
+   * and the queue goes on.
+   */
+  injectBadCompletion(
+    rid: number,
+    kind: "itag" | "sid",
+    opts: { sid?: number; alsoValid?: boolean } = {},
+  ): void {
+    const sid = kind === "sid" ? (opts.sid ?? (rid ^ 1)) & 0xffff : rid;
+    if (kind === "sid" && sid === rid) {
+      throw new IommuError(
+        "EINVAL",
+        "inject_bad_completion",
+        `a bad source-id completion needs a SID other than the device's 0x${rid.toString(16)}`,
+      );
+    }
+    this.#badCompletion.set(rid, { sid, alsoValid: opts.alsoValid ?? false });
   }
 
   // -------------------------------------------------------------------------
@@ -349,9 +391,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return;
       case REG.FSTS: {
         const w1c = value & (FSTS.PFO | FSTS.AFO | FSTS.IQE | FSTS.ICE | FSTS.ITE);
-        const hadIqe = (this.#regs[i] & FSTS.IQE) !== 0;
+        const stopped = (this.#regs[i] & (FSTS.IQE | FSTS.ITE)) !== 0;
         this.#regs[i] &= ~w1c;
-        if (hadIqe && (w1c & FSTS.IQE)) this.#processQueue();
+        // Clearing the last of IQE / ITE lets the queue fetch again (ICE never stops it).
+        if (stopped && !(this.#regs[i] & (FSTS.IQE | FSTS.ITE))) this.#processQueue();
         return;
       }
       case REG.FECTL:
@@ -1477,7 +1520,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   #processQueue(): void {
     if (!this.#qie) return;
     const fs = REG.FSTS >> 2;
-    if (this.#regs[fs] & (FSTS.IQE | FSTS.ITE | FSTS.ICE)) return;
+    // IQE and ITE stop descriptor fetching until software clears them; an
+    // Invalidation Completion Error does not (the invalidation it concerns
+    // has been executed; only a completion message was unexpected).
+    if (this.#regs[fs] & (FSTS.IQE | FSTS.ITE)) return;
     const aLo = this.#regs[REG.IQA >> 2], aHi = this.#regs[(REG.IQA + 4) >> 2];
     const base = (aHi & 0xfffff) * TWO32 + ((aLo & 0xfffff000) >>> 0);
     const wide = (aLo & IQA_DW) !== 0;
@@ -1520,19 +1566,65 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       if (err !== 0) {
         if (err === -1) {
           // ITE: the pending descriptors (up to the tail) are discarded.
+          const before = this.#regs[fs];
+          if (!(before & FSTS.ITE)) this.#setErrSid(false, this.#iteSid);
           this.#regs[fs] |= FSTS.ITE;
           this.#regs[REG.IQH >> 2] = tail;
           this.counters.qiErrors++;
-        } else {
-          this.#regs[REG.IQH >> 2] = head;
-          this.#qiError(head, err);
+          if (this.#m.trace.observed) {
+            this.#m.trace.emit(this.name, "vtd_inv_qi_ite", { sid: this.#iteSid });
+          }
+          // Not a new interrupt condition while another status field is set.
+          if (!(before & FSTS_EVENT_BITS)) this.#event(REG.FECTL, this.#irqFault);
+          return;
         }
+        this.#regs[REG.IQH >> 2] = head;
+        this.#qiError(head, err);
         this.#event(REG.FECTL, this.#irqFault);
         return;
       }
       head = (head + dsz) % qsize;
       this.#regs[REG.IQH >> 2] = head;
     }
+  }
+
+  /** Record an ITE (`ice` false) or ICE source-id in IQERCD bits 47:32 or 63:48. */
+  #setErrSid(ice: boolean, sid: number): void {
+    const i = (REG.IQERCD + 4) >> 2, v = this.#regs[i];
+    this.#regs[i] = ice
+      ? ((v & 0xffff) | ((sid & 0xffff) << 16)) >>> 0
+      : (v & 0xffff0000) | (sid & 0xffff);
+  }
+
+  /**
+   * An Invalidation Completion Error: a device-TLB invalidation completion
+   * with requester ID `sid` matched no outstanding invalidation. Sets
+   * FSTS.ICE (capturing ICESID when ICE was clear) and signals a fault
+   * event unless another fault status field was already set. The queue
+   * keeps running.
+   */
+  #ice(sid: number): void {
+    const fs = REG.FSTS >> 2, before = this.#regs[fs];
+    if (!(before & FSTS.ICE)) this.#setErrSid(true, sid);
+    this.#regs[fs] |= FSTS.ICE;
+    this.counters.qiIce++;
+    if (this.#m.trace.observed) this.#m.trace.emit(this.name, "vtd_inv_qi_ice", { sid });
+    if (!(before & FSTS_EVENT_BITS)) this.#event(REG.FECTL, this.#irqFault);
+  }
+
+  /**
+   * The completion of a device-TLB invalidation of `sid` just executed:
+   * 0 when it completes, -1 when it times out (ITE, with an invalid
+   * completion first when one was injected).
+   */
+  #devtlbCompletion(sid: number): number {
+    const bad = this.#badCompletion.get(sid);
+    if (bad === undefined) return 0;
+    this.#badCompletion.delete(sid);
+    this.#ice(bad.sid);
+    if (bad.alsoValid) return 0;
+    this.#iteSid = sid;
+    return -1;
   }
 
   #qiError(_head: number, code: number): void {
@@ -1581,9 +1673,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         if (this.#rsv(w, 2)) return 1;
         this.counters.qiDevIotlb++;
         const sid = w[1] & 0xffff;
-        if (this.#atsTimeout.delete(sid)) return -1;
+        if (this.#atsTimeout.delete(sid)) {
+          this.#iteSid = sid;
+          return -1;
+        }
         this.#c.invDevtlb(sid, -1, w[2], w[3]);
-        return 0;
+        return this.#badCompletion.size === 0 ? 0 : this.#devtlbCompletion(sid);
       }
       case QI_TYPE.IEC:
         if (this.#rsv(w, 3)) return 1;
@@ -1624,7 +1719,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         if (this.#rsv(w, 7)) return 1;
         this.counters.qiDevPiotlb++;
         const sid = w[0] >>> 16;
-        if (this.#atsTimeout.delete(sid)) return -1;
+        if (this.#atsTimeout.delete(sid)) {
+          this.#iteSid = sid;
+          return -1;
+        }
         const global = (w[2] & 1) !== 0;
         this.#c.invDevtlb(
           sid,
@@ -1632,7 +1730,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
           w[2] & ~0x7ff | ((w[2] >>> 11) & 1),
           w[3],
         );
-        return 0;
+        return this.#badCompletion.size === 0 ? 0 : this.#devtlbCompletion(sid);
       }
       case QI_TYPE.PGRP_RESP: {
         if (this.#rsv(w, 8)) return 1;

@@ -200,6 +200,33 @@ export const FSTS = {
   ITE: 1 << 6,
 } as const;
 
+/** FSTS_REG layout (32 bits; PFO, AFO, IQE, ICE, ITE, PRO are RW1C). */
+export const FSTS_REG: FieldTable = new FieldTable("vtd_fsts_reg", 4, [
+  { name: "PFO", hi: 0, lo: 0 },
+  { name: "PPF", hi: 1, lo: 1 },
+  { name: "AFO", hi: 2, lo: 2 },
+  { name: "APF", hi: 3, lo: 3 },
+  { name: "IQE", hi: 4, lo: 4 },
+  { name: "ICE", hi: 5, lo: 5 },
+  { name: "ITE", hi: 6, lo: 6 },
+  { name: "PRO", hi: 7, lo: 7 },
+  { name: "FRI", hi: 15, lo: 8 },
+]);
+
+/**
+ * IQERCD_REG layout (VT-d 3.x and later): IQEI is valid while FSTS.IQE is
+ * set, ITESID while FSTS.ITE is set, ICESID while FSTS.ICE is set; each SID
+ * is captured only when its status bit was clear at detection.
+ */
+export const IQERCD_REG: FieldTable = new FieldTable("vtd_iqercd_reg", 8, [
+  { name: "IQEI", hi: 3, lo: 0 },
+  { name: "ITESID", hi: 47, lo: 32 },
+  { name: "ICESID", hi: 63, lo: 48 },
+]);
+
+/** FSTS bits whose setting is a fault-event interrupt condition only when none of them was set. */
+export const FSTS_EVENT_BITS: number = FSTS.PFO | FSTS.PPF | FSTS.IQE | FSTS.ICE | FSTS.ITE;
+
 /** FECTL / IECTL / PECTL: interrupt mask and pending. */
 export const ECTL_IM: number = (1 << 31) >>> 0;
 /** Interrupt pending. */
