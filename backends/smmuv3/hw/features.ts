@@ -57,6 +57,10 @@ export interface SmmuFeatures {
   priqs: number;
   /** TLB capacity (entries; oldest evicted first). */
   tlbSize: number;
+  /** Walk cache of table descriptors on (option `walk_cache`). */
+  walkCache: boolean;
+  /** Walk-cache capacity (entries; oldest of the oldest context evicted first). */
+  walkCacheSize: number;
   /** Physical base of the register window. */
   base: number;
   /** Instance name. */
@@ -139,6 +143,20 @@ export const SMMU_OPTIONS: readonly BackendOptionSpec[] = [
     max: 1 << 24,
     description: "TLB entries",
   },
+  {
+    name: "walk_cache",
+    type: "boolean",
+    default: true,
+    description: "walk cache of stage-1/stage-2 table descriptors",
+  },
+  {
+    name: "walk_cache_size",
+    type: "number",
+    default: 512,
+    min: 1,
+    max: 1 << 20,
+    description: "walk-cache entries",
+  },
 ];
 
 /** Resolve options (missing ones take their defaults); refuses unknown or ill-typed values with EINVAL. */
@@ -214,6 +232,8 @@ export function resolveFeatures(opts: BackendOptions = {}): SmmuFeatures {
     evtqs: v.evtqs as number,
     priqs: v.priqs as number,
     tlbSize: v.tlb_size as number,
+    walkCache: v.walk_cache as boolean,
+    walkCacheSize: v.walk_cache_size as number,
     base: v.base as number,
     name: v.name as string,
   };

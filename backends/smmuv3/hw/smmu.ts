@@ -63,12 +63,14 @@ import {
   newWalkOut,
   s1StartLevel,
   s2StartLevel,
+  tableAt,
   type TableFetchTranslator,
   walk,
   WALK_OK,
   type WalkCfg,
   type WalkOut,
 } from "./walk.ts";
+import { levelShift, WalkCache, type WalkCacheEntry } from "./walkcache.ts";
 
 const TWO32 = 4294967296;
 const INV_TWO32 = 2.3283064365386963e-10; // 2^-32: floor(x * INV_TWO32) is x >> 32 on a double
@@ -143,7 +145,7 @@ export interface CdConfig {
 
 /** A missed invalidation found in checking mode. */
 export interface MissedInvalidation {
-  /** Which cache was stale: "STE", "CD", "TLB" or "ATC". */
+  /** Which cache was stale: "STE", "CD", "TLB", "ATC", or "WALK" (the walk cache). */
   cache: string;
   /** StreamID. */
   sid: number;
@@ -186,6 +188,10 @@ function newCounters(): Counters {
     atcHits: 0,
     atcMisses: 0,
     walkReads: 0,
+    walkCacheS1Hits: 0,
+    walkCacheS1Misses: 0,
+    walkCacheS2Hits: 0,
+    walkCacheS2Misses: 0,
     faults: 0,
     events: 0,
     eventsLost: 0,
@@ -245,6 +251,13 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   #memoSid = -1;
   #memoSte: SteConfig | null = null;
   readonly #tlb: TranslationCache;
+  /** The walk cache (null: option walk_cache=false). */
+  readonly #wc: WalkCache | null;
+  /** Stage-2 table fetches of a nested walk skip the walk cache (checking mode's fresh walks). */
+  #fresh = false;
+  /** StreamID / SubstreamID of the transaction being translated (for checking-mode reports). */
+  #curSid = 0;
+  #curSsid = -1;
   readonly #irqEvtq: string;
   /** Log2 of the span the last successful translation reported (`out.span`). */
   #okShift = 12;
@@ -262,7 +275,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   readonly #cmd = new Uint32Array(4);
   #ste: SteConfig | null = null;
   readonly #s2fetch: TableFetchTranslator;
-  readonly #wc = newWalkOut();
+  readonly #wcOut = newWalkOut();
+  readonly #wc2 = newWalkOut();
   readonly #scratch = newTranslateScratch();
 
   /** Build the model; the caller maps it on the bus at `features.base`. */
@@ -279,11 +293,19 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     this.mmioBase = features.base;
     this.counters = machine.trace.counters(features.name, newCounters());
     this.#tlb = new TranslationCache(features.tlbSize);
+    this.#wc = features.walkCache ? new WalkCache(features.walkCacheSize) : null;
     this.#initIdr();
     this.#s2fetch = {
       tableAddr: (ipa: number, out: WalkOut): number => {
         const ste = this.#ste!;
-        walk(this.#mem, ste.s2cfg, ipa, false, false, true, null, true, this.#wt);
+        const wc = this.#fresh ? null : this.#wc;
+        if (wc === null) {
+          walk(this.#mem, ste.s2cfg, ipa, false, false, true, null, true, this.#wt);
+        } else {
+          const tag = tlbTag(ste.el2 ? 1 : 0, ste.el2 ? 0 : ste.vmid, S2_ONLY_ASID);
+          walk(this.#mem, ste.s2cfg, ipa, false, false, true, null, true, this.#wt, wc, tag);
+          this.#noteWalkCache(this.#wt, ste, null, ipa, tag);
+        }
         this.counters.walkReads += this.#wt.reads;
         if (this.#wt.fault !== WALK_OK) {
           out.fault = this.#wt.fault;
@@ -687,9 +709,11 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         return CERROR.NONE;
       case OP.TLBI_NH_ALL:
         this.#tlb.dropContexts(0, vmid, ALL_ASIDS);
+        this.#wc?.dropContexts(0, vmid, ALL_ASIDS);
         return CERROR.NONE;
       case OP.TLBI_NH_ASID:
         this.#tlb.dropContexts(0, vmid, asid);
+        this.#wc?.dropContexts(0, vmid, asid);
         return CERROR.NONE;
       case OP.TLBI_NH_VA:
       case OP.TLBI_NH_VAA:
@@ -709,6 +733,16 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         const a = op === OP.TLBI_NH_VA || op === OP.TLBI_EL2_VA ? asid : -1;
         if (op === OP.TLBI_S2_IPA) this.#tlb.dropRange(0, vmid, BY_IPA, addr, size);
         else this.#tlb.dropRange(el2, el2 ? 0 : vmid, a, addr, size);
+        const leaf = (c[2] & 1) !== 0;
+        const ttl = (c[2] >>> 8) & 3;
+        const wc = this.#wc;
+        if (!leaf && wc !== null) {
+          // Leaf=0: table descriptors over the range go too. A TTL hint (with TG) names the
+          // leaves' level: only the levels above it (ranges wider than the hinted level's) go.
+          const minShift = ttl !== 0 && tg !== 0 ? levelShift(ttl, CMD_TG_SHIFT[tg]) + 1 : 0;
+          if (op === OP.TLBI_S2_IPA) wc.dropRange(0, vmid, BY_IPA, addr, size, minShift);
+          else wc.dropRange(el2, el2 ? 0 : vmid, a, addr, size, minShift);
+        }
         if (this.#m.trace.observed) {
           this.#m.trace.emit(this.name, "smmuv3_cmdq_tlbi", {
             op: OP_NAME[op],
@@ -716,6 +750,9 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
             asid,
             addr,
             size,
+            leaf,
+            ttl,
+            tg,
           });
         }
         return CERROR.NONE;
@@ -723,17 +760,21 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       case OP.TLBI_EL2_ALL:
         if (!f.hyp) return CERROR.ILL;
         this.#tlb.dropContexts(1, 0, ALL_ASIDS_AND_S2);
+        this.#wc?.dropContexts(1, 0, ALL_ASIDS_AND_S2);
         return CERROR.NONE;
       case OP.TLBI_EL2_ASID:
         if (!f.hyp) return CERROR.ILL;
         this.#tlb.dropContexts(1, 0, asid);
+        this.#wc?.dropContexts(1, 0, asid);
         return CERROR.NONE;
       case OP.TLBI_S12_VMALL:
         if (!f.s2) return CERROR.ILL;
         this.#tlb.dropContexts(0, vmid, ALL_ASIDS_AND_S2);
+        this.#wc?.dropContexts(0, vmid, ALL_ASIDS_AND_S2);
         return CERROR.NONE;
       case OP.TLBI_NSNH_ALL:
         this.#tlb.dropAllEl1();
+        this.#wc?.dropAllEl1();
         return CERROR.NONE;
       case OP.ATC_INV: {
         if (!f.ats) return CERROR.ILL;
@@ -1080,6 +1121,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   ): void {
     const sid = req.rid;
     const ssid = req.pasid;
+    this.#curSid = sid;
+    this.#curSsid = ssid;
     const write = (req.access & ACCESS_WRITE) !== 0;
     const exec = (req.access & ACCESS_EXEC) !== 0;
     let cd: CdConfig | null = null;
@@ -1155,8 +1198,11 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         ste.s2 ? this.#s2fetch : null,
         true,
         w,
+        this.#wc,
+        tag,
       );
       this.counters.walkReads += w.reads;
+      if (this.#wc !== null) this.#noteWalkCache(w, ste, cd, req.addr, tag);
       if (w.fault !== WALK_OK) return this.#walkFault(req, out, ste, cd, record);
       ipa = oa = w.oa;
       sizeShift = w.sizeShift;
@@ -1166,7 +1212,13 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       permU = req.priv ? 0 : p1;
     }
     if (ste.s2) {
-      walk(this.#mem, ste.s2cfg, ipa, write, exec, true, null, true, w);
+      const wc = this.#wc;
+      if (wc === null) walk(this.#mem, ste.s2cfg, ipa, write, exec, true, null, true, w);
+      else {
+        const s2Tag = tlbTag(el2, el2 ? 0 : ste.vmid, S2_ONLY_ASID);
+        walk(this.#mem, ste.s2cfg, ipa, write, exec, true, null, true, w, wc, s2Tag);
+        this.#noteWalkCache(w, ste, null, ipa, s2Tag);
+      }
       this.counters.walkReads += w.reads;
       if (w.fault !== WALK_OK) {
         w.ipa = ipa;
@@ -1425,7 +1477,9 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
 
   #checkCd(sid: number, ssid: number, ste: SteConfig, cd: CdConfig): void {
     const sc = this.#scratch;
+    this.#fresh = true;
     const e = this.#fetchCd(ste, ssid, sc);
+    this.#fresh = false;
     if (e !== 0 || !sameWords(sc.cd.words, cd.words)) {
       this.#report(
         "CD",
@@ -1437,8 +1491,87 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     }
   }
 
+  /**
+   * Count a walk's walk-cache hit or miss (stage 1 when `cd` is given) and,
+   * in checking mode, compare a hit with the table descriptor in memory.
+   */
+  #noteWalkCache(w: WalkOut, ste: SteConfig, cd: CdConfig | null, addr: number, tag: number): void {
+    const s1 = cd !== null;
+    if (w.wcLevel < 0) {
+      if (s1) this.counters.walkCacheS1Misses++;
+      else this.counters.walkCacheS2Misses++;
+      return;
+    }
+    if (s1) this.counters.walkCacheS1Hits++;
+    else this.counters.walkCacheS2Hits++;
+    if (this.checking) this.#checkWalkCache(w.wcLevel, w.wcTable, ste, cd, addr, tag);
+  }
+
+  #checkWalkCache(
+    level: number,
+    cached: number,
+    ste: SteConfig,
+    cd: CdConfig | null,
+    addr: number,
+    tag: number,
+  ): void {
+    const cfg = cd !== null ? cd.cfg : ste.s2cfg;
+    const wasFresh = this.#fresh;
+    this.#fresh = true;
+    const fresh = tableAt(
+      this.#mem,
+      cfg,
+      addr,
+      level,
+      cd !== null && ste.s2 ? this.#s2fetch : null,
+      this.#wc2,
+    );
+    this.#fresh = wasFresh;
+    if (fresh === cached) return;
+    const shift = levelShift(level, cfg.granShift);
+    const span = POW2[shift];
+    const base = Math.floor(addr * INV_POW2[shift]) * span;
+    const hex = (v: number) => "0x" + v.toString(16);
+    const el2 = ste.el2;
+    const vmid = el2 ? 0 : ste.vmid;
+    let ctx: string, missing: string;
+    if (cd === null) {
+      ctx = `stage 2, VMID ${vmid}`;
+      missing = `TLBI_S2_IPA with Leaf=0 (TTL 0 or deeper than ${level}) covering IPA ${
+        hex(addr)
+      }, or TLBI_S12_VMALL of VMID ${vmid}`;
+    } else {
+      const asid = tag % 131072;
+      ctx = el2 ? `stage 1 EL2, ASID ${asid}` : `stage 1, VMID ${vmid} ASID ${asid}`;
+      const op = el2 ? "TLBI_EL2_VA" : "TLBI_NH_VA";
+      missing = `${op} with Leaf=0 (TTL 0 or deeper than ${level}) covering ${hex(addr)}, or ${
+        el2 ? "TLBI_EL2_ASID" : "TLBI_NH_ASID"
+      } of ASID ${asid}`;
+    }
+    this.#report(
+      "WALK",
+      this.#curSid,
+      this.#curSsid,
+      addr,
+      `walk cache (${ctx}) level ${level} entry [${hex(base)}, ${hex(base + span)}) gives table ${
+        hex(cached)
+      }, memory ${
+        fresh < 0 ? "has no table descriptor there" : "has table " + hex(fresh)
+      }; missing invalidation: ${missing}`,
+    );
+  }
+
   #freshWalk(req: DmaRequest, ste: SteConfig, cd: CdConfig | null, out: WalkOut): number {
-    // Walk without updating memory; returns output address or -1.
+    // Walk without updating memory and without the walk cache; returns output address or -1.
+    this.#fresh = true;
+    try {
+      return this.#freshWalkInner(req, ste, cd, out);
+    } finally {
+      this.#fresh = false;
+    }
+  }
+
+  #freshWalkInner(req: DmaRequest, ste: SteConfig, cd: CdConfig | null, out: WalkOut): number {
     let a = req.addr;
     let sizeShift = 64;
     if (cd !== null) {
@@ -1459,7 +1592,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   }
 
   #checkTlb(req: DmaRequest, ste: SteConfig, cd: CdConfig | null, e: TlbEntry): void {
-    const w = this.#wc;
+    const w = this.#wcOut;
     const pa = this.#freshWalk(req, ste, cd, w);
     const cached = e.pa + (req.addr - e.va);
     if (pa !== cached) {
@@ -1479,7 +1612,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     // The ATC is checked against a full walk of the current configuration.
     const cd = ste.s1 && ste.cds !== null ? cdGet(ste.cds, req.pasid) : null;
     if (ste.s1 && cd === null) return;
-    const pa = this.#freshWalk(req, ste, cd, this.#wc);
+    const pa = this.#freshWalk(req, ste, cd, this.#wcOut);
     const cached = e.pa + (req.addr - e.va);
     if (pa !== cached) {
       this.#report(
@@ -1500,6 +1633,11 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   /** Number of TLB entries. */
   get tlbEntries(): number {
     return this.#tlb.size;
+  }
+
+  /** The walk cache's entries (empty with walk_cache=false). */
+  get walkCacheEntries(): WalkCacheEntry[] {
+    return this.#wc === null ? [] : this.#wc.entries();
   }
 
   /** Outstanding stalls as {sid, stag}. */

@@ -61,6 +61,9 @@ function hashOf(tag: number, key: number): number {
 }
 
 const NONE = -1;
+/** 2^n and 2^-n for n in 0..64. */
+const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** i);
+const INV_POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** -i);
 /** Remembered-hit slots (a power of two). */
 const HIT_SLOTS = 64;
 const INV_4K = 1 / 4096;
@@ -441,6 +444,37 @@ export class TranslationCache {
     return undefined;
   }
 
+  /**
+   * The entry of `tag` of size exactly 2^`sizeShift` holding `addr`, if any
+   * (one probe, no memo: the walk cache asks for one level at a time).
+   */
+  lookupSize(tag: number, addr: number, sizeShift: number): TlbEntry | undefined {
+    if (this.#count === 0) return undefined;
+    const key = Math.floor(addr * INV_POW2[sizeShift]) * POW2[sizeShift] * 0.03125 + sizeShift;
+    const idx = this.#index;
+    const mask = this.#mask;
+    const st = this.#slotTag;
+    const sk = this.#slotKey;
+    let b = hashOf(tag, key) >>> this.#shift;
+    for (;;) {
+      const s = idx[b];
+      if (s === NONE) return undefined;
+      if (sk[s] === key && st[s] === tag) return this.#ent[s];
+      b = (b + 1) & mask;
+    }
+  }
+
+  /** Every entry with its tag, tags in creation order (introspection; allocates). */
+  entries(): { tag: number; entry: TlbEntry }[] {
+    const all: { tag: number; entry: TlbEntry }[] = [];
+    for (let r = this.#recFirst; r !== NONE; r = this.#recNext[r]) {
+      for (let s = this.#recHead[r]; s !== NONE; s = this.#slotNext[s]) {
+        all.push({ tag: this.#recTag[r], entry: this.#ent[s]! });
+      }
+    }
+    return all;
+  }
+
   /** Drop every entry of record `r` and the record. */
   #dropRec(r: number): void {
     if (this.#recCount[r] * 2 < this.#count) {
@@ -528,11 +562,19 @@ export class TranslationCache {
    * TLB: drop entries overlapping `[addr, addr+size)` (size 1: the entries
    * holding `addr`). `asid`: an ASID, {@link ALL_ASIDS_AND_S2} for every ASID
    * of the VMID (by VA), or {@link BY_IPA} for stage-2 and nested entries by IPA.
+   * Entries smaller than 2^`minShift` are kept (the walk cache's TTL filter).
    */
-  dropRange(el2: number, vmid: number, asid: number, addr: number, size: number): void {
+  dropRange(
+    el2: number,
+    vmid: number,
+    asid: number,
+    addr: number,
+    size: number,
+    minShift = 0,
+  ): void {
     this.#forgetHit();
     const end = addr + size;
-    if (asid >= 0 && this.#dropProbe(tlbTag(el2, vmid, asid), addr, end)) return;
+    if (asid >= 0 && this.#dropProbe(tlbTag(el2, vmid, asid), addr, end, minShift)) return;
     for (let r = this.#recFirst; r !== NONE; r = this.#recNext[r]) {
       const tag = this.#recTag[r];
       const tEl2 = Math.floor(tag / EL2_UNIT);
@@ -552,7 +594,7 @@ export class TranslationCache {
           }
           lo = e.ipa;
         }
-        if (lo < end && lo + 2 ** e.sizeShift > addr) this.#dropSlot(s);
+        if (lo < end && lo + 2 ** e.sizeShift > addr && e.sizeShift >= minShift) this.#dropSlot(s);
         s = n;
       }
     }
@@ -563,15 +605,18 @@ export class TranslationCache {
    * size in use at each aligned address (no iteration over the tag); false
    * when the range is too large for probing.
    */
-  #dropProbe(tag: number, addr: number, end: number): boolean {
+  #dropProbe(tag: number, addr: number, end: number, minShift: number): boolean {
     if (this.#rec(tag, false) === NONE) return true;
     const sizes = this.#sizes;
     const bytes = this.#bytes;
     const inv = this.#inv;
     let probes = 0;
-    for (let i = 0; i < sizes.length; i++) probes += Math.ceil((end - addr) * inv[i]) + 1;
+    for (let i = 0; i < sizes.length; i++) {
+      if (sizes[i] >= minShift) probes += Math.ceil((end - addr) * inv[i]) + 1;
+    }
     if (probes > 256) return false;
     for (let i = 0; i < sizes.length; i++) {
+      if (sizes[i] < minShift) continue;
       const b = bytes[i];
       // Keys of the aligned bases from addr's down to end, without fmod.
       const step = this.#keyMul[i];

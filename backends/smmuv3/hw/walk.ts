@@ -8,6 +8,7 @@
  */
 
 import type { PhysMem } from "@iommu-lab/core";
+import type { WalkCache } from "./walkcache.ts";
 
 /** Walk outcome codes. */
 export const WALK_OK = 0;
@@ -68,6 +69,10 @@ export interface WalkOut {
   ipa: number;
   /** Descriptor memory reads of this walk. */
   reads: number;
+  /** Level of the walk-cache entry the walk started from, or -1 (no walk cache, or a miss). */
+  wcLevel: number;
+  /** Next-level table address that walk-cache entry gave. */
+  wcTable: number;
 }
 
 /** A fresh walk config. */
@@ -99,6 +104,8 @@ export function newWalkOut(): WalkOut {
     faultOnTableFetch: false,
     ipa: 0,
     reads: 0,
+    wcLevel: -1,
+    wcTable: 0,
   };
 }
 
@@ -152,6 +159,9 @@ export interface TableFetchTranslator {
  * permission checks and HTTU updates. `s2` translates table addresses of a
  * nested stage-1 walk (null for a plain walk). Writes the result into `out`.
  * When `update` is false, no access/dirty update is written (checking mode).
+ * With a walk cache `wc`, the walk starts below the deepest table descriptor
+ * cached under `wcTag` for `addr` (noted in `out.wcLevel`/`out.wcTable`),
+ * and fills an entry for every table descriptor it reads.
  */
 export function walk(
   mem: PhysMem,
@@ -163,8 +173,11 @@ export function walk(
   s2: TableFetchTranslator | null,
   update: boolean,
   out: WalkOut,
+  wc: WalkCache | null = null,
+  wcTag = 0,
 ): void {
   out.fault = WALK_OK;
+  out.wcLevel = -1;
   out.faultOnTableFetch = false;
   out.faultStage = cfg.stage;
   out.reads = 0;
@@ -192,6 +205,21 @@ export function walk(
   // Index bits at the start level: everything from inBits down to the level's shift (stage 2 may concatenate).
   let shift = g + stride * (3 - level);
   let idxBits = cfg.inBits - shift;
+  if (wc !== null) {
+    // Deepest cached table descriptor first (level 2 points at the last-level table).
+    for (let l = 2, sh = g + stride; l >= level; l--, sh += stride) {
+      const t = wc.find(wcTag, addr, sh);
+      if (t >= 0) {
+        out.wcLevel = l;
+        out.wcTable = t;
+        level = l + 1;
+        table = t;
+        shift = sh - stride;
+        idxBits = stride;
+        break;
+      }
+    }
+  }
   // The input address as 32-bit halves (addr < 2^inBits <= 2^52): indexes by shifts and masks.
   const aLo = addr >>> 0;
   const aHi = Math.floor(addr * INV_TWO32);
@@ -260,6 +288,7 @@ export function walk(
         out.fault = WALK_F_ADDR_SIZE;
         return;
       }
+      if (wc !== null) wc.fill(wcTag, addr, level, shift, next);
       table = next;
       level++;
       shift -= stride;
@@ -332,4 +361,48 @@ export function walk(
     out.user = user;
     return;
   }
+}
+
+/**
+ * The next-level table address held by the table descriptor at `level` on
+ * the walk of `addr`, read fresh from memory (no walk cache, no updates), or
+ * -1 when the walk does not reach a table descriptor at that level (an
+ * invalid, block or out-of-range descriptor on the way, or a stage-2 fault
+ * on a nested table fetch). Checking mode compares walk-cache entries with it.
+ */
+export function tableAt(
+  mem: PhysMem,
+  cfg: WalkCfg,
+  addr: number,
+  level: number,
+  s2: TableFetchTranslator | null,
+  scratch: WalkOut,
+): number {
+  const g = cfg.granShift;
+  const stride = g - 3;
+  if (addr >= POW2[cfg.inBits] || level < cfg.startLevel || level > 2) return -1;
+  let table = cfg.ttb;
+  let shift = g + stride * (3 - cfg.startLevel);
+  let idxBits = cfg.inBits - shift;
+  for (let l = cfg.startLevel; l <= level; l++) {
+    const q = Math.floor(addr * INV_POW2[shift]);
+    const idx = q - Math.floor(q * INV_POW2[idxBits]) * POW2[idxBits];
+    let tablePa = table;
+    if (s2 !== null) {
+      tablePa = s2.tableAddr(table, scratch);
+      if (tablePa < 0) return -1;
+    }
+    const da = tablePa + idx * 8;
+    if (da + 8 > mem.limit) return -1;
+    const lo = mem.read32(da);
+    const hi = mem.read32(da + 4);
+    if ((lo & 3) !== 3) return -1;
+    const next = descAddr(lo, hi, g);
+    if (next >= POW2[cfg.outBits]) return -1;
+    if (l === level) return next;
+    table = next;
+    shift -= stride;
+    idxBits = stride;
+  }
+  return -1;
 }

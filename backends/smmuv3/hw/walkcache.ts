@@ -1,0 +1,139 @@
+/**
+ * @module
+ * The SMMU's walk cache: table descriptors (not leaves) of stage-1 and
+ * stage-2 walks, so a walk that misses the TLB starts at the deepest cached
+ * level instead of the table base. An entry is tagged like the TLB (regime,
+ * VMID, ASID, or the stage-2-only tag for stage-2 tables) and keyed by the
+ * level's input range: the base of the 2^shift bytes one descriptor at that
+ * level translates, with `shift` = granule + stride × (3 - level). For the
+ * table levels (0..2) of the 4K, 16K and 64K granules these shifts are all
+ * different (21/30/39, 25/36/47, 29/42), so the size identifies granule and
+ * level. The value is the next-level table's address as the walk read it
+ * (an IPA for the stage-1 tables of a nested walk, translated through
+ * stage 2 on every use).
+ *
+ * Storage and replacement are the TLB's {@link TranslationCache}: typed
+ * arrays, and on overflow the oldest entry (by first fill) of the oldest tag
+ * (by creation) goes.
+ *
+ * Invalidation (what the model does, see `SmmuV3` command handling):
+ * TLBI by address with Leaf=1 keeps walk entries; Leaf=0 drops the entries
+ * whose range overlaps the invalidated range, except that a non-zero TTL
+ * hint (with TG != 0) states the level of the leaves, so only entries of
+ * the levels above it (shallower, larger ranges) are dropped; by-context
+ * and ALL invalidations drop them as the TLB's.
+ */
+
+import { ALL_ASIDS_AND_S2, BY_IPA, type TlbEntry, TranslationCache } from "./tlb.ts";
+
+export { ALL_ASIDS_AND_S2, BY_IPA };
+
+/** Default number of walk-cache entries (option `walk_cache_size`). */
+export const WALK_CACHE_DEFAULT_SIZE = 512;
+
+/** Log2 of the input range a descriptor at `level` translates, for granule shift `g`. */
+export function levelShift(level: number, g: number): number {
+  return g + (g - 3) * (3 - level);
+}
+
+/** The level of a table entry of range 2^`shift` for granule shift `g`. */
+export function levelOf(shift: number, g: number): number {
+  return 3 - (shift - g) / (g - 3);
+}
+
+/** One walk-cache entry as reported for introspection. */
+export interface WalkCacheEntry {
+  /** Cache tag (as `tlbTag`). */
+  tag: number;
+  /** Base of the input range. */
+  base: number;
+  /** Log2 of the input range. */
+  shift: number;
+  /** Level of the table descriptor. */
+  level: number;
+  /** Next-level table address. */
+  table: number;
+}
+
+/** The walk cache: a bounded cache of table descriptors. */
+export class WalkCache {
+  readonly #c: TranslationCache;
+
+  /** A walk cache of at most `capacity` entries. */
+  constructor(capacity: number) {
+    this.#c = new TranslationCache(capacity);
+  }
+
+  /** Most entries kept. */
+  get capacity(): number {
+    return this.#c.capacity;
+  }
+
+  /** Number of entries. */
+  get size(): number {
+    return this.#c.size;
+  }
+
+  /** Next-level table address cached for the level of range 2^`shift` holding `addr`, or -1. */
+  find(tag: number, addr: number, shift: number): number {
+    const e = this.#c.lookupSize(tag, addr, shift);
+    return e === undefined ? -1 : e.pa;
+  }
+
+  /** Cache the table descriptor at `level` (range 2^`shift`) for `addr`: next table `table`. */
+  fill(tag: number, addr: number, level: number, shift: number, table: number): void {
+    const e: TlbEntry = this.#c.recycled();
+    const span = 2 ** shift;
+    e.va = Math.floor(addr / span) * span;
+    e.ipa = e.va;
+    e.pa = table;
+    e.sizeShift = shift;
+    e.permP = level;
+    e.permU = 0;
+    e.nested = false;
+    this.#c.insert(tag, e);
+  }
+
+  /**
+   * Drop entries overlapping `[addr, addr+size)` of the selected contexts
+   * (as `TranslationCache.dropRange`: an ASID, {@link ALL_ASIDS_AND_S2} or
+   * {@link BY_IPA} for stage-2 tables); entries with a range smaller than
+   * 2^`minShift` stay (the TTL filter).
+   */
+  dropRange(
+    el2: number,
+    vmid: number,
+    asid: number,
+    addr: number,
+    size: number,
+    minShift: number,
+  ): void {
+    this.#c.dropRange(el2, vmid, asid, addr, size, minShift);
+  }
+
+  /** Drop whole contexts (as `TranslationCache.dropContexts`). */
+  dropContexts(el2: number, vmid: number, asid: number): void {
+    this.#c.dropContexts(el2, vmid, asid);
+  }
+
+  /** Drop every non-EL2 entry. */
+  dropAllEl1(): void {
+    this.#c.dropAllEl1();
+  }
+
+  /** Drop everything. */
+  clear(): void {
+    this.#c.clear();
+  }
+
+  /** The entries (introspection for tests and reports; allocates). */
+  entries(): WalkCacheEntry[] {
+    return this.#c.entries().map(({ tag, entry }) => ({
+      tag,
+      base: entry.va,
+      shift: entry.sizeShift,
+      level: entry.permP,
+      table: entry.pa,
+    }));
+  }
+}
