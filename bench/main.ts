@@ -50,12 +50,16 @@ for (const f of files) {
   if (typeof mod.report === "function") reports.push(mod.report);
 }
 
-await run({
+const result = await run({
   // JSON keeps the statistics, not every sample (megabytes per bench).
   format: values.json ? { json: { debug: false, samples: false } } : "mitata",
   filter,
   colors: !Deno.env.get("NO_COLOR") && Deno.stdout.isTerminal(),
 });
+// In JSON mode an empty result is still a valid answer (the layout is listed).
+if (!values.json && filter !== undefined && result.benchmarks.length === 0) {
+  usageError(`--filter "${values.filter}" matches no benchmark`);
+}
 
 if (!values.json && (!values.filter || /dma/i.test(values.filter))) {
   for (const r of reports) r((s) => console.log(s));

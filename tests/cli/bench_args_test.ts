@@ -32,6 +32,13 @@ Deno.test("bench: an unknown option, a positional argument or a bad --filter reg
   }
 });
 
+Deno.test("bench: a --filter that selects nothing says so in one line and exits 2", async () => {
+  const r = await bench("--filter", "^no bench has this name$");
+  assert.equal(r.code, 2);
+  assert.equal(r.err.trim().split("\n").length, 1, r.err);
+  assert.match(r.err, /^bench: --filter "\^no bench has this name\$" matches no benchmark/);
+});
+
 Deno.test("bench --json --filter prints only JSON: the layout of every group and no raw samples", async () => {
   const r = await bench("--json", "--filter", "^no bench has this name$");
   assert.equal(r.code, 0, r.err);
