@@ -17,18 +17,26 @@
  * S1STALLD, EATS and STRW, single/linear/2-level (4K and 64K leaf) CD
  * tables, stage-1/stage-2 LPAE walks with 4K/16K/64K granules, concatenated
  * stage-2 start tables, nested walks whose stage-1 tables and CDs are read
- * through stage 2, HTTU access/dirty updates, a TLB and a configuration
- * cache, every command with range invalidation and the CERROR_ILL / ABT /
+ * through stage 2, HTTU access/dirty updates, a TLB, a walk cache of
+ * stage-1/stage-2 table descriptors (options `walk_cache`, `walk_cache_size`)
+ * and a configuration cache, every command with range invalidation and the CERROR_ILL / ABT /
  * ATC_INV_SYNC errors, the event queue with overflow, the stall model,
  * ATS with a per-device ATC and the PRI queue. Bad tables become the
  * architecture's events, never exceptions. Checking mode compares every
- * TLB, ATC and configuration-cache hit with a fresh read of memory.
+ * TLB, ATC, walk-cache and configuration-cache hit with a fresh read of
+ * memory.
+ *
+ * Walk cache and TLBI hints: a TLBI by address with Leaf=1 leaves walk-cache
+ * entries (as an implementation may), so a driver that frees a table but
+ * invalidates leaves only is caught; Leaf=0 drops the entries over the
+ * range. A non-zero TTL (with TG) is honoured by the walk cache only: it
+ * keeps the entries at or below the hinted leaf level (a wrong hint shows
+ * in checking mode); the TLB ignores TTL and drops every size over the
+ * range (an allowed over-invalidation).
  *
  * Knowingly simplified: hierarchical table attributes (APTable, XNTable)
  * and nG/global entries are not modelled (TLB entries are always per
- * ASID); memory attributes and shareability are decoded but not used; TTL
- * hints are accepted and the walk caches are not modelled separately (every
- * TLBI also drops the affected leaves); ATS translation requests and the
+ * ASID); memory attributes and shareability are decoded but not used; ATS translation requests and the
  * device ATC are modelled inside the SMMU on behalf of ATS-capable PCI
  * devices; a lost page request (PRI queue full) is dropped and the device
  * retries; stage-2 execute permission uses XN bit 54 only.
@@ -86,6 +94,7 @@ export { type FaultContext, FaultQueues, type LoggedEvent } from "./driver/fault
 export * from "./driver/cmds.ts";
 export * from "./hw/walk.ts";
 export * from "./hw/tlb.ts";
+export * from "./hw/walkcache.ts";
 
 /** Every SMMUv3 structure by name, for `inspect decode`: STE, CD, L1 descriptors, commands, events, PRI record, registers. */
 export const SMMUV3_STRUCTURES: Record<string, FieldTable> = {

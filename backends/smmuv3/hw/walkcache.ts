@@ -24,9 +24,7 @@
  * and ALL invalidations drop them as the TLB's.
  */
 
-import { ALL_ASIDS_AND_S2, BY_IPA, type TlbEntry, TranslationCache } from "./tlb.ts";
-
-export { ALL_ASIDS_AND_S2, BY_IPA };
+import { type TlbEntry, TranslationCache } from "./tlb.ts";
 
 /** Default number of walk-cache entries (option `walk_cache_size`). */
 export const WALK_CACHE_DEFAULT_SIZE = 512;
@@ -96,8 +94,8 @@ export class WalkCache {
 
   /**
    * Drop entries overlapping `[addr, addr+size)` of the selected contexts
-   * (as `TranslationCache.dropRange`: an ASID, {@link ALL_ASIDS_AND_S2} or
-   * {@link BY_IPA} for stage-2 tables); entries with a range smaller than
+   * (as `TranslationCache.dropRange`: an ASID, `ALL_ASIDS_AND_S2` or
+   * `BY_IPA` for stage-2 tables); entries with a range smaller than
    * 2^`minShift` stay (the TTL filter).
    */
   dropRange(
