@@ -15,7 +15,12 @@ import {
   newDmaRequest,
   newTranslateResult,
 } from "@iommu-lab/core";
-import vtd, { type VtdDriver, type VtdHardware } from "../backends/vtd/mod.ts";
+import vtd, {
+  QI_CC_DESC,
+  QI_PC_DESC,
+  type VtdDriver,
+  type VtdHardware,
+} from "../backends/vtd/mod.ts";
 
 function env(opts: Record<string, boolean | number | string> = {}) {
   const m = new Machine({ paBits: 48 });
@@ -100,6 +105,44 @@ for (const flts of [true, false]) {
     });
   });
 
+  group(`vtd context and PASID caches (${stage})`, () => {
+    const { m, dev, hw, drv, d } = env({ flts });
+    const dev2 = m.pci.add({ name: "nic2", bus: 0, device: 3, fn: 0 });
+    drv.probeDevice(dev2);
+    d.attachDev(dev2, null);
+    d.mapPages(0, 0x8000_0000, 4096, 1, IOMMU_READ);
+    const req = newDmaRequest();
+    const out = newTranslateResult();
+    req.access = ACCESS_READ;
+    req.addr = 0;
+    const rids = [dev.rid, dev2.rid];
+    for (const rid of rids) {
+      req.rid = rid;
+      hw.translate(req, out);
+    }
+    let k = 0;
+    bench(`vtd ${stage}: 2 devices alternating (context + PASID cache hits, IOTLB hit)`, () => {
+      req.rid = rids[k ^= 1];
+      hw.translate(req, out);
+      do_not_optimize(out.pa);
+    });
+    const cc = QI_CC_DESC.encode({ TYPE: 1, GRAN: 3, SID: dev.rid });
+    const pc = QI_PC_DESC.encode({ TYPE: 7, GRAN: 1, DID: d.did, PASID: 0 });
+    const inv = (): void => {
+      drv.submitRaw(cc[0], cc[1], cc[2], cc[3]); // context cache, device-selective
+      drv.submitRaw(pc[0], pc[1], pc[2], pc[3]); // PASID cache, PASID-selective
+    };
+    bench(`vtd ${stage}: context + PASID cache miss (2 selective QI invalidations first)`, () => {
+      inv();
+      req.rid = dev.rid;
+      hw.translate(req, out);
+      do_not_optimize(out.pa);
+    });
+    bench(
+      `vtd ${stage}: the 2 selective QI invalidations alone (baseline for the line above)`,
+      inv,
+    );
+  });
   group(`vtd device TLB (${stage})`, () => {
     // An ATS device: translations fill the device TLB as well as the IOTLB.
     const m = new Machine({ paBits: 48 });

@@ -126,6 +126,21 @@ export class AssocCache {
     return -1;
   }
 
+  /**
+   * The live slot of set `set` holding address key `key` under any tag, or
+   * -1 (for caches whose key alone names an entry: the context cache by
+   * RID, the PASID cache by RID and PASID; the tag then only scopes
+   * invalidations).
+   */
+  findKey(set: number, key: number): number {
+    const keys = this.key, tkeys = this.tkey, base = this.epochBase;
+    const end = (set + 1) * this.ways;
+    for (let i = set * this.ways; i < end; i++) {
+      if (keys[i] === key && tkeys[i] >= base) return i;
+    }
+    return -1;
+  }
+
   /** The tag key of `tag` (from {@link cacheTag}) and class `cls` in the current epoch. */
   keyOf(tag: number, cls: number): number {
     return this.epochBase + tag * 4 + cls;

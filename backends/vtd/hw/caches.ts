@@ -3,12 +3,13 @@
  * The VT-d hardware caches the driver must keep coherent: context cache,
  * PASID cache, IOTLB, first- and second-stage paging-structure caches and
  * the device TLBs, with the scope of every invalidation the specification
- * defines. The IOTLB and the paging-structure caches are set-associative
- * caches on typed arrays (`assoc.ts`: LRU within a set, sizes and
- * associativity from the options) shared by every (DID, PASID) tag; the
- * device TLBs are one bounded Map per device and PASID (FIFO). Lookups and
- * fills are done by the model's translation path; this module owns what
- * each invalidation removes.
+ * defines. Every cache is set-associative on typed arrays (`assoc.ts`: LRU
+ * within a set, sizes and associativity from the options). The context
+ * cache is keyed by RID and tagged by the legacy entry's DID; the PASID
+ * cache is keyed by RID and PASID and tagged by (DID, PASID); their decoded
+ * entries live in one object per slot, reused when the slot is refilled.
+ * Lookups and fills are done by the model's translation path; this module
+ * owns what each invalidation removes.
  */
 
 import type { VtdOptions } from "./options.ts";
@@ -53,7 +54,7 @@ export interface CtxEntry {
   addr: number;
 }
 
-/** A blank context-cache entry (filled by the model, recycled after invalidation). */
+/** A blank context-cache entry (one per cache slot, refilled whenever the slot is). */
 export function newCtxEntry(): CtxEntry {
   return {
     rid: 0,
@@ -95,7 +96,7 @@ export interface PasidCacheEntry {
   addr: number;
 }
 
-/** A blank PASID-cache entry (filled by the model, recycled after invalidation). */
+/** A blank PASID-cache entry (one per cache slot, refilled whenever the slot is). */
 export function newPasidEntry(): PasidCacheEntry {
   return {
     rid: 0,
@@ -132,19 +133,26 @@ export interface CacheSizes {
   pscSs: number;
 }
 
+/** 2^20: the PASID-cache key is `RID · 2^20 + PASID`. */
+const TWO20 = 1048576;
+
 /** The caches of one VT-d unit. */
 export class VtdCaches {
-  /** Context cache: RID -> decoded entry. */
-  readonly ctx: Map<number, CtxEntry> = new Map();
-  /** PASID cache: RID * 2^20 + PASID -> decoded entry. */
-  readonly pasid: Map<number, PasidCacheEntry> = new Map();
   /**
-   * Context entries removed by an invalidation, for reuse (the generation
-   * bump that removes them ends every memo holding them).
+   * Context cache: address key = RID, tag = (DID of a legacy entry, else 0;
+   * PASID key 0), so a legacy domain-selective invalidation scans one tag
+   * range. The decoded entry is `ctxEntries[slot]`.
    */
-  readonly ctxPool: CtxEntry[] = [];
-  /** PASID entries removed by an invalidation, for reuse. */
-  readonly pasidPool: PasidCacheEntry[] = [];
+  readonly ctx: AssocCache;
+  /** Decoded context entry per context-cache slot (made on the slot's first fill). */
+  readonly ctxEntries: (CtxEntry | undefined)[];
+  /**
+   * PASID cache: address key = RID · 2^20 + PASID, tag = (DID, PASID), set
+   * from the PASID offset by the RID. The decoded entry is `pasidEntries[slot]`.
+   */
+  readonly pasid: AssocCache;
+  /** Decoded PASID entry per PASID-cache slot (made on the slot's first fill). */
+  readonly pasidEntries: (PasidCacheEntry | undefined)[];
   /**
    * IOTLB, tagged by (DID, PASID) and size class; address key = the entry's
    * aligned input address, value = its output address, info = perm, kind,
@@ -186,6 +194,68 @@ export class VtdCaches {
     this.devtlb = new AssocCache(ds, dw);
     this.pscSs = new AssocCache(ps, pw);
     this.pscFs = new AssocCache(ps, pw);
+    const [cs, cw] = geometry("ctx", opts.ctx_entries, opts.ctx_ways);
+    this.ctx = new AssocCache(cs, cw);
+    this.ctxEntries = new Array(cs * cw).fill(undefined);
+    const [qs, qw] = geometry("pasid_cache", opts.pasid_cache_entries, opts.pasid_cache_ways);
+    this.pasid = new AssocCache(qs, qw);
+    this.pasidEntries = new Array(qs * qw).fill(undefined);
+  }
+
+  /** The cached context entry of `rid` (marked used), or null. */
+  ctxLookup(rid: number): CtxEntry | null {
+    const t = this.ctx;
+    if (t.live === 0) return null;
+    const slot = t.findKey(setOf(rid, 0, 0, t.mask), rid);
+    if (slot < 0) return null;
+    t.touch(slot);
+    return this.ctxEntries[slot]!;
+  }
+
+  /**
+   * The entry object to fill for `rid` (legacy DID `did`, else 0): over the
+   * cached entry of `rid` if any, else in a free way or over the least
+   * recently used way of its set. Bumps the generation.
+   */
+  ctxInsert(rid: number, did: number): CtxEntry {
+    this.gen++;
+    const t = this.ctx, set = setOf(rid, 0, 0, t.mask);
+    const old = t.findKey(set, rid);
+    if (old >= 0) t.remove(old);
+    const slot = t.insertNew(set, t.keyOf(cacheTag(did, 0), 0), rid, 0, 0, did);
+    return this.ctxEntries[slot] ??= newCtxEntry();
+  }
+
+  /** True when the context cache holds `rid` (its LRU order untouched). */
+  ctxHas(rid: number): boolean {
+    const t = this.ctx;
+    return t.findKey(setOf(rid, 0, 0, t.mask), rid) >= 0;
+  }
+
+  /** True when the PASID cache holds (`rid`, `pasid`) (its LRU order untouched). */
+  pasidHas(rid: number, pasid: number): boolean {
+    const t = this.pasid;
+    return t.findKey(setOf(pasid, rid, 0, t.mask), rid * TWO20 + pasid) >= 0;
+  }
+
+  /** The cached PASID entry of (`rid`, `pasid`) (marked used), or null. */
+  pasidLookup(rid: number, pasid: number): PasidCacheEntry | null {
+    const t = this.pasid;
+    if (t.live === 0) return null;
+    const slot = t.findKey(setOf(pasid, rid, 0, t.mask), rid * TWO20 + pasid);
+    if (slot < 0) return null;
+    t.touch(slot);
+    return this.pasidEntries[slot]!;
+  }
+
+  /** The entry object to fill for (`rid`, `pasid`) of DID `did` (as {@link ctxInsert}). */
+  pasidInsert(rid: number, pasid: number, did: number): PasidCacheEntry {
+    this.gen++;
+    const t = this.pasid, set = setOf(pasid, rid, 0, t.mask), key = rid * TWO20 + pasid;
+    const old = t.findKey(set, key);
+    if (old >= 0) t.remove(old);
+    const slot = t.insertNew(set, t.keyOf(cacheTag(did, pasid), 0), key, 0, 0, did);
+    return this.pasidEntries[slot] ??= newPasidEntry();
   }
 
   /**
@@ -259,29 +329,23 @@ export class VtdCaches {
   /** Context-cache invalidation: 1 global, 2 domain (global in scalable mode), 3 device with function mask. */
   invContext(sm: boolean, gran: number, did: number, sid: number, fm: number): void {
     this.gen++;
-    const ctx = this.ctx, pool = this.ctxPool;
-    if (ctx.size === 0) return;
+    const t = this.ctx;
+    if (t.live === 0) return;
     if (gran === 1 || (gran === 2 && sm)) {
-      for (const e of ctx.values()) pool.push(e);
-      ctx.clear();
+      t.clear();
       return;
     }
     if (gran === 2) {
-      for (const [k, e] of ctx) {
-        if (e.did === did) {
-          ctx.delete(k);
-          pool.push(e);
-        }
-      }
+      dropTagRange(t, t.didKeyBase(did), DID_SPAN, t.liveOf(did));
       return;
     }
     if (gran === 3) {
-      const mask = fm === 0 ? 0xffff : fm === 1 ? 0xfffe : fm === 2 ? 0xfffc : 0xfff8;
-      for (const [k, e] of ctx) {
-        if ((k & mask) === (sid & mask)) {
-          ctx.delete(k);
-          pool.push(e);
-        }
+      // The function mask ignores the low 0..3 bits of the SID: up to 8 RIDs.
+      const n = fm === 0 ? 1 : fm === 1 ? 2 : fm === 2 ? 4 : 8;
+      const first = sid & 0xffff & ~(n - 1);
+      for (let rid = first; rid < first + n; rid++) {
+        const slot = t.findKey(setOf(rid, 0, 0, t.mask), rid);
+        if (slot >= 0) t.remove(slot);
       }
     }
   }
@@ -435,19 +499,16 @@ export class VtdCaches {
   /** PASID-cache invalidation: 0 domain, 1 PASID within domain, 3 global. */
   invPasidCache(gran: number, did: number, pasid: number): void {
     this.gen++;
-    const pc = this.pasid, pool = this.pasidPool;
-    if (pc.size === 0) return;
+    const t = this.pasid;
+    if (t.live === 0) return;
     if (gran === 3) {
-      for (const e of pc.values()) pool.push(e);
-      pc.clear();
+      t.clear();
       return;
     }
-    for (const [k, e] of pc) {
-      if ((gran === 0 && e.did === did) || (gran === 1 && e.did === did && e.pasid === pasid)) {
-        pc.delete(k);
-        pool.push(e);
-      }
-    }
+    const n = t.liveOf(did);
+    if (n === 0) return;
+    if (gran === 0) dropTagRange(t, t.didKeyBase(did), DID_SPAN, n);
+    else if (gran === 1) dropTagRange(t, t.keyOf(cacheTag(did, pasid), 0), 4, n);
   }
 
   /** Device-TLB invalidation; pasid -1 = without PASID, -2 = all PASIDs. */
@@ -479,7 +540,22 @@ export class VtdCaches {
   sizes(): CacheSizes {
     const pscFs = this.pscFs.live, pscSs = this.pscSs.live, iotlb = this.iotlb.live;
     const devtlb = this.devtlb.live;
-    return { context: this.ctx.size, pasid: this.pasid.size, iotlb, devtlb, pscFs, pscSs };
+    return { context: this.ctx.live, pasid: this.pasid.live, iotlb, devtlb, pscFs, pscSs };
+  }
+}
+
+/**
+ * Remove the live entries of `t` whose tag key is in [lo, lo + span), at
+ * most `max` of them (the scan stops there).
+ */
+function dropTagRange(t: AssocCache, lo: number, span: number, max: number): void {
+  const tkeys = t.tkey, n = tkeys.length, hi = lo + span;
+  for (let i = 0; i < n && max > 0; i++) {
+    const tk = tkeys[i];
+    if (tk >= lo && tk < hi) {
+      t.remove(i);
+      max--;
+    }
   }
 }
 

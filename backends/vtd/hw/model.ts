@@ -80,7 +80,6 @@ import {
 } from "./structures.ts";
 
 const TWO32 = 4294967296;
-const TWO20 = 1048576;
 /** Page-memo slots of structure fetches (walk levels use 1..5 and 9..13). */
 const SLOT_ROOT = 16,
   SLOT_CONTEXT = 17,
@@ -300,6 +299,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       pageResponses: 0,
       staleHits: 0,
       evictions: 0,
+      ctxEvictions: 0,
+      pasidEvictions: 0,
     });
     this.#c = new VtdCaches(opts);
     this.#regs[REG.VER >> 2] = 0x30;
@@ -1205,8 +1206,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     useCache: boolean,
   ): CtxEntry | null {
     if (useCache) {
-      const c = this.#c.ctx.get(rid);
-      if (c !== undefined && c.sm === sm) {
+      const c = this.#c.ctxLookup(rid);
+      if (c !== null && c.sm === sm) {
         this.counters.ctxHits++;
         if (this.checking) this.#checkRaw("context-cache", c.addr, c.raw, c.rawLen, rid, -1, 0);
         return c;
@@ -1270,7 +1271,12 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       if (dte && !this.opts.dt) return this.#fault(out, req, 0x43, fpd, true);
       if (pre && !this.opts.prs) return this.#fault(out, req, 0x43, fpd, true);
     }
-    const e = useCache ? (this.#c.ctxPool.pop() ?? newCtxEntry()) : this.#freshCtx;
+    let e = this.#freshCtx;
+    if (useCache) {
+      const cc = this.#c.ctx, ev = cc.evictions;
+      e = this.#c.ctxInsert(rid, did);
+      if (cc.evictions !== ev) this.counters.ctxEvictions++;
+    }
     e.rid = rid;
     e.sm = sm;
     e.fpd = fpd;
@@ -1290,8 +1296,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       const raw = e.raw;
       for (let i = 0; i < n; i++) raw[i] = f[i];
       e.rawLen = n;
-      this.#c.ctx.set(rid, e);
-      this.#c.gen++;
     } else e.rawLen = 0;
     return e;
   }
@@ -1303,10 +1307,9 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     req: DmaRequest,
     useCache: boolean,
   ): PasidCacheEntry | null {
-    const key = ctx.rid * TWO20 + pasid;
     if (useCache) {
-      const c = this.#c.pasid.get(key);
-      if (c !== undefined) {
+      const c = this.#c.pasidLookup(ctx.rid, pasid);
+      if (c !== null) {
         this.counters.pasidHits++;
         if (this.checking) {
           this.#checkRaw("pasid-cache", c.addr, c.raw, 16, ctx.rid, pasid, c.did);
@@ -1354,7 +1357,13 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       (ssade && !o.slads);
     if (bad) return this.#fault(out, req, 0x5b, fpd, true);
     if (sre && !o.srs) return this.#fault(out, req, 0x5b, fpd, true);
-    const e = useCache ? (this.#c.pasidPool.pop() ?? newPasidEntry()) : this.#freshPe;
+    const did = w[2] & 0xffff;
+    let e = this.#freshPe;
+    if (useCache) {
+      const pc = this.#c.pasid, ev = pc.evictions;
+      e = this.#c.pasidInsert(ctx.rid, pasid, did);
+      if (pc.evictions !== ev) this.counters.pasidEvictions++;
+    }
     e.rid = ctx.rid;
     e.pasid = pasid;
     e.fpd = fpd;
@@ -1362,7 +1371,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     e.aw = aw;
     e.ssade = ssade;
     e.slptr = (w[1] & 0xfffff) * TWO32 + ((w0 & 0xfffff000) >>> 0);
-    e.did = w[2] & 0xffff;
+    e.did = did;
     e.sre = sre;
     e.ere = (w4 & 2) !== 0;
     e.flpm = flpm;
@@ -1373,8 +1382,6 @@ export class VtdHardware implements IommuHardware, MmioRegion {
       // The words as fetched, for checking mode (a fresh walk's entry is dropped: no copy).
       const raw = e.raw;
       for (let i = 0; i < 16; i++) raw[i] = w[i];
-      this.#c.pasid.set(key, e);
-      this.#c.gen++;
     }
     return e;
   }
@@ -1934,11 +1941,11 @@ export class VtdHardware implements IommuHardware, MmioRegion {
 
   /** True when the context cache holds `rid`. */
   contextCached(rid: number): boolean {
-    return this.#c.ctx.has(rid);
+    return this.#c.ctxHas(rid);
   }
 
   /** True when the PASID cache holds (rid, pasid). */
   pasidCached(rid: number, pasid: number): boolean {
-    return this.#c.pasid.has(rid * TWO20 + pasid);
+    return this.#c.pasidHas(rid, pasid);
   }
 }

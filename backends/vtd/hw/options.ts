@@ -83,6 +83,14 @@ export interface VtdOptions {
   psc_entries: number;
   /** Paging-structure-cache associativity (ways per set; clamped to `psc_entries`). */
   psc_ways: number;
+  /** Context-cache entries (`ctx_ways` × a power of two; LRU within a set). */
+  ctx_entries: number;
+  /** Context-cache associativity (ways per set; clamped to `ctx_entries`). */
+  ctx_ways: number;
+  /** PASID-cache entries (`pasid_cache_ways` × a power of two; LRU within a set). */
+  pasid_cache_entries: number;
+  /** PASID-cache associativity (ways per set; clamped to `pasid_cache_entries`). */
+  pasid_cache_ways: number;
 }
 
 /** The option specs (names as `--opt NAME=VALUE` takes them). */
@@ -179,6 +187,39 @@ export const VTD_OPTION_SPECS: readonly BackendOptionSpec[] = [
     max: 64,
     description: "paging-structure-cache associativity (ways per set, at most psc_entries)",
   },
+  {
+    name: "ctx_entries",
+    type: "number",
+    default: 1024,
+    min: 1,
+    max: 1 << 16,
+    description: "context-cache capacity (by RID; ctx_ways x a power of two; LRU in a set)",
+  },
+  {
+    name: "ctx_ways",
+    type: "number",
+    default: 8,
+    min: 1,
+    max: 64,
+    description: "context-cache associativity (ways per set, at most ctx_entries)",
+  },
+  {
+    name: "pasid_cache_entries",
+    type: "number",
+    default: 1024,
+    min: 1,
+    max: 1 << 20,
+    description:
+      "PASID-cache capacity (by RID and PASID; pasid_cache_ways x a power of two; LRU in a set)",
+  },
+  {
+    name: "pasid_cache_ways",
+    type: "number",
+    default: 8,
+    min: 1,
+    max: 64,
+    description: "PASID-cache associativity (ways per set, at most pasid_cache_entries)",
+  },
 ];
 
 /** Resolve `raw` options against the specs (defaults filled; EINVAL naming a bad one). */
@@ -231,6 +272,8 @@ export function resolveVtdOptions(raw: BackendOptions = {}): VtdOptions {
   geometry("tlb", o.tlb_entries, o.tlb_ways);
   geometry("devtlb", o.devtlb_entries, o.devtlb_ways);
   geometry("psc", o.psc_entries, o.psc_ways);
+  geometry("ctx", o.ctx_entries, o.ctx_ways);
+  geometry("pasid_cache", o.pasid_cache_entries, o.pasid_cache_ways);
   return o;
 }
 
