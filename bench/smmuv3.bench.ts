@@ -1,7 +1,7 @@
 /**
  * SMMUv3 benchmarks: translation through the hardware model (TLB hit on one
  * page, on 64 pages in turn and for 8 devices in turn, stage-1 walk, stage-2
- * walk, an unmapped access with its event record), map/unmap
+ * walk (no walk cache), a TLB miss that hits the walk cache, an unmapped access with its event record), map/unmap
  * through the driver (4 KiB and 2 MiB, strict TLBI + CMD_SYNC) and
  * command-queue throughput.
  */
@@ -60,8 +60,8 @@ for (const stages of ["both", "s2"]) {
       hitEnv.hw.translate(reqs, out);
       do_not_optimize(out.pa);
     });
-    // A one-entry TLB: every other address misses and walks all levels.
-    const walkEnv = env({ stages, tlb_size: 1 });
+    // A one-entry TLB and no walk cache: every other address misses and walks all levels.
+    const walkEnv = env({ stages, tlb_size: 1, walk_cache: false });
     walkEnv.d.mapPages(0, 0x8000_0000, 4096, 1024, IOMMU_READ | IOMMU_WRITE);
     const req2 = newDmaRequest();
     req2.rid = walkEnv.dev.rid;
@@ -70,6 +70,19 @@ for (const stages of ["both", "s2"]) {
     bench(`smmuv3 ${stage}: TLB miss, table walk`, () => {
       req2.addr = (i++ & 1023) * 4096;
       walkEnv.hw.translate(req2, out);
+      do_not_optimize(out.pa);
+    });
+    // The same with the walk cache: the level-2 descriptors of both leaf tables are cached, so
+    // each miss reads the leaf descriptor only.
+    const wcEnv = env({ stages, tlb_size: 1 });
+    wcEnv.d.mapPages(0, 0x8000_0000, 4096, 1024, IOMMU_READ | IOMMU_WRITE);
+    const req3 = newDmaRequest();
+    req3.rid = wcEnv.dev.rid;
+    req3.access = ACCESS_READ;
+    let j = 0;
+    bench(`smmuv3 ${stage}: TLB miss, walk-cache hit (leaf read only)`, () => {
+      req3.addr = (j++ & 1023) * 4096;
+      wcEnv.hw.translate(req3, out);
       do_not_optimize(out.pa);
     });
   });

@@ -53,9 +53,20 @@ export interface WalkCacheEntry {
   table: number;
 }
 
-/** The walk cache: a bounded cache of table descriptors. */
+/**
+ * The walk cache: a bounded cache of table descriptors. Lookups remember
+ * their last hit per range size (a memo, not a cache of its own: every fill
+ * or invalidation forgets it).
+ */
 export class WalkCache {
   readonly #c: TranslationCache;
+  /** Memo by range shift (0..63): the hit's tag, range and table, valid when its generation is current. */
+  readonly #mGen = new Float64Array(64).fill(-1);
+  readonly #mTag = new Float64Array(64);
+  readonly #mLo = new Float64Array(64);
+  readonly #mHi = new Float64Array(64);
+  readonly #mTable = new Float64Array(64);
+  #gen = 0;
 
   /** A walk cache of at most `capacity` entries. */
   constructor(capacity: number) {
@@ -74,12 +85,23 @@ export class WalkCache {
 
   /** Next-level table address cached for the level of range 2^`shift` holding `addr`, or -1. */
   find(tag: number, addr: number, shift: number): number {
+    if (
+      this.#mGen[shift] === this.#gen && this.#mTag[shift] === tag && addr >= this.#mLo[shift] &&
+      addr < this.#mHi[shift]
+    ) return this.#mTable[shift];
     const e = this.#c.lookupSize(tag, addr, shift);
-    return e === undefined ? -1 : e.pa;
+    if (e === undefined) return -1;
+    this.#mGen[shift] = this.#gen;
+    this.#mTag[shift] = tag;
+    this.#mLo[shift] = e.va;
+    this.#mHi[shift] = e.va + 2 ** shift;
+    this.#mTable[shift] = e.pa;
+    return e.pa;
   }
 
   /** Cache the table descriptor at `level` (range 2^`shift`) for `addr`: next table `table`. */
   fill(tag: number, addr: number, level: number, shift: number, table: number): void {
+    this.#gen++;
     const e: TlbEntry = this.#c.recycled();
     const span = 2 ** shift;
     e.va = Math.floor(addr / span) * span;
@@ -106,21 +128,25 @@ export class WalkCache {
     size: number,
     minShift: number,
   ): void {
+    this.#gen++;
     this.#c.dropRange(el2, vmid, asid, addr, size, minShift);
   }
 
   /** Drop whole contexts (as `TranslationCache.dropContexts`). */
   dropContexts(el2: number, vmid: number, asid: number): void {
+    this.#gen++;
     this.#c.dropContexts(el2, vmid, asid);
   }
 
   /** Drop every non-EL2 entry. */
   dropAllEl1(): void {
+    this.#gen++;
     this.#c.dropAllEl1();
   }
 
   /** Drop everything. */
   clear(): void {
+    this.#gen++;
     this.#c.clear();
   }
 
