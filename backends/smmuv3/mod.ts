@@ -29,10 +29,12 @@
  * Walk cache and TLBI hints: a TLBI by address with Leaf=1 leaves walk-cache
  * entries (as an implementation may), so a driver that frees a table but
  * invalidates leaves only is caught; Leaf=0 drops the entries over the
- * range. A non-zero TTL (with TG) is honoured by the walk cache only: it
- * keeps the entries at or below the hinted leaf level (a wrong hint shows
- * in checking mode); the TLB ignores TTL and drops every size over the
- * range (an allowed over-invalidation).
+ * range. A non-zero TTL (with TG) is honoured by the walk cache only: a
+ * Leaf=0 TLBI then drops only the walk entries read at level TTL (none for
+ * TTL=3), so a driver that sets TTL on a walk invalidation, as kernels did
+ * before TTL was limited to leaf invalidations, shows in checking mode; the
+ * TLB ignores TTL and drops every size over the range (an allowed
+ * over-invalidation).
  *
  * Knowingly simplified: hierarchical table attributes (APTable, XNTable)
  * and nG/global entries are not modelled (TLB entries are always per

@@ -737,11 +737,11 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         const ttl = (c[2] >>> 8) & 3;
         const wc = this.#wc;
         if (!leaf && wc !== null) {
-          // Leaf=0: table descriptors over the range go too. A TTL hint (with TG) names the
-          // leaves' level: only the levels above it (ranges wider than the hinted level's) go.
-          const minShift = ttl !== 0 && tg !== 0 ? levelShift(ttl, CMD_TG_SHIFT[tg]) + 1 : 0;
-          if (op === OP.TLBI_S2_IPA) wc.dropRange(0, vmid, BY_IPA, addr, size, minShift);
-          else wc.dropRange(el2, el2 ? 0 : vmid, a, addr, size, minShift);
+          // Leaf=0: table descriptors over the range go too; with a TTL hint (and TG) only
+          // those read at level TTL (none for TTL=3), as an implementation may.
+          const only = ttl !== 0 && tg !== 0 ? levelShift(ttl, CMD_TG_SHIFT[tg]) : -1;
+          if (op === OP.TLBI_S2_IPA) wc.dropRange(0, vmid, BY_IPA, addr, size, only);
+          else wc.dropRange(el2, el2 ? 0 : vmid, a, addr, size, only);
         }
         if (this.#m.trace.observed) {
           this.#m.trace.emit(this.name, "smmuv3_cmdq_tlbi", {
@@ -1537,14 +1537,14 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     let ctx: string, missing: string;
     if (cd === null) {
       ctx = `stage 2, VMID ${vmid}`;
-      missing = `TLBI_S2_IPA with Leaf=0 (TTL 0 or deeper than ${level}) covering IPA ${
+      missing = `TLBI_S2_IPA with Leaf=0 (and TTL 0 or ${level}) covering IPA ${
         hex(addr)
       }, or TLBI_S12_VMALL of VMID ${vmid}`;
     } else {
       const asid = tag % 131072;
       ctx = el2 ? `stage 1 EL2, ASID ${asid}` : `stage 1, VMID ${vmid} ASID ${asid}`;
       const op = el2 ? "TLBI_EL2_VA" : "TLBI_NH_VA";
-      missing = `${op} with Leaf=0 (TTL 0 or deeper than ${level}) covering ${hex(addr)}, or ${
+      missing = `${op} with Leaf=0 (and TTL 0 or ${level}) covering ${hex(addr)}, or ${
         el2 ? "TLBI_EL2_ASID" : "TLBI_NH_ASID"
       } of ASID ${asid}`;
     }

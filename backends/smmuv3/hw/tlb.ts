@@ -562,7 +562,8 @@ export class TranslationCache {
    * TLB: drop entries overlapping `[addr, addr+size)` (size 1: the entries
    * holding `addr`). `asid`: an ASID, {@link ALL_ASIDS_AND_S2} for every ASID
    * of the VMID (by VA), or {@link BY_IPA} for stage-2 and nested entries by IPA.
-   * Entries smaller than 2^`minShift` are kept (the walk cache's TTL filter).
+   * With `onlyShift` >= 0 only entries of size 2^`onlyShift` go (the walk
+   * cache's TTL filter).
    */
   dropRange(
     el2: number,
@@ -570,11 +571,11 @@ export class TranslationCache {
     asid: number,
     addr: number,
     size: number,
-    minShift = 0,
+    onlyShift = -1,
   ): void {
     this.#forgetHit();
     const end = addr + size;
-    if (asid >= 0 && this.#dropProbe(tlbTag(el2, vmid, asid), addr, end, minShift)) return;
+    if (asid >= 0 && this.#dropProbe(tlbTag(el2, vmid, asid), addr, end, onlyShift)) return;
     for (let r = this.#recFirst; r !== NONE; r = this.#recNext[r]) {
       const tag = this.#recTag[r];
       const tEl2 = Math.floor(tag / EL2_UNIT);
@@ -594,7 +595,11 @@ export class TranslationCache {
           }
           lo = e.ipa;
         }
-        if (lo < end && lo + 2 ** e.sizeShift > addr && e.sizeShift >= minShift) this.#dropSlot(s);
+        if (
+          lo < end && lo + 2 ** e.sizeShift > addr && (onlyShift < 0 || e.sizeShift === onlyShift)
+        ) {
+          this.#dropSlot(s);
+        }
         s = n;
       }
     }
@@ -605,18 +610,18 @@ export class TranslationCache {
    * size in use at each aligned address (no iteration over the tag); false
    * when the range is too large for probing.
    */
-  #dropProbe(tag: number, addr: number, end: number, minShift: number): boolean {
+  #dropProbe(tag: number, addr: number, end: number, onlyShift: number): boolean {
     if (this.#rec(tag, false) === NONE) return true;
     const sizes = this.#sizes;
     const bytes = this.#bytes;
     const inv = this.#inv;
     let probes = 0;
     for (let i = 0; i < sizes.length; i++) {
-      if (sizes[i] >= minShift) probes += Math.ceil((end - addr) * inv[i]) + 1;
+      if (onlyShift < 0 || sizes[i] === onlyShift) probes += Math.ceil((end - addr) * inv[i]) + 1;
     }
     if (probes > 256) return false;
     for (let i = 0; i < sizes.length; i++) {
-      if (sizes[i] < minShift) continue;
+      if (onlyShift >= 0 && sizes[i] !== onlyShift) continue;
       const b = bytes[i];
       // Keys of the aligned bases from addr's down to end, without fmod.
       const step = this.#keyMul[i];

@@ -18,10 +18,12 @@
  *
  * Invalidation (what the model does, see `SmmuV3` command handling):
  * TLBI by address with Leaf=1 keeps walk entries; Leaf=0 drops the entries
- * whose range overlaps the invalidated range, except that a non-zero TTL
- * hint (with TG != 0) states the level of the leaves, so only entries of
- * the levels above it (shallower, larger ranges) are dropped; by-context
- * and ALL invalidations drop them as the TLB's.
+ * whose range overlaps the invalidated range. A non-zero TTL hint (with
+ * TG != 0) restricts that to the entries read at level TTL, as an
+ * implementation may: TTL=3 drops no walk entry at all (level-3
+ * descriptors are never tables), which is why the kernel leaves TTL=0 on
+ * non-leaf invalidations (`__arm_smmu_tlb_inv_range` sets TTL only when
+ * leaf). By-context and ALL invalidations drop them as the TLB's.
  */
 
 import { type TlbEntry, TranslationCache } from "./tlb.ts";
@@ -117,8 +119,8 @@ export class WalkCache {
   /**
    * Drop entries overlapping `[addr, addr+size)` of the selected contexts
    * (as `TranslationCache.dropRange`: an ASID, `ALL_ASIDS_AND_S2` or
-   * `BY_IPA` for stage-2 tables); entries with a range smaller than
-   * 2^`minShift` stay (the TTL filter).
+   * `BY_IPA` for stage-2 tables); with `onlyShift` >= 0 only the entries of
+   * range 2^`onlyShift` (one level: the TTL filter).
    */
   dropRange(
     el2: number,
@@ -126,10 +128,10 @@ export class WalkCache {
     asid: number,
     addr: number,
     size: number,
-    minShift: number,
+    onlyShift: number,
   ): void {
     this.#gen++;
-    this.#c.dropRange(el2, vmid, asid, addr, size, minShift);
+    this.#c.dropRange(el2, vmid, asid, addr, size, onlyShift);
   }
 
   /** Drop whole contexts (as `TranslationCache.dropContexts`). */

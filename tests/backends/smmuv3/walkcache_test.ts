@@ -129,15 +129,17 @@ Deno.test("TLBI_NH_VA with Leaf=1 keeps the walk entries; Leaf=0 drops those cov
   assert.equal(r.hw.counters.walkReads - reads, 4);
 });
 
-Deno.test("TTL with TG: Leaf=0 drops only the levels above the hinted leaf level; without TG the hint is ignored", () => {
+Deno.test("TTL with TG: Leaf=0 drops only the walk entries read at level TTL (none for 3); without TG the hint is ignored", () => {
   const { r, root, cmd } = s1Rig();
   r.mapPage(root, 0x4000_1000, 0x8000_1000);
   r.tr(SID, 0x4000_1000);
-  cmd(nhVa(0x4000_1000, false, { ttl: 2, tg: 1 })); // leaves said to be at level 2: keep the level-2 entry
-  assert.deepEqual(levels(r), [2]);
-  cmd(nhVa(0x4000_1000, false, { ttl: 3, tg: 1 }));
-  assert.deepEqual(levels(r), []);
-  r.tr(SID, 0x4000_1000 + 0x1000); // unmapped, refills the three table levels
+  cmd(nhVa(0x4000_1000, false, { ttl: 3, tg: 1 })); // level-3 descriptors are never tables
+  assert.deepEqual(levels(r), [0, 1, 2]);
+  cmd(nhVa(0x4000_1000, false, { ttl: 2, tg: 1 }));
+  assert.deepEqual(levels(r), [0, 1]);
+  cmd(nhVa(0x4000_1000, false, { ttl: 1, tg: 1 }));
+  assert.deepEqual(levels(r), [0]);
+  r.tr(SID, 0x4000_1000 + 0x1000); // unmapped, refills levels 1 and 2 below the cached level 0
   assert.deepEqual(levels(r), [0, 1, 2]);
   cmd(nhVa(0x4000_1000, false, { ttl: 2, tg: 0 }));
   assert.deepEqual(levels(r), []);
@@ -263,15 +265,25 @@ Deno.test("checking mode: a stale walk entry left by a Leaf=1 TLBI is reported a
   }
 });
 
-Deno.test("checking mode: a wrong TTL hint (level 2 for a freed level-3 table) leaves the level-2 entry and is reported", () => {
-  const { r, root, cmd } = s1Rig();
-  r.hw.checking = true;
-  r.mapPage(root, 0x4000_1000, 0x8000_1000);
-  r.tr(SID, 0x4000_1000);
-  const l2 = r.hw.walkCacheEntries.find((e) => e.level === 1)!.table;
-  r.m.mem.write64(l2, 0, 0); // table freed
-  cmd(nhVa(0x4000_0000, false, { ttl: 2, tg: 1, scale: 9 }));
-  assert.equal(r.tr(SID, 0x4000_1000).ok, true); // the stale entry still walks the old table
-  assert.equal(r.hw.missed.length, 1);
-  assert.match(r.hw.missed[0].detail, /memory has no table descriptor there/);
+Deno.test("checking mode: a walk TLBI with the nominal leaf TTL=3 (as kernels before TTL was limited to leaf invalidations) is reported", () => {
+  for (const ttl of [3, 0]) {
+    const { r, root, cmd } = s1Rig();
+    r.hw.checking = true;
+    r.mapPage(root, 0x4000_1000, 0x8000_1000);
+    r.tr(SID, 0x4000_1000);
+    const l2 = r.hw.walkCacheEntries.find((e) => e.level === 1)!.table;
+    r.m.mem.write64(l2, 0, 0); // the level-3 table is freed
+    // 512 pages from 0x4000_0000: NUM=0, SCALE=9, TG=4K; Leaf=0.
+    cmd(nhVa(0x4000_0000, false, { ttl, tg: 1, scale: 9 }));
+    const o = r.tr(SID, 0x4000_1000);
+    if (ttl === 0) {
+      assert.equal(o.ok, false);
+      assert.deepEqual(r.hw.missed, []);
+      continue;
+    }
+    assert.equal(o.ok, true); // the stale entry still walks the freed table
+    assert.equal(r.hw.missed.length, 1);
+    assert.match(r.hw.missed[0].detail, /level 2 entry .* memory has no table descriptor there/);
+    assert.match(r.hw.missed[0].detail, /TLBI_NH_VA with Leaf=0 \(and TTL 0 or 2\)/);
+  }
 });
