@@ -154,6 +154,15 @@ export class VtdCaches {
   /** Decoded PASID entry per PASID-cache slot (made on the slot's first fill). */
   readonly pasidEntries: (PasidCacheEntry | undefined)[];
   /**
+   * PASID-cache slots chained by tag (DID, PASID), so a PASID-selective
+   * invalidation visits only that tag's entries: tag -> first slot, and
+   * per slot the next and previous slot of its chain (-1 ends) and its tag.
+   */
+  readonly #pHead: Map<number, number> = new Map();
+  readonly #pNext: Int32Array;
+  readonly #pPrev: Int32Array;
+  readonly #pTag: Float64Array;
+  /**
    * IOTLB, tagged by (DID, PASID) and size class; address key = the entry's
    * aligned input address, value = its output address, info = perm, kind,
    * class and cached fault (INFO_* in tlb.ts).
@@ -200,6 +209,9 @@ export class VtdCaches {
     const [qs, qw] = geometry("pasid_cache", opts.pasid_cache_entries, opts.pasid_cache_ways);
     this.pasid = new AssocCache(qs, qw);
     this.pasidEntries = new Array(qs * qw).fill(undefined);
+    this.#pNext = new Int32Array(qs * qw);
+    this.#pPrev = new Int32Array(qs * qw);
+    this.#pTag = new Float64Array(qs * qw);
   }
 
   /** The cached context entry of `rid` (marked used), or null. */
@@ -253,9 +265,46 @@ export class VtdCaches {
     this.gen++;
     const t = this.pasid, set = setOf(pasid, rid, 0, t.mask), key = rid * TWO20 + pasid;
     const old = t.findKey(set, key);
-    if (old >= 0) t.remove(old);
-    const slot = t.insertNew(set, t.keyOf(cacheTag(did, pasid), 0), key, 0, 0, did);
+    if (old >= 0) this.#pasidRemove(old);
+    const tag = cacheTag(did, pasid), ev = t.evictions;
+    const slot = t.insertNew(set, t.keyOf(tag, 0), key, 0, 0, did);
+    if (t.evictions !== ev) this.#pUnlink(slot); // the victim left its chain
+    // Link the slot at the head of its tag's chain.
+    const head = this.#pHead.get(tag) ?? -1;
+    this.#pNext[slot] = head;
+    this.#pPrev[slot] = -1;
+    if (head >= 0) this.#pPrev[head] = slot;
+    this.#pHead.set(tag, slot);
+    this.#pTag[slot] = tag;
     return this.pasidEntries[slot] ??= newPasidEntry();
+  }
+
+  /** Take PASID-cache `slot` out of its tag's chain. */
+  #pUnlink(slot: number): void {
+    const p = this.#pPrev[slot], n = this.#pNext[slot];
+    if (p >= 0) this.#pNext[p] = n;
+    else if (n >= 0) this.#pHead.set(this.#pTag[slot], n);
+    else this.#pHead.delete(this.#pTag[slot]);
+    if (n >= 0) this.#pPrev[n] = p;
+  }
+
+  /** Remove the live PASID-cache entry in `slot`. */
+  #pasidRemove(slot: number): void {
+    this.#pUnlink(slot);
+    this.pasid.remove(slot);
+  }
+
+  /** Remove every PASID-cache entry of `tag` (a chain walk). */
+  #pasidDropTag(tag: number): void {
+    let slot = this.#pHead.get(tag) ?? -1;
+    if (slot < 0) return;
+    this.#pHead.delete(tag);
+    const next = this.#pNext, t = this.pasid;
+    while (slot >= 0) {
+      const n = next[slot];
+      t.remove(slot);
+      slot = n;
+    }
   }
 
   /**
@@ -503,12 +552,17 @@ export class VtdCaches {
     if (t.live === 0) return;
     if (gran === 3) {
       t.clear();
+      this.#pHead.clear();
       return;
     }
-    const n = t.liveOf(did);
-    if (n === 0) return;
-    if (gran === 0) dropTagRange(t, t.didKeyBase(did), DID_SPAN, n);
-    else if (gran === 1) dropTagRange(t, t.keyOf(cacheTag(did, pasid), 0), 4, n);
+    if (t.liveOf(did) === 0) return;
+    if (gran === 1) this.#pasidDropTag(cacheTag(did, pasid));
+    else if (gran === 0) {
+      // Every chain of the DID (tags did · 2^21 + PASID).
+      for (const tag of this.#pHead.keys()) {
+        if (Math.floor(tag / 2097152) === did) this.#pasidDropTag(tag);
+      }
+    }
   }
 
   /** Device-TLB invalidation; pasid -1 = without PASID, -2 = all PASIDs. */
