@@ -159,6 +159,13 @@ export class VtdCaches {
    * per slot the next and previous slot of its chain (-1 ends) and its tag.
    */
   readonly #pHead: Map<number, number> = new Map();
+  /**
+   * Per RID, the slot its last context-cache (`#ctxHint`) and PASID-cache
+   * (`#pasidHint`) lookup or fill used: tried before the set is searched
+   * (a hint is only trusted when that slot still holds the key, live).
+   */
+  readonly #ctxHint: Int32Array = new Int32Array(65536);
+  readonly #pasidHint: Int32Array = new Int32Array(65536);
   readonly #pNext: Int32Array;
   readonly #pPrev: Int32Array;
   readonly #pTag: Float64Array;
@@ -218,8 +225,12 @@ export class VtdCaches {
   ctxLookup(rid: number): CtxEntry | null {
     const t = this.ctx;
     if (t.live === 0) return null;
-    const slot = t.findKey(setOf(rid, 0, 0, t.mask), rid);
-    if (slot < 0) return null;
+    let slot = this.#ctxHint[rid];
+    if (t.key[slot] !== rid || t.tkey[slot] < t.epochBase) {
+      slot = t.findKey(setOf(rid, 0, 0, t.mask), rid);
+      if (slot < 0) return null;
+      this.#ctxHint[rid] = slot;
+    }
     t.touch(slot);
     return this.ctxEntries[slot]!;
   }
@@ -235,6 +246,7 @@ export class VtdCaches {
     const old = t.findKey(set, rid);
     if (old >= 0) t.remove(old);
     const slot = t.insertNew(set, t.keyOf(cacheTag(did, 0), 0), rid, 0, 0, did);
+    this.#ctxHint[rid] = slot;
     return this.ctxEntries[slot] ??= newCtxEntry();
   }
 
@@ -254,8 +266,13 @@ export class VtdCaches {
   pasidLookup(rid: number, pasid: number): PasidCacheEntry | null {
     const t = this.pasid;
     if (t.live === 0) return null;
-    const slot = t.findKey(setOf(pasid, rid, 0, t.mask), rid * TWO20 + pasid);
-    if (slot < 0) return null;
+    const key = rid * TWO20 + pasid;
+    let slot = this.#pasidHint[rid];
+    if (t.key[slot] !== key || t.tkey[slot] < t.epochBase) {
+      slot = t.findKey(setOf(pasid, rid, 0, t.mask), key);
+      if (slot < 0) return null;
+      this.#pasidHint[rid] = slot;
+    }
     t.touch(slot);
     return this.pasidEntries[slot]!;
   }
@@ -276,6 +293,7 @@ export class VtdCaches {
     if (head >= 0) this.#pPrev[head] = slot;
     this.#pHead.set(tag, slot);
     this.#pTag[slot] = tag;
+    this.#pasidHint[rid] = slot;
     return this.pasidEntries[slot] ??= newPasidEntry();
   }
 
