@@ -6,8 +6,8 @@
  * allocated after construction.
  *
  * - Tag key: `epochBase + (DID · 2^21 + PASID key) · 4 + class` (the PASID
- *   key is the PASID, or 2^20 for a request without PASID; the device TLBs
- *   put the SID where the others put the DID; class: the page-size class of
+ *   key is the PASID, or 2^20 for a request without PASID; a device TLB,
+ *   one cache per device, uses DID 0; class: the page-size class of
  *   a translation, 0 for a paging-structure entry). A
  *   global invalidation starts a new epoch in O(1): every slot tagged under
  *   an older epoch has a smaller key, so it never matches and counts as free.
@@ -100,11 +100,16 @@ export class AssocCache {
   #epoch = 0;
   #clock = 0;
   /** Live entries per DID, valid when `#didEpoch[did]` is the current epoch. */
-  readonly #didLive: Int32Array = new Int32Array(65536);
-  readonly #didEpoch: Int32Array = new Int32Array(65536);
+  readonly #didLive: Int32Array;
+  readonly #didEpoch: Int32Array;
 
-  /** An empty cache of `sets` (a power of two) × `ways` slots. */
-  constructor(sets: number, ways: number) {
+  /**
+   * An empty cache of `sets` (a power of two) × `ways` slots, for tags of
+   * DIDs below `dids` (a cache of one device's entries uses DID 0 only).
+   */
+  constructor(sets: number, ways: number, dids = 65536) {
+    this.#didLive = new Int32Array(dids);
+    this.#didEpoch = new Int32Array(dids);
     this.sets = sets;
     this.ways = ways;
     this.mask = sets - 1;

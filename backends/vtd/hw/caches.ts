@@ -176,12 +176,15 @@ export class VtdCaches {
    */
   readonly iotlb: AssocCache;
   /**
-   * Device TLBs (the ATCs of ATS devices), one cache tagged by (SID, PASID
-   * key): the SID takes the place of the DID; otherwise as the IOTLB.
+   * Device TLBs (the ATCs of ATS devices): each device its own cache of
+   * `devtlb_entries` × `devtlb_ways`, made at its first fill, tagged by PASID
+   * key under DID 0; otherwise as the IOTLB. Indexed by SID.
    */
-  readonly devtlb: AssocCache;
-  /** 1 for a SID that ever had a device-TLB entry (its lookups count hits and misses). */
-  readonly devtlbUsed: Uint8Array = new Uint8Array(65536);
+  readonly devtlbs: (AssocCache | undefined)[] = new Array(65536).fill(undefined);
+  /** The device TLBs made so far. */
+  readonly #devtlbList: AssocCache[] = [];
+  readonly #devSets: number;
+  readonly #devWays: number;
   /** Second-stage paging-structure cache: (DID, PASID) and 2 MiB region -> leaf table, perm. */
   readonly pscSs: AssocCache;
   /** First-stage paging-structure cache: (DID, PASID) and 2 MiB region -> leaf table, perm. */
@@ -206,8 +209,7 @@ export class VtdCaches {
     const [ts, tw] = geometry("tlb", opts.tlb_entries, opts.tlb_ways);
     const [ps, pw] = geometry("psc", opts.psc_entries, opts.psc_ways);
     this.iotlb = new AssocCache(ts, tw);
-    const [ds, dw] = geometry("devtlb", opts.devtlb_entries, opts.devtlb_ways);
-    this.devtlb = new AssocCache(ds, dw);
+    [this.#devSets, this.#devWays] = geometry("devtlb", opts.devtlb_entries, opts.devtlb_ways);
     this.pscSs = new AssocCache(ps, pw);
     this.pscFs = new AssocCache(ps, pw);
     const [cs, cw] = geometry("ctx", opts.ctx_entries, opts.ctx_ways);
@@ -334,14 +336,16 @@ export class VtdCaches {
     return probe(this.iotlb, this.sizesSeen, tag, did, addr);
   }
 
-  /** The device-TLB slot of `sid` translating `addr` for PASID key `pk`, or -1. */
+  /** The slot of `sid`'s device TLB translating `addr` for PASID key `pk`, or -1. */
   lookupDev(sid: number, pk: number, addr: number): number {
-    return probe(this.devtlb, this.sizesSeen, cacheTag(sid, pk), sid, addr);
+    const t = this.devtlbs[sid];
+    return t === undefined ? -1 : probe(t, this.sizesSeen, pk, 0, addr);
   }
 
   /**
    * Cache a translation in the device TLB of `sid` for PASID key `pk`
-   * (over an entry with the same keys). Returns the slot.
+   * (over an entry with the same keys). Returns true when an entry of the
+   * device was evicted to make room.
    */
   insertDev(
     sid: number,
@@ -351,16 +355,20 @@ export class VtdCaches {
     size: number,
     perm: number,
     kind: number,
-  ): number {
+  ): boolean {
     this.tlbGen++;
     const cls = size === 4096 ? 0 : size === 2097152 ? 1 : 2;
     this.sizesSeen |= 1 << cls;
-    this.devtlbUsed[sid] = 1;
-    const t = this.devtlb;
+    let t = this.devtlbs[sid];
+    if (t === undefined) {
+      t = this.devtlbs[sid] = new AssocCache(this.#devSets, this.#devWays, 1);
+      this.#devtlbList.push(t);
+    }
     const lo = iova >>> 0, hi = (iova - lo) / TWO32;
     const info = perm | (kind << INFO_KIND_SHIFT) | (cls << INFO_CLS_SHIFT);
-    const set = setOf(pageLo(lo, hi, cls), sid, cls, t.mask);
-    return t.insert(set, t.keyOf(cacheTag(sid, pk), cls), iova, pa, info, sid);
+    const set = setOf(pageLo(lo, hi, cls), 0, cls, t.mask), ev = t.evictions;
+    t.insert(set, t.keyOf(pk, cls), iova, pa, info, 0);
+    return t.evictions !== ev;
   }
 
   /**
@@ -586,7 +594,8 @@ export class VtdCaches {
   /** Device-TLB invalidation; pasid -1 = without PASID, -2 = all PASIDs. */
   invDevtlb(sid: number, pasid: number, w2: number, w3: number): void {
     this.tlbGen++;
-    if (this.devtlb.liveOf(sid) === 0) return;
+    const t = this.devtlbs[sid];
+    if (t === undefined || t.live === 0) return;
     const s = w2 & 1;
     const addr = (w3 & 0xfffff) * TWO32 + ((w2 & 0xfffff000) >>> 0);
     let size = 4096;
@@ -598,8 +607,8 @@ export class VtdCaches {
     }
     const start = alignDown(addr, size);
     this.#drop(
-      this.devtlb,
-      sid,
+      t,
+      0,
       pasid === -2 ? -1 : pasid === -1 ? NO_PASID_KEY : pasid,
       start,
       size,
@@ -611,7 +620,8 @@ export class VtdCaches {
   /** Entry counts. */
   sizes(): CacheSizes {
     const pscFs = this.pscFs.live, pscSs = this.pscSs.live, iotlb = this.iotlb.live;
-    const devtlb = this.devtlb.live;
+    let devtlb = 0;
+    for (const t of this.#devtlbList) devtlb += t.live;
     return { context: this.ctx.live, pasid: this.pasid.live, iotlb, devtlb, pscFs, pscSs };
   }
 }

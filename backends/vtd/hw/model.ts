@@ -559,9 +559,11 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     const rid = req.rid;
     // Device TLB (ATS-translated requests): consulted first.
     const c = this.#c;
-    if (c.devtlb.live !== 0 && c.devtlbUsed[rid] === 1) {
-      const t = c.devtlb;
-      const slot = c.lookupDev(rid, req.pasid === NO_PASID ? NO_PASID_KEY : req.pasid, req.addr);
+    const t = c.devtlbs[rid];
+    if (t !== undefined) {
+      const slot = t.live === 0
+        ? -1
+        : c.lookupDev(rid, req.pasid === NO_PASID ? NO_PASID_KEY : req.pasid, req.addr);
       const inf = slot >= 0 ? t.info[slot] : 0;
       if (slot >= 0 && ((inf & INFO_PERM_MASK) & req.access) === req.access) {
         t.touch(slot);
@@ -590,7 +592,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         return;
       }
       this.counters.devtlbMisses++;
-    } else if (c.devtlbUsed[rid] === 1) this.counters.devtlbMisses++;
+    }
     if (this.#ttm === RTADDR_TTM_ABORT || this.#ttm === 2) {
       this.#fault(out, req, 0x30, false, false);
       return;
@@ -811,10 +813,8 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     this.#c.insert(tag, did, iova, pa, size, perm, kind, 0, this.#lastSlot < 0);
     if (this.#c.iotlb.evictions !== ev) this.counters.evictions++;
     if (devtlbRid >= 0 && this.#m.pci.byRid(devtlbRid)?.ats) {
-      const dt = this.#c.devtlb, dev = dt.evictions;
       const pk = reqPasid === NO_PASID ? NO_PASID_KEY : reqPasid;
-      this.#c.insertDev(devtlbRid, pk, iova, pa, size, perm, kind);
-      if (dt.evictions !== dev) this.counters.evictions++;
+      if (this.#c.insertDev(devtlbRid, pk, iova, pa, size, perm, kind)) this.counters.evictions++;
     }
     out.ok = true;
     out.pa = this.#wPa;

@@ -75,7 +75,7 @@ export interface VtdOptions {
   tlb_entries: number;
   /** IOTLB associativity (ways per set; clamped to `tlb_entries`). */
   tlb_ways: number;
-  /** Device-TLB entries (all ATS devices: `devtlb_ways` × a power of two; LRU within a set). */
+  /** Device-TLB entries of each ATS device (its own ATC: `devtlb_ways` × a power of two; LRU within a set). */
   devtlb_entries: number;
   /** Device-TLB associativity (ways per set; clamped to `devtlb_entries`). */
   devtlb_ways: number;
@@ -160,7 +160,7 @@ export const VTD_OPTION_SPECS: readonly BackendOptionSpec[] = [
     min: 1,
     max: 1 << 20,
     description:
-      "device-TLB capacity (all ATS devices and PASIDs; devtlb_ways x a power of two; LRU in a set)",
+      "device-TLB capacity of each ATS device (its own ATC, all its PASIDs; devtlb_ways x a power of two; LRU in a set)",
   },
   {
     name: "devtlb_ways",

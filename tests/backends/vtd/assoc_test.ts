@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { IOMMU_READ } from "@iommu-lab/core";
-import { QI_IOTLB_DESC, resolveVtdOptions } from "../../../backends/vtd/mod.ts";
+import { QI_DIOTLB_DESC, QI_IOTLB_DESC, resolveVtdOptions } from "../../../backends/vtd/mod.ts";
 import { AssocCache, cacheTag, geometry, setOf } from "../../../backends/vtd/hw/assoc.ts";
 import { setup, xlate } from "./helpers.ts";
 
@@ -216,7 +216,7 @@ Deno.test("IOTLB entries above 4 GiB: hits, and a page-selective invalidation dr
   assert.deepEqual(vas.map((va) => env.hw.iotlbHas(d.did, 0, va)), [true, false, true, true]);
 });
 
-Deno.test("device TLBs: one shared cache tagged by SID and PASID; bounded by devtlb_entries with LRU", () => {
+Deno.test("device TLB: tagged by PASID; bounded by devtlb_entries with LRU", () => {
   const env = setup({ devtlb_entries: 2, devtlb_ways: 2 });
   const d = env.drv.domainAllocPaging(env.acc, 0);
   d.attachDev(env.acc, null);
@@ -235,4 +235,31 @@ Deno.test("device TLBs: one shared cache tagged by SID and PASID; bounded by dev
   assert.equal(env.hw.devtlbHas(env.acc.rid, -1, 0x0), true);
   assert.equal(env.hw.devtlbHas(env.acc.rid, -1, 0x1000), true);
   assert.equal(env.hw.cacheSizes().devtlb, 2);
+});
+
+Deno.test("each ATS device has its own device TLB of devtlb_entries: one device's fills never evict another's", () => {
+  const env = setup({ devtlb_entries: 2, devtlb_ways: 2 });
+  const acc2 = env.m.pci.add({ name: "acc2", bus: 3, device: 1, fn: 0, ats: true });
+  env.drv.probeDevice(acc2);
+  // One domain each: every first translation is a walk, which fills the device TLB.
+  for (const dev of [env.acc, acc2]) {
+    const d = env.drv.domainAllocPaging(dev, 0);
+    d.attachDev(dev, null);
+    d.mapPages(0, 0x8000_0000, 4096, 3, IOMMU_READ);
+  }
+  for (const dev of [env.acc, acc2]) for (const va of [0x0, 0x1000]) xlate(env.hw, dev, va);
+  const has = (rid: number) => [0x0, 0x1000, 0x2000].map((va) => env.hw.devtlbHas(rid, -1, va));
+  assert.deepEqual(has(env.acc.rid), [true, true, false]);
+  assert.deepEqual(has(acc2.rid), [true, true, false]);
+  assert.equal(env.hw.cacheSizes().devtlb, 4, "2 entries in each device");
+  assert.equal(env.hw.counters.evictions, 0);
+  // A third page on acc2 evicts acc2's least recently used entry only.
+  xlate(env.hw, acc2, 0x2000);
+  assert.deepEqual(has(acc2.rid), [false, true, true]);
+  assert.deepEqual(has(env.acc.rid), [true, true, false]);
+  // A device-TLB invalidation of acc2 leaves acc's entries.
+  const w = QI_DIOTLB_DESC.encode({ TYPE: 3, SID: acc2.rid, S: 1, ADDR: 0x7ffff000 });
+  env.drv.submitRaw(w[0], w[1], w[2], w[3]);
+  assert.deepEqual(has(acc2.rid), [false, false, false]);
+  assert.deepEqual(has(env.acc.rid), [true, true, false]);
 });
