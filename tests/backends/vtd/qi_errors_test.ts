@@ -164,3 +164,14 @@ Deno.test("ICE with ITE: the driver sees ETIMEDOUT, clears ITE first and ICE at 
   assert.equal(drv.qiFaults.length, 3);
   assert.equal(hw.counters.qiErrors, 1, "only the ITE is a queue error");
 });
+
+Deno.test("inspect decode names FSTS.ICE/ITE and the IQERCD source-ids", async () => {
+  const { inspectDecode } = await import("../../../cli/commands/decode.ts");
+  const fsts = await inspectDecode("vtd_fsts_reg", ["0x60"], true, false);
+  assert.match(fsts, /ICE +\[5:5\] = 0x1/);
+  assert.match(fsts, /ITE +\[6:6\] = 0x1/);
+  assert.match(fsts, /IQE +\[4:4\] = 0x0/);
+  const iqer = await inspectDecode("VTD_IQERCD_REG", ["0x0042031000000000"], false, false);
+  assert.match(iqer, /ITESID +\[47:32\] = 0x310/);
+  assert.match(iqer, /ICESID +\[63:48\] = 0x42/);
+});
