@@ -1,8 +1,8 @@
 /**
  * VT-d benchmarks: translation through the hardware model (IOTLB hit,
- * paging-structure-cache hit, full walk of every structure, an ATS device's
- * device TLB), and map/unmap through the driver (4 KiB and 2 MiB, strict
- * sync).
+ * paging-structure-cache hit, full walk of every structure, context- and
+ * PASID-cache hits and misses, an ATS device's device TLB), and map/unmap
+ * through the driver (4 KiB and 2 MiB, strict sync).
  */
 
 import { bench, do_not_optimize, group } from "mitata";
