@@ -169,10 +169,12 @@ export class VtdDomain implements IommuDomain {
       throw new IommuError("EOPNOTSUPP", "map_pages", `${this.label} has no page table`);
     }
     if (iova + pgsize * pgcount - 1 > this.geometry.apertureEnd) {
+      // intel_iommu_map: a range past the domain's address width is -EFAULT.
       throw new IommuError(
-        "EINVAL",
+        "EFAULT",
         "map_pages",
-        `iova range ends beyond the aperture 0x${this.geometry.apertureEnd.toString(16)}`,
+        `iova range 0x${iova.toString(16)}+0x${(pgsize * pgcount).toString(16)} ends beyond ` +
+          `the aperture 0x${this.geometry.apertureEnd.toString(16)}; map below it`,
       );
     }
     return this.pgtable.mapPages(iova, paddr, pgsize, pgcount, prot);
@@ -774,13 +776,16 @@ export class VtdDriver implements IommuOpsWithHooks {
       pages: this.#m.pages,
     }, tlb);
     this.#dids.add(did);
+    // First-stage input addresses are canonical: the kernel leaves bit N-1
+    // out of the aperture (2^47 - 1 with 4 levels), so IOVAs stay in the
+    // lower half. The model's addresses stop at 52 bits.
     domain = new VtdDomain(
       this,
       DomainType.UNMANAGED,
       did,
       useFs,
       pt,
-      Math.min(12 + 9 * levels, 52),
+      Math.min(12 + 9 * levels - (useFs ? 1 : 0), 52),
     );
     return domain;
   }
