@@ -61,6 +61,20 @@ function hashOf(tag: number, key: number): number {
 }
 
 const NONE = -1;
+
+/** A copy of `a` in a new array of `n` elements (the rest zero). */
+function grownF64(a: Float64Array, n: number): Float64Array<ArrayBuffer> {
+  const b = new Float64Array(n);
+  b.set(a);
+  return b;
+}
+
+/** A copy of `a` in a new array of `n` elements (the rest zero). */
+function grownI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(n);
+  b.set(a);
+  return b;
+}
 /** 2^n and 2^-n for n in 0..64. */
 const POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** i);
 const INV_POW2: Float64Array = Float64Array.from({ length: 65 }, (_, i) => 2 ** -i);
@@ -166,23 +180,13 @@ export class TranslationCache {
 
   #growSlots(n: number): void {
     const old = this.#slotCap;
-    const f64 = (a: Float64Array) => {
-      const b = new Float64Array(n);
-      b.set(a);
-      return b;
-    };
-    const i32 = (a: Int32Array) => {
-      const b = new Int32Array(n);
-      b.set(a);
-      return b;
-    };
-    this.#slotTag = f64(this.#slotTag);
-    this.#slotKey = f64(this.#slotKey);
-    this.#slotHome = i32(this.#slotHome);
-    this.#slotBucket = i32(this.#slotBucket);
-    this.#slotRec = i32(this.#slotRec);
-    this.#slotNext = i32(this.#slotNext);
-    this.#slotPrev = i32(this.#slotPrev);
+    this.#slotTag = grownF64(this.#slotTag, n);
+    this.#slotKey = grownF64(this.#slotKey, n);
+    this.#slotHome = grownI32(this.#slotHome, n);
+    this.#slotBucket = grownI32(this.#slotBucket, n);
+    this.#slotRec = grownI32(this.#slotRec, n);
+    this.#slotNext = grownI32(this.#slotNext, n);
+    this.#slotPrev = grownI32(this.#slotPrev, n);
     const free = new Int32Array(n);
     free.set(this.#freeSlots.subarray(0, this.#nFreeSlots));
     // New slots are handed out lowest first.
@@ -216,19 +220,12 @@ export class TranslationCache {
 
   #growRecs(n: number): void {
     const old = this.#recTag.length;
-    const f64 = new Float64Array(n);
-    f64.set(this.#recTag);
-    this.#recTag = f64;
-    const i32 = (a: Int32Array) => {
-      const b = new Int32Array(n);
-      b.set(a);
-      return b;
-    };
-    this.#recHead = i32(this.#recHead);
-    this.#recTail = i32(this.#recTail);
-    this.#recCount = i32(this.#recCount);
-    this.#recNext = i32(this.#recNext);
-    this.#recPrev = i32(this.#recPrev);
+    this.#recTag = grownF64(this.#recTag, n);
+    this.#recHead = grownI32(this.#recHead, n);
+    this.#recTail = grownI32(this.#recTail, n);
+    this.#recCount = grownI32(this.#recCount, n);
+    this.#recNext = grownI32(this.#recNext, n);
+    this.#recPrev = grownI32(this.#recPrev, n);
     for (let r = n - 1; r >= old; r--) this.#freeRecs.push(r);
   }
 
