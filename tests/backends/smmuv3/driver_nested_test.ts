@@ -1,77 +1,20 @@
 import assert from "node:assert/strict";
 import {
   IOMMU_HWPT_ALLOC_NEST_PARENT,
-  IOMMU_READ,
-  IOMMU_WRITE,
   IotlbGather,
   Machine,
   newDmaRequest,
   newTranslateResult,
 } from "@iommu-lab/core";
-import plugin, {
-  CD,
-  type SmmuDomain,
-  type SmmuV3,
-  type SmmuV3Driver,
-  STE,
-} from "../../../backends/smmuv3/mod.ts";
-
-const RW = IOMMU_READ | IOMMU_WRITE;
-const IPA_OFF = 0x10_0000_0000; // guest-physical = host-physical + IPA_OFF
+import plugin, { type SmmuV3Driver, STE } from "../../../backends/smmuv3/mod.ts";
+import { IPA_OFF, nestedGuest } from "./nested_guest.ts";
 
 Deno.test("nested domain: a guest's vSTE, CD and stage-1 tables in IPA space over a NEST_PARENT stage 2", () => {
-  const m = new Machine();
-  const dev = m.pci.add({ name: "vf", bus: 3, device: 0, fn: 0 });
-  const { hw, driver } = plugin.create(m, {});
-  const d = driver as SmmuV3Driver;
-  const smmu = hw as SmmuV3;
-  smmu.checking = true;
-  d.probeDevice(dev);
-  const parent = d.domainAllocPaging(dev, IOMMU_HWPT_ALLOC_NEST_PARENT) as SmmuDomain;
-  assert.equal(parent.stage, "S2");
-  // Guest RAM: pages the host gives the guest, mapped IPA -> PA in the parent.
-  const guestPage = () => {
-    const pa = m.pages.allocPage();
-    parent.mapPages!(pa + IPA_OFF, pa, 4096, 1, RW);
-    return pa;
-  };
-  const cd = guestPage();
-  const pgd = guestPage();
-  const data = guestPage();
-  m.mem.writeWords(
-    cd,
-    CD.encode({
-      V: 1,
-      AA64: 1,
-      R: 1,
-      A: 1,
-      T0SZ: 16,
-      IPS: 5,
-      ASID: 42,
-      TTB0: (pgd + IPA_OFF) / 16,
-    }),
-  );
   const va = 0x55_0000_3000;
-  let table = pgd;
-  for (let level = 0; level < 3; level++) {
-    const idx = Math.floor(va / 2 ** (12 + 9 * (3 - level))) % 512;
-    const next = guestPage();
-    m.mem.write64(
-      table + idx * 8,
-      ((next + IPA_OFF) % 2 ** 32 | 3) >>> 0,
-      Math.floor((next + IPA_OFF) / 2 ** 32),
-    );
-    table = next;
-  }
+  const { m, dev, d, smmu, parent, data: [data], attach } = nestedGuest(va, 1);
+  assert.equal(parent.stage, "S2");
   const dataIpa = data + IPA_OFF;
-  m.mem.write64(
-    table + (Math.floor(va / 4096) % 512) * 8,
-    (dataIpa % 2 ** 32 | 3 | 0x440) >>> 0,
-    Math.floor(dataIpa / 2 ** 32),
-  );
-  const vste = STE.encode({ V: 1, CONFIG: 5, S1ContextPtr: cd + IPA_OFF });
-  const nested = d.domainAllocNested(dev, parent, 0, { ste: vste.subarray(0, 4) });
-  nested.attachDev(dev, null);
+  attach();
   const req = newDmaRequest();
   const out = newTranslateResult();
   req.rid = dev.rid;

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
-  IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_READ,
   IOMMU_WRITE,
   IotlbGather,
@@ -11,13 +10,12 @@ import {
   type TraceValue,
 } from "@iommu-lab/core";
 import plugin, {
-  CD,
   S2_ONLY_ASID,
   type SmmuDomain,
   type SmmuV3,
   type SmmuV3Driver,
-  STE,
 } from "../../../backends/smmuv3/mod.ts";
+import { nestedGuest } from "./nested_guest.ts";
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 
@@ -258,57 +256,9 @@ for (const opts of PROP_CONFIGS) {
 }
 
 Deno.test("nested: stage-1 walk entries hold table IPAs, read through stage-2 walk entries; both hit on the next page", () => {
-  const IPA_OFF = 0x10_0000_0000;
-  const m = new Machine();
-  const dev = m.pci.add({ name: "vf", bus: 3, device: 0, fn: 0 });
-  const { hw, driver } = plugin.create(m, {});
-  const d = driver as SmmuV3Driver;
-  const smmu = hw as SmmuV3;
-  smmu.checking = true;
-  d.probeDevice(dev);
-  const parent = d.domainAllocPaging(dev, IOMMU_HWPT_ALLOC_NEST_PARENT) as SmmuDomain;
-  const guestPage = () => {
-    const pa = m.pages.allocPage();
-    parent.mapPages!(pa + IPA_OFF, pa, 4096, 1, RW);
-    return pa;
-  };
-  const cd = guestPage();
-  const pgd = guestPage();
-  m.mem.writeWords(
-    cd,
-    CD.encode({
-      V: 1,
-      AA64: 1,
-      R: 1,
-      A: 1,
-      T0SZ: 16,
-      IPS: 5,
-      ASID: 42,
-      TTB0: (pgd + IPA_OFF) / 16,
-    }),
-  );
   const va = 0x55_0000_3000;
-  let table = pgd;
-  const tables: number[] = [];
-  for (let level = 0; level < 3; level++) {
-    const idx = Math.floor(va / 2 ** (12 + 9 * (3 - level))) % 512;
-    const next = guestPage();
-    tables.push(next + IPA_OFF);
-    const ipa = next + IPA_OFF;
-    m.mem.write64(table + idx * 8, (ipa % 2 ** 32 | 3) >>> 0, Math.floor(ipa / 2 ** 32));
-    table = next;
-  }
-  const data = [guestPage(), guestPage()];
-  for (let i = 0; i < 2; i++) {
-    const ipa = data[i] + IPA_OFF;
-    m.mem.write64(
-      table + (Math.floor(va / 4096) % 512 + i) * 8,
-      (ipa % 2 ** 32 | 3 | 0x440) >>> 0,
-      Math.floor(ipa / 2 ** 32),
-    );
-  }
-  const vste = STE.encode({ V: 1, CONFIG: 5, S1ContextPtr: cd + IPA_OFF });
-  d.domainAllocNested(dev, parent, 0, { ste: vste.subarray(0, 4) }).attachDev(dev, null);
+  const { dev, smmu, tableIpas: tables, data, attach } = nestedGuest(va, 2);
+  attach();
   const req = newDmaRequest();
   const out = newTranslateResult();
   req.rid = dev.rid;
