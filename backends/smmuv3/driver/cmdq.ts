@@ -177,7 +177,12 @@ export class DriverCmdq {
 
   /** Issue `cmds` (each a 4-word command) and optionally a CMD_SYNC; waits for completion. */
   issue(cmds: readonly Uint32Array[], withSync: boolean): void {
-    for (let i = 0; i < cmds.length; i++) this.#append(cmds[i]);
+    this.issueN(cmds, cmds.length, withSync);
+  }
+
+  /** Issue the first `n` of `cmds` (a reused pool) and optionally a CMD_SYNC; waits for completion. */
+  issueN(cmds: readonly Uint32Array[], n: number, withSync: boolean): void {
+    for (let i = 0; i < n; i++) this.#append(cmds[i]);
     if (withSync) this.#issueSync();
     else {
       this.#doorbell();

@@ -213,9 +213,13 @@ export class SmmuDomain implements IommuDomain {
     } else if (!gather.empty) {
       this.owner.invRange(this, gather.start, gather.size, gather.pgsize, true);
     }
-    const pages = this.owner.m.pages;
-    for (let i = 0; i < gather.freelist.length; i++) pages.free(gather.freelist[i]);
-    gather.freelist.length = 0;
+    const freelist = gather.freelist;
+    if (freelist.length !== 0) {
+      // Only when there is something to free: setting length runs the slow array setter.
+      const pages = this.owner.m.pages;
+      for (let i = 0; i < freelist.length; i++) pages.free(freelist[i]);
+      freelist.length = 0;
+    }
   }
 
   /** `flush_iotlb_all` (also covers walks pending from unmaps). */

@@ -192,7 +192,6 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   readonly #asids = new Set<number>();
   readonly #vmids = new Set<number>();
   readonly #cmd = newCmd();
-  readonly #cmds: Uint32Array[] = [];
   /** Reusable 4-word command buffers for invRange (the ring copies them; grown on demand). */
   readonly #cmdPool: Uint32Array[] = [];
   readonly #target = new Uint32Array(16);
@@ -947,8 +946,9 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   invRange(domain: SmmuDomain, iova: number, size: number, granule: number, leaf: boolean): void {
     if (size === 0) return;
     const tgShift = log2Exact(domain.granule);
-    const cmds = this.#cmds;
-    cmds.length = 0;
+    // Commands go to reusable buffers counted by `n` (resetting an array's length
+    // released its backing store, so every push reallocated it).
+    let n = 0;
     const s1 = domain.stage === "S1";
     const op = s1 ? OP.TLBI_NH_VA : OP.TLBI_S2_IPA;
     const vmid = s1 ? 0 : domain.id;
@@ -974,20 +974,18 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       while (a < end && numPages > 0) {
         const scale = ffs(numPages);
         const num = Math.floor(numPages * INV_POW2[scale]) & 31;
-        cmds.push(
-          tlbiVa(this.#poolCmd(cmds.length), op, vmid, asid, a, leaf, num - 1, scale, ttl, tg),
-        );
+        tlbiVa(this.#poolCmd(n++), op, vmid, asid, a, leaf, num - 1, scale, ttl, tg);
         const inv = num * POW2[scale + tgShift];
         numPages -= num * POW2[scale];
         a += inv;
       }
     } else {
       for (; a < end; a += granule) {
-        cmds.push(tlbiVa(this.#poolCmd(cmds.length), op, vmid, asid, a, leaf, 0, 0, 0, 0));
+        tlbiVa(this.#poolCmd(n++), op, vmid, asid, a, leaf, 0, 0, 0, 0);
       }
     }
-    this.stats.tlbi += cmds.length;
-    this.cmdq.issue(cmds, true);
+    this.stats.tlbi += n;
+    this.cmdq.issueN(this.#cmdPool, n, true);
     if (domain.nestParent) {
       // Changing a nest parent's stage 2 invalidates every nested stage-1 entry of its VMID.
       this.stats.tlbi++;
