@@ -290,7 +290,19 @@ export class VtdDriver implements IommuOpsWithHooks {
   /** A queue error was seen and no clean sync since: read IQH for the free-space check. */
   #qHeadUnknown = false;
   #qShift = 4;
+  /** Queue size in bytes minus one (a power of two): the tail's wrap mask. */
+  #qMask = 0;
+  /** The queue's pages' words, backed on first use (a descriptor lies in one page). */
+  #qPages: (Uint32Array | null)[] = [];
   #qStatus = 0;
+  /** The wait-status address's halves (fixed at init), for the wait descriptor. */
+  #qStatusLo = 0;
+  #qStatusHi = 0;
+  /** The status page's words once the hardware has backed it (its first write). */
+  #qStatusWords: Uint32Array | null = null;
+  /** Bus addresses of IQT and FSTS (fixed at init). */
+  #iqtAddr = 0;
+  #fstsAddr = 0;
   #qSeq = 0;
   #prq = 0;
   readonly #ctxTables = new Map<number, number>(); // bus*2+half -> table
@@ -381,7 +393,13 @@ export class VtdDriver implements IommuOpsWithHooks {
     this.#qShift = 4 + (smts ? 1 : 0);
     const qPages = (QI_LENGTH << this.#qShift) / 4096;
     this.#qBase = pages.allocPages(Math.log2(qPages));
+    this.#qMask = QI_LENGTH * (1 << this.#qShift) - 1;
+    this.#qPages = new Array<Uint32Array | null>(qPages).fill(null);
     this.#qStatus = pages.allocPage();
+    this.#qStatusLo = this.#qStatus >>> 0;
+    this.#qStatusHi = Math.floor(this.#qStatus / TWO32);
+    this.#iqtAddr = this.#base + REG.IQT;
+    this.#fstsAddr = this.#base + REG.FSTS;
     this.#w64(REG.IQT, 0);
     this.#w64(REG.IQA, this.#qBase + (smts ? IQA_DW : 0) + Math.log2(qPages));
     this.#gcmd |= GCMD.QIE;
@@ -435,8 +453,7 @@ export class VtdDriver implements IommuOpsWithHooks {
       });
     }
     const dsz = 1 << this.#qShift;
-    const qsize = QI_LENGTH * dsz;
-    const next = (this.#qTail + dsz) % qsize;
+    const next = (this.#qTail + dsz) & this.#qMask;
     // Free space as the kernel's free_cnt: with no error pending the
     // hardware has consumed everything up to the last IQT write.
     const head = this.#qHeadUnknown ? this.#r32(REG.IQH) & 0x7fff0 : this.#qHwTail;
@@ -446,11 +463,12 @@ export class VtdDriver implements IommuOpsWithHooks {
       this.#qHwTail = this.#qTail;
       this.#qHeadUnknown = true; // an error may have stopped it: ask until the next sync
     }
-    const a = this.#qBase + this.#qTail;
     const mem = this.#m.mem;
     // The queue is page-aligned: a descriptor lies in one page.
-    const p = mem.backPageWords(Math.floor(a / 4096));
-    const o = (a & 0xfff) >>> 2;
+    const pi = this.#qTail >>> 12;
+    let p = this.#qPages[pi];
+    if (p === null) p = this.#qPages[pi] = mem.backPageWords(this.#qBase / 4096 + pi);
+    const o = (this.#qTail & 0xfff) >>> 2;
     p[o] = w0;
     p[o + 1] = w1;
     p[o + 2] = w2;
@@ -469,15 +487,12 @@ export class VtdDriver implements IommuOpsWithHooks {
   /** Append a wait descriptor, submit, and check for queue errors (`qi_submit_sync`). */
   #qiSync(): void {
     const seq = (++this.#qSeq) >>> 0;
-    this.#qiDesc(
-      QI_TYPE.IWD | (1 << 5) | (1 << 6),
-      seq,
-      this.#qStatus >>> 0,
-      Math.floor(this.#qStatus / TWO32),
-    );
-    this.#w64(REG.IQT, this.#qTail);
+    this.#qiDesc(QI_TYPE.IWD | (1 << 5) | (1 << 6), seq, this.#qStatusLo, this.#qStatusHi);
+    // The tail is below 2^19: the high half of IQT is 0.
+    const bus = this.#m.bus;
+    bus.write64Halves(this.#iqtAddr, this.#qTail, 0);
     this.#qHwTail = this.#qTail;
-    const fsts = this.#r32(REG.FSTS);
+    const fsts = bus.read32(this.#fstsAddr);
     // IQE and ITE stop the queue; ICE does not.
     this.#qHeadUnknown = (fsts & (FSTS.IQE | FSTS.ITE)) !== 0;
     if (fsts & (FSTS.IQE | FSTS.ITE | FSTS.ICE)) this.#qiDumpFault(fsts);
@@ -511,9 +526,21 @@ export class VtdDriver implements IommuOpsWithHooks {
       // and the submission succeeds (the kernel logs it and returns 0).
       this.#w32(REG.FSTS, FSTS.ICE);
     }
-    if (this.#m.mem.read32(this.#qStatus) !== seq) {
+    if (this.#qStatusRead() !== seq) {
       throw new IommuError("EIO", "qi_submit_sync", "wait descriptor status was not written");
     }
+  }
+
+  /** The wait-status word (counted as one memory read, as read32 would). */
+  #qStatusRead(): number {
+    const mem = this.#m.mem;
+    let p = this.#qStatusWords;
+    if (p === null) {
+      p = this.#qStatusWords = mem.pageWords(this.#qStatus / 4096);
+      if (p === null) return mem.read32(this.#qStatus);
+    }
+    mem.stats.reads++;
+    return p[0];
   }
 
   /** qi_dump_fault: record each queue error FSTS shows with its IQERCD detail. */
@@ -1010,13 +1037,18 @@ export class VtdDriver implements IommuOpsWithHooks {
    * (second stage) with the aligned AM, then device TLBs, then wait.
    */
   flushRange(domain: VtdDomain, start: number, end: number, ih = 0): void {
+    const nested = domain.nestedChildren.size !== 0;
     let users = domain.attachments.length;
-    for (const c of domain.nestedChildren) users += c.attachments.length;
+    if (nested) { for (const c of domain.nestedChildren) users += c.attachments.length; }
     if (users === 0) return;
     const all = end >= Number.MAX_SAFE_INTEGER;
     let addr = 0;
     let mask = 52;
-    if (!all) {
+    if (!all && end - start < 4096 && (start & 0xfff) <= (end & 0xfff)) {
+      // One page (the strict unmap's case): AM 0 at the page's address.
+      mask = 0;
+      addr = start - (start & 0xfff);
+    } else if (!all) {
       const pfn = Math.floor(start / 4096);
       const pages = Math.floor(end / 4096) - pfn + 1;
       // The smallest power of two >= pages (no log2/pow on this path).
@@ -1045,11 +1077,13 @@ export class VtdDriver implements IommuOpsWithHooks {
     }
     // A nest parent's second stage also backs its nested children (cache
     // tags of type NESTING_IOTLB/DEVTLB): IOTLB invalidation with their DIDs.
-    for (const child of domain.nestedChildren) {
-      seen.length = 0;
-      for (const a of child.attachments) {
-        // The device TLB caches nested results by IOVA: flush it whole (NESTING_DEVTLB).
-        this.#flushTag(child.did, false, a, all, addr, mask, ih, seen, true);
+    if (nested) {
+      for (const child of domain.nestedChildren) {
+        seen.length = 0;
+        for (const a of child.attachments) {
+          // The device TLB caches nested results by IOVA: flush it whole (NESTING_DEVTLB).
+          this.#flushTag(child.did, false, a, all, addr, mask, ih, seen, true);
+        }
       }
     }
     this.#qiSync();
