@@ -43,6 +43,11 @@ export class DriverCmdq {
   /** The ring page written last (a backed page's words never move) and its number. */
   #page: Uint32Array | null = null;
   #pagePfn = -1;
+  /** The ring's first page number and the offset of its base in that page. */
+  readonly #basePfn: number;
+  readonly #baseOff: number;
+  /** Every entry is 16-byte aligned and inside memory: written in place. */
+  readonly #inPlace: boolean;
   readonly #m: Machine;
   readonly #regs: number;
   readonly #msi: boolean;
@@ -71,6 +76,9 @@ export class DriverCmdq {
     this.#wrapMask = this.#wrapBit * 2 - 1;
     this.#msi = msi;
     this.stats = stats;
+    this.#basePfn = Math.floor(base / 4096);
+    this.#baseOff = base - this.#basePfn * 4096;
+    this.#inPlace = base % 16 === 0 && base + this.#wrapBit * 16 <= machine.mem.limit;
   }
 
   /** Program CMDQ_BASE/PROD/CONS (queue disabled). */
@@ -97,29 +105,31 @@ export class DriverCmdq {
   }
 
   /** Append one command (ringing PROD first when the ring is full). */
-  #append(cmd: Uint32Array): number {
+  #append(cmd: Uint32Array): void {
     // Read CONS only when the ring looks full against the last value seen.
     if (this.#full(this.#lastCons) && this.#full(this.#lastCons = this.#cons())) {
       this.#doorbell();
       this.#waitCons();
     }
     const idx = this.#prod & this.#idxMask;
-    const a = this.base + idx * 16;
-    // A 16-byte aligned entry lies in one page: write its words in place (as
-    // mem.writeWords would, counted in mem.stats), the page looked up on change.
-    if ((a & 15) !== 0 || a + 16 > this.#m.mem.limit) {
-      this.#m.mem.writeWords(a, cmd); // not reachable with an allocated ring; exact anyway
+    if (!this.#inPlace) {
+      // Not reachable with an allocated ring (misaligned or past memory); exact anyway.
+      this.#m.mem.writeWords(this.base + idx * 16, cmd);
       this.#prod = (this.#prod + 1) & this.#wrapMask;
       this.stats.commands++;
-      return a;
+      return;
     }
-    const pfn = Math.floor(a / 4096);
+    // A 16-byte aligned entry lies in one page: write its words in place (as
+    // mem.writeWords would, counted in mem.stats), the page looked up on change.
+    // Page and word from the ring's page and offset (32-bit integers, no division).
+    const off = this.#baseOff + idx * 16;
+    const pfn = this.#basePfn + (off >>> 12);
     if (pfn !== this.#pagePfn) {
       this.#page = this.#m.mem.backPageWords(pfn);
       this.#pagePfn = pfn;
     }
     const w = this.#page!;
-    const i = (a - pfn * 4096) >>> 2;
+    const i = (off & 4095) >>> 2;
     w[i] = cmd[0];
     w[i + 1] = cmd[1];
     w[i + 2] = cmd[2];
@@ -127,7 +137,6 @@ export class DriverCmdq {
     this.#m.mem.stats.writes += 4;
     this.#prod = (this.#prod + 1) & this.#wrapMask;
     this.stats.commands++;
-    return a;
   }
 
   #doorbell(): void {
@@ -177,7 +186,12 @@ export class DriverCmdq {
 
   /** Issue `cmds` (each a 4-word command) and optionally a CMD_SYNC; waits for completion. */
   issue(cmds: readonly Uint32Array[], withSync: boolean): void {
-    this.issueN(cmds, cmds.length, withSync);
+    for (let i = 0; i < cmds.length; i++) this.#append(cmds[i]);
+    if (withSync) this.#issueSync();
+    else {
+      this.#doorbell();
+      this.#waitCons();
+    }
   }
 
   /** Issue the first `n` of `cmds` (a reused pool) and optionally a CMD_SYNC; waits for completion. */

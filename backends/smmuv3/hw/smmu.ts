@@ -590,16 +590,22 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const stats = mem.stats;
     let page: Uint32Array | null = null;
     let pagePfn = -1;
+    // The ring's first page and its base's offset in it: an entry's page and word come
+    // from 32-bit integer offsets (no division per command).
+    const basePfn = Math.floor(base / 4096);
+    const baseOff = base - basePfn * 4096;
+    // When the whole ring lies inside memory no entry needs the bounds check.
+    const allIn = base + (idxMask + 1) * 16 <= mem.limit;
     while (cons !== (this.#cmdqProd & wrapMask)) {
-      const a = base + (cons & idxMask) * 16;
-      if (a + 16 > mem.limit) {
+      const off = baseOff + (cons & idxMask) * 16;
+      if (!allIn && base + (cons & idxMask) * 16 + 16 > mem.limit) {
         this.#cmdError(cons, CERROR.ABT);
         return;
       }
       // A command is 16-byte aligned, so it lies in one page: read its words in place
       // (counted as four reads, as read32 would); the page is looked up when it changes
       // (a backed page's words never move; an unbacked one is asked again).
-      const pfn = Math.floor(a / 4096);
+      const pfn = basePfn + (off >>> 12);
       if (pfn !== pagePfn || page === null) {
         page = mem.pageWords(pfn);
         pagePfn = pfn;
@@ -612,7 +618,7 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
           cmd[3] =
             0;
       } else {
-        const i = (a - pfn * 4096) >>> 2;
+        const i = (off & 4095) >>> 2;
         cmd[0] = page[i];
         cmd[1] = page[i + 1];
         cmd[2] = page[i + 2];
@@ -643,7 +649,10 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const f = this.features;
     this.counters.commands++;
     countOpcode(this.counters, op);
-    if (this.#m.trace.observed) {
+    // Read once for the opcode event and the TLBI event: the TLB drops between them call
+    // out to nobody, and emit itself re-checks (a listener the first event removes).
+    const observed = this.#m.trace.observed;
+    if (observed) {
       const name = OP_NAME[op];
       this.#m.trace.emit(this.name, "smmuv3_cmdq_opcode", {
         opcode: name ?? `0x${op.toString(16)}`,
@@ -654,6 +663,71 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const vmid = c[1] & 0xffff;
     const asid = c[1] >>> 16;
     switch (op) {
+      // The strict unmap's commands first (the cases are compared in order).
+      case OP.TLBI_NH_VA:
+      case OP.TLBI_NH_VAA:
+      case OP.TLBI_EL2_VA:
+      case OP.TLBI_EL2_VAA:
+      case OP.TLBI_S2_IPA: {
+        if ((op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA) && !f.hyp) return CERROR.ILL;
+        if (op === OP.TLBI_S2_IPA && !f.s2) return CERROR.ILL;
+        const tg = (c[2] >>> 10) & 3;
+        const num = (c[0] >>> 12) & 0x1f;
+        const scale = (c[0] >>> 20) & 0x1f;
+        const addrHi = op === OP.TLBI_S2_IPA ? c[3] & 0xfffff : c[3] & 0xfffff; // model addresses < 2^52
+        const addr = addrHi * TWO32 + ((c[2] & 0xfffff000) >>> 0);
+        let size = 1;
+        if (tg !== 0 && f.rangeInv) size = (num + 1) * POW2[scale + CMD_TG_SHIFT[tg]];
+        const el2 = op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA ? 1 : 0;
+        const a = op === OP.TLBI_NH_VA || op === OP.TLBI_EL2_VA ? asid : -1;
+        if (op === OP.TLBI_S2_IPA) this.#tlb.dropRange(0, vmid, BY_IPA, addr, size);
+        else this.#tlb.dropRange(el2, el2 ? 0 : vmid, a, addr, size);
+        const leaf = (c[2] & 1) !== 0;
+        const ttl = (c[2] >>> 8) & 3;
+        const wc = this.#wc;
+        if (!leaf && wc !== null) {
+          // Leaf=0: table descriptors over the range go too; with a TTL hint (and TG) only
+          // those read at level TTL (none for TTL=3), as an implementation may.
+          const only = ttl !== 0 && tg !== 0 ? levelShift(ttl, CMD_TG_SHIFT[tg]) : -1;
+          if (op === OP.TLBI_S2_IPA) wc.dropRange(0, vmid, BY_IPA, addr, size, only);
+          else wc.dropRange(el2, el2 ? 0 : vmid, a, addr, size, only);
+        }
+        if (observed) {
+          this.#m.trace.emit(this.name, "smmuv3_cmdq_tlbi", {
+            op: OP_NAME[op],
+            vmid,
+            asid,
+            addr,
+            size,
+            leaf,
+            ttl,
+            tg,
+          });
+        }
+        return CERROR.NONE;
+      }
+      case OP.CMD_SYNC: {
+        this.counters.syncs++;
+        if (this.#atcInvFailed) {
+          this.#atcInvFailed = false;
+          return CERROR.ATC_INV_SYNC;
+        }
+        const cs = (c[0] >>> 12) & 3;
+        if (cs === 3) return CERROR.ILL;
+        if (cs === SYNC_CS.IRQ) {
+          const msiAddr = (c[3] & 0xfffff) * TWO32 + ((c[2] & 0xfffffffc) >>> 0);
+          if (msiAddr !== 0 && f.msi) {
+            if (msiAddr + 4 > this.#mem.limit) this.#gerror(GERROR.MSI_CMDQ_ABT_ERR);
+            else this.#mem.write32(msiAddr, c[1]);
+          } else {
+            this.#m.irq.raise(`${this.name}:cmdq-sync`);
+          }
+        } else if (cs === SYNC_CS.SEV) {
+          this.counters.sev++;
+        }
+        if (this.#m.trace.observed) this.#m.trace.emit(this.name, "smmuv3_cmdq_sync", { cs });
+        return CERROR.NONE;
+      }
       case OP.PREFETCH_CONFIG: {
         // Load the STE (and the CD when SSV) into the configuration cache; faults are not reported.
         if (!this.#steCache.has(sid) && this.#fetchSte(sid, this.#scratch) === 0) {
@@ -715,48 +789,6 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
         this.#tlb.dropContexts(0, vmid, asid);
         this.#wc?.dropContexts(0, vmid, asid);
         return CERROR.NONE;
-      case OP.TLBI_NH_VA:
-      case OP.TLBI_NH_VAA:
-      case OP.TLBI_EL2_VA:
-      case OP.TLBI_EL2_VAA:
-      case OP.TLBI_S2_IPA: {
-        if ((op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA) && !f.hyp) return CERROR.ILL;
-        if (op === OP.TLBI_S2_IPA && !f.s2) return CERROR.ILL;
-        const tg = (c[2] >>> 10) & 3;
-        const num = (c[0] >>> 12) & 0x1f;
-        const scale = (c[0] >>> 20) & 0x1f;
-        const addrHi = op === OP.TLBI_S2_IPA ? c[3] & 0xfffff : c[3] & 0xfffff; // model addresses < 2^52
-        const addr = addrHi * TWO32 + ((c[2] & 0xfffff000) >>> 0);
-        let size = 1;
-        if (tg !== 0 && f.rangeInv) size = (num + 1) * POW2[scale + CMD_TG_SHIFT[tg]];
-        const el2 = op === OP.TLBI_EL2_VA || op === OP.TLBI_EL2_VAA ? 1 : 0;
-        const a = op === OP.TLBI_NH_VA || op === OP.TLBI_EL2_VA ? asid : -1;
-        if (op === OP.TLBI_S2_IPA) this.#tlb.dropRange(0, vmid, BY_IPA, addr, size);
-        else this.#tlb.dropRange(el2, el2 ? 0 : vmid, a, addr, size);
-        const leaf = (c[2] & 1) !== 0;
-        const ttl = (c[2] >>> 8) & 3;
-        const wc = this.#wc;
-        if (!leaf && wc !== null) {
-          // Leaf=0: table descriptors over the range go too; with a TTL hint (and TG) only
-          // those read at level TTL (none for TTL=3), as an implementation may.
-          const only = ttl !== 0 && tg !== 0 ? levelShift(ttl, CMD_TG_SHIFT[tg]) : -1;
-          if (op === OP.TLBI_S2_IPA) wc.dropRange(0, vmid, BY_IPA, addr, size, only);
-          else wc.dropRange(el2, el2 ? 0 : vmid, a, addr, size, only);
-        }
-        if (this.#m.trace.observed) {
-          this.#m.trace.emit(this.name, "smmuv3_cmdq_tlbi", {
-            op: OP_NAME[op],
-            vmid,
-            asid,
-            addr,
-            size,
-            leaf,
-            ttl,
-            tg,
-          });
-        }
-        return CERROR.NONE;
-      }
       case OP.TLBI_EL2_ALL:
         if (!f.hyp) return CERROR.ILL;
         this.#tlb.dropContexts(1, 0, ALL_ASIDS_AND_S2);
@@ -814,28 +846,6 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       case OP.STALL_TERM:
         for (const s of this.#stalls) if (s.sid === sid && s.state === 0) s.state = 2;
         return CERROR.NONE;
-      case OP.CMD_SYNC: {
-        this.counters.syncs++;
-        if (this.#atcInvFailed) {
-          this.#atcInvFailed = false;
-          return CERROR.ATC_INV_SYNC;
-        }
-        const cs = (c[0] >>> 12) & 3;
-        if (cs === 3) return CERROR.ILL;
-        if (cs === SYNC_CS.IRQ) {
-          const msiAddr = (c[3] & 0xfffff) * TWO32 + ((c[2] & 0xfffffffc) >>> 0);
-          if (msiAddr !== 0 && f.msi) {
-            if (msiAddr + 4 > this.#mem.limit) this.#gerror(GERROR.MSI_CMDQ_ABT_ERR);
-            else this.#mem.write32(msiAddr, c[1]);
-          } else {
-            this.#m.irq.raise(`${this.name}:cmdq-sync`);
-          }
-        } else if (cs === SYNC_CS.SEV) {
-          this.counters.sev++;
-        }
-        if (this.#m.trace.observed) this.#m.trace.emit(this.name, "smmuv3_cmdq_sync", { cs });
-        return CERROR.NONE;
-      }
       default:
         return CERROR.ILL;
     }
