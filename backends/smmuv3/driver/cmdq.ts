@@ -214,6 +214,18 @@ export class DriverCmdq {
     }
   }
 
+  /**
+   * The first word of the ring entry at `a` as mem.read32 reads it (counted in
+   * mem.stats): from the ring page written last when the entry lies in it.
+   */
+  #readEntryWord0(a: number): number {
+    if (!this.#inPlace) return this.#m.mem.read32(a);
+    const off = this.#baseOff + (a - this.base);
+    if (this.#basePfn + (off >>> 12) !== this.#pagePfn) return this.#m.mem.read32(a);
+    this.#m.mem.stats.reads++;
+    return this.#page![(off & 4095) >>> 2];
+  }
+
   /** CMD_SYNC and wait: MSI write of 0 into the sync entry's first word (polled), else CONS. */
   #issueSync(): void {
     this.stats.syncs++;
@@ -224,7 +236,7 @@ export class DriverCmdq {
     this.#append(this.#sync);
     this.#doorbell();
     this.#waitCons();
-    if (this.#msi && this.#m.mem.read32(a) !== 0) {
+    if (this.#msi && this.#readEntryWord0(a) !== 0) {
       // The sync entry was replaced or the MSI write failed; CONS already passed it.
       this.#hi[0] = 0;
     }

@@ -273,6 +273,9 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
   readonly #wt = newWalkOut();
   readonly #ev = new Uint32Array(8);
   readonly #cmd = new Uint32Array(4);
+  /** The command-queue page read last and its number (null: none, or not backed then). */
+  #cmdqPage: Uint32Array | null = null;
+  #cmdqPagePfn = -1;
   #ste: SteConfig | null = null;
   readonly #s2fetch: TableFetchTranslator;
   readonly #wcOut = newWalkOut();
@@ -588,8 +591,9 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
     const cmd = this.#cmd;
     const mem = this.#mem;
     const stats = mem.stats;
-    let page: Uint32Array | null = null;
-    let pagePfn = -1;
+    // The ring page read last, kept across doorbells (a backed page's words never move).
+    let page = this.#cmdqPage;
+    let pagePfn = this.#cmdqPagePfn;
     // The ring's first page and its base's offset in it: an entry's page and word come
     // from 32-bit integer offsets (no division per command).
     const basePfn = Math.floor(base / 4096);
@@ -609,6 +613,8 @@ export class SmmuV3 implements IommuHardware, MmioRegion {
       if (pfn !== pagePfn || page === null) {
         page = mem.pageWords(pfn);
         pagePfn = pfn;
+        this.#cmdqPage = page;
+        this.#cmdqPagePfn = pfn;
       }
       stats.reads += 4;
       if (page === null) {
