@@ -126,7 +126,10 @@ export class TranslationCache {
   #recFirst = NONE;
   #recLast = NONE;
   readonly #freeRecs: number[] = [];
-  /** The tag inserted last and its record (NaN: none); reset when a record is removed. */
+  /**
+   * The tag looked up last and its record (NONE: known absent; NaN tag: none);
+   * reset when a record is removed.
+   */
   #lastTag = NaN;
   #lastRec = NONE;
   // --- sizes in use
@@ -269,10 +272,17 @@ export class TranslationCache {
 
   /** Record of `tag`, created (last in creation order) when `create` and absent. */
   #rec(tag: number, create: boolean): number {
-    if (tag === this.#lastTag) return this.#lastRec;
+    // The memo also remembers an absent tag (NONE) until that tag is created.
+    if (tag === this.#lastTag && (create === false || this.#lastRec !== NONE)) {
+      return this.#lastRec;
+    }
     let r = this.#recOf.get(tag);
     if (r === undefined) {
-      if (!create) return NONE;
+      if (!create) {
+        this.#lastTag = tag;
+        this.#lastRec = NONE;
+        return NONE;
+      }
       if (this.#freeRecs.length === 0) this.#growRecs(this.#recTag.length * 2);
       r = this.#freeRecs.pop()!;
       this.#recOf.set(tag, r);

@@ -73,3 +73,21 @@ Deno.test("range invalidation of one ASID drops pages and blocks overlapping the
   t.dropRange(0, 0, 3, 0, 2 ** 40); // too large to probe: iterates
   assert.equal(t.size, 0);
 });
+
+Deno.test("a tag found absent by an invalidation is still created by the next insert and dropped by the next invalidation", () => {
+  const t = new TranslationCache(8);
+  const tag = tlbTag(0, 0, 1);
+  // An invalidation of a context with no entries remembers the tag as absent.
+  t.dropRange(0, 0, 1, 0x1000, 0x1000);
+  assert.equal(t.lookup(tag, 0x1000), undefined);
+  t.insert(tag, entry(0x1000, 12));
+  assert.equal(t.lookup(tag, 0x1fff)?.pa, 0x1000_1000);
+  assert.equal(t.size, 1);
+  t.dropRange(0, 0, 1, 0x1000, 0x1000);
+  assert.equal(t.size, 0);
+  assert.equal(t.lookup(tag, 0x1000), undefined);
+  // Absent again, then inserted again: found.
+  t.dropRange(0, 0, 1, 0x1000, 0x1000);
+  t.insert(tag, entry(0x2000, 12));
+  assert.equal(t.lookup(tag, 0x2000)?.va, 0x2000);
+});
