@@ -207,8 +207,11 @@ export class VtdDomain implements IommuDomain {
     if (!gather.empty) this.owner.flushRange(this, gather.start, gather.end, ih);
     // intel_iommu_tlb_sync: table pages unlinked by the unmap go back now
     // that no walk cache can reach them.
-    this.owner.freePages(gather.freelist);
-    gather.freelist.length = 0;
+    // (Truncating an array is a runtime call that drops its storage: only when needed.)
+    if (gather.freelist.length !== 0) {
+      this.owner.freePages(gather.freelist);
+      gather.freelist.length = 0;
+    }
   }
 
   /** `flush_iotlb_all`. */
@@ -276,8 +279,13 @@ export class VtdDriver implements IommuOpsWithHooks {
   #gcmd = 0;
   #root = 0;
   #qBase = 0;
-  /** Scratch list of the PASIDs a flushRange has already invalidated. */
+  /**
+   * Scratch list of the PASIDs a flushRange has already invalidated: the
+   * first `#seenN` entries (a count, not `length = 0`, which is a runtime
+   * call that frees the storage the next push reallocates).
+   */
   readonly #seen: number[] = [];
+  #seenN = 0;
   /**
    * Invalidation-queue errors `qi_check_fault` met, oldest first, as the
    * kernel's qi_dump_fault reports them (kind and the IQERCD detail):
@@ -1069,24 +1077,37 @@ export class VtdDriver implements IommuOpsWithHooks {
       addr = Math.floor(pfn / aligned) * aligned * 4096;
     }
     // PASIDs already flushed for this DID (-1: the whole second stage); few, so an array.
-    const seen = this.#seen;
-    seen.length = 0;
+    this.#seenN = 0;
     const atts = domain.attachments;
     for (let i = 0; i < atts.length; i++) {
-      this.#flushTag(domain.did, domain.firstStage, atts[i], all, addr, mask, ih, seen);
+      this.#flushTag(domain.did, domain.firstStage, atts[i], all, addr, mask, ih);
     }
     // A nest parent's second stage also backs its nested children (cache
     // tags of type NESTING_IOTLB/DEVTLB): IOTLB invalidation with their DIDs.
     if (nested) {
       for (const child of domain.nestedChildren) {
-        seen.length = 0;
+        this.#seenN = 0;
         for (const a of child.attachments) {
           // The device TLB caches nested results by IOVA: flush it whole (NESTING_DEVTLB).
-          this.#flushTag(child.did, false, a, all, addr, mask, ih, seen, true);
+          this.#flushTag(child.did, false, a, all, addr, mask, ih, true);
         }
       }
     }
     this.#qiSync();
+  }
+
+  /** Whether `flushRange` has already invalidated `pasid` (-1: the second stage). */
+  #seenHas(pasid: number): boolean {
+    const seen = this.#seen;
+    for (let i = 0; i < this.#seenN; i++) if (seen[i] === pasid) return true;
+    return false;
+  }
+
+  /** Record `pasid` as invalidated by this `flushRange`. */
+  #seenAdd(pasid: number): void {
+    if (this.#seenN < this.#seen.length) this.#seen[this.#seenN] = pasid;
+    else this.#seen.push(pasid);
+    this.#seenN++;
   }
 
   /** One cache tag of `flushRange`: IOTLB / PASID-IOTLB for (did, pasid), then the device TLB. */
@@ -1098,14 +1119,13 @@ export class VtdDriver implements IommuOpsWithHooks {
     addr: number,
     mask: number,
     ih: number,
-    seen: number[],
     wholeDevtlb = false,
   ): void {
     const mamv = (this.#capHi >>> 16) & 0x3f;
     const psi = (this.#capHi >>> 7) & 1;
     const dw = this.#capBit(54), dr = this.#capBit(55);
-    if (seen.indexOf(a.pasid) < 0) {
-      seen.push(a.pasid);
+    if (!this.#seenHas(a.pasid)) {
+      this.#seenAdd(a.pasid);
       if (firstStage) {
         if (all || mask > mamv) {
           this.#qiDesc(QI_TYPE.EIOTLB | (2 << 4) | (did << 16), a.pasid, 0, 0);
@@ -1117,8 +1137,8 @@ export class VtdDriver implements IommuOpsWithHooks {
             Math.floor(addr / TWO32),
           );
         }
-      } else if (seen.indexOf(-1) < 0) {
-        seen.push(-1);
+      } else if (!this.#seenHas(-1)) {
+        this.#seenAdd(-1);
         const base = QI_TYPE.IOTLB | (dw << 6) | (dr << 7) | (did << 16);
         if (all || !psi || mask > mamv) this.#qiDesc(base | (2 << 4), 0, 0, 0);
         else {
