@@ -88,8 +88,10 @@ const SLOT_ROOT = 16,
   SLOT_QUEUE = 20;
 /** Page-memo slot of checking mode's comparison of a cached entry with memory. */
 const SLOT_CHECK = 21;
+/** Page-memo slot of the invalidation wait descriptor's status write. */
+const SLOT_STATUS = 22;
 /** Number of page-memo slots. */
-const SLOTS = 22;
+const SLOTS = 23;
 /** Entries of the direct-mapped memo of table pages behind the slots (a power of two). */
 const PAGE_MEMO = 1024;
 /**
@@ -445,8 +447,10 @@ export class VtdHardware implements IommuHardware, MmioRegion {
   /** 64-bit write: low half then high half. */
   write64(off: number, lo: number, hi: number): void {
     if (off === REG.IQT) {
+      // As write32(IQT, lo) without its register switch: the tail, then fetch.
       this.#regs[(off + 4) >> 2] = 0;
-      this.write32(off, lo);
+      this.#regs[off >> 2] = (lo >>> 0) & 0x7fff0;
+      this.#processQueue();
       return;
     }
     this.write32(off, lo);
@@ -1595,6 +1599,28 @@ export class VtdHardware implements IommuHardware, MmioRegion {
     }
   }
 
+  /**
+   * The wait descriptor's status write of `v` at the 4-byte aligned `a`,
+   * counted as one memory write as write32 would, through the status slot's
+   * remembered page once write32 has backed it (beyond physical memory
+   * write32 throws EFAULT).
+   */
+  #statusWrite(a: number, v: number): void {
+    const pfn = Math.floor(a / 4096);
+    const mem = this.#mem;
+    if (this.#slotPfn[SLOT_STATUS] === pfn) {
+      mem.stats.writes++;
+      this.#slotWords[SLOT_STATUS]![(a & 0xfff) >>> 2] = v;
+      return;
+    }
+    mem.write32(a, v);
+    const p = mem.pageWords(pfn);
+    if (p !== null) {
+      this.#slotPfn[SLOT_STATUS] = pfn;
+      this.#slotWords[SLOT_STATUS] = p;
+    }
+  }
+
   /** Record an ITE (`ice` false) or ICE source-id in IQERCD bits 47:32 or 63:48. */
   #setErrSid(ice: boolean, sid: number): void {
     const i = (REG.IQERCD + 4) >> 2, v = this.#regs[i];
@@ -1696,7 +1722,7 @@ export class VtdHardware implements IommuHardware, MmioRegion {
         this.counters.qiWait++;
         if (w[0] & 0x20) {
           const a = (w[3] & 0xfffff) * TWO32 + ((w[2] & 0xfffffffc) >>> 0);
-          this.#mem.write32(a, w[1]);
+          this.#statusWrite(a, w[1]);
         }
         if (w[0] & 0x10) {
           this.#regs[REG.ICS >> 2] |= ICS_IWC;
