@@ -127,8 +127,8 @@ export interface Master {
   sid: number;
   /** SubstreamID bits in use. */
   ssidBits: number;
-  /** ATS enabled. */
-  ats: boolean;
+  /** ATS enabled (fixed at probe). */
+  readonly ats: boolean;
   /** PRI enabled. */
   pri: boolean;
   /** Stalls enabled (CD.S). */
@@ -194,6 +194,13 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   readonly #cmd = newCmd();
   /** Reusable 4-word command buffers for invRange (the ring copies them; grown on demand). */
   readonly #cmdPool: Uint32Array[] = [];
+  /** Probed masters with ATS enabled (none: no domain has an ATC to invalidate). */
+  #atsMasters = 0;
+  /** invRange's last granule and its log2, and last leaf page size with its TTL hint. */
+  #tgGranule = 0;
+  #tgShift = 0;
+  #ttlPgsize = 0;
+  #ttl = 0;
   readonly #target = new Uint32Array(16);
 
   /**
@@ -556,6 +563,7 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       pasids: new Map(),
     };
     this.#masters.set(sid, master);
+    if (master.ats) this.#atsMasters++;
     if (dev.iommu) {
       dev.iommu.priv = master;
       dev.iommu.maxPasids = ssidBits > 0 ? 2 ** ssidBits : 0;
@@ -573,6 +581,7 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
     this.#leaveOld(master, null);
     master.domain = null;
     this.#masters.delete(dev.rid);
+    if (master.ats) this.#atsMasters--;
   }
 
   #freeCdTable(master: Master): void {
@@ -945,7 +954,12 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   /** arm_smmu_tlb_inv_range_domain: TLBI by VA/IPA (range when supported), SYNC, then ATC. */
   invRange(domain: SmmuDomain, iova: number, size: number, granule: number, leaf: boolean): void {
     if (size === 0) return;
-    const tgShift = log2Exact(domain.granule);
+    if (domain.granule !== this.#tgGranule) {
+      this.#tgGranule = domain.granule;
+      this.#tgShift = log2Exact(domain.granule);
+      this.#ttlPgsize = 0;
+    }
+    const tgShift = this.#tgShift;
     // Commands go to reusable buffers counted by `n` (resetting an array's length
     // released its backing store, so every push reallocated it).
     let n = 0;
@@ -969,8 +983,13 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
       let numPages = Math.floor(size * INV_POW2[tgShift]);
       const tg = (tgShift - 10) / 2;
       let ttl = 0;
-      if (leaf) ttl = 4 - Math.floor((log2Exact(granule) - 3) / (tgShift - 3));
-      else if ((numPages & 31) === 1) numPages++;
+      if (leaf) {
+        if (granule !== this.#ttlPgsize) {
+          this.#ttlPgsize = granule;
+          this.#ttl = 4 - Math.floor((log2Exact(granule) - 3) / (tgShift - 3));
+        }
+        ttl = this.#ttl;
+      } else if ((numPages & 31) === 1) numPages++;
       while (a < end && numPages > 0) {
         const scale = ffs(numPages);
         const num = Math.floor(numPages * INV_POW2[scale]) & 31;
@@ -1012,6 +1031,7 @@ export class SmmuV3Driver implements IommuOpsWithHooks {
   }
 
   #atcInvDomain(domain: SmmuDomain, iova: number, size: number): void {
+    if (this.#atsMasters === 0) return; // no master has an ATC
     for (const master of domain.masters) {
       if (!master.ats) continue;
       const rid = master.domain;
