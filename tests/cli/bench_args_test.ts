@@ -39,6 +39,16 @@ Deno.test("bench: a --filter that selects nothing says so in one line and exits 
   assert.match(r.err, /^bench: --filter "\^no bench has this name\$" matches no benchmark/);
 });
 
+Deno.test("bench --filter dma_map selects no mitata bench but runs the dma_map_benchmark report", async () => {
+  const r = await bench("--filter", "dma_map");
+  assert.equal(r.code, 0, r.err);
+  for (const name of ["vtd strict", "smmuv3 strict", "vtd lazy", "smmuv3 lazy"]) {
+    assert.ok(r.out.includes(`# ${name}\n`), name);
+  }
+  assert.match(r.out, /^average map latency\(us\):\d+\.\d standard deviation:\d+\.\d$/m);
+  assert.match(r.out, /^average unmap latency\(us\):\d+\.\d standard deviation:\d+\.\d$/m);
+});
+
 Deno.test("bench --json --filter prints only JSON: the layout of every group and no raw samples", async () => {
   const r = await bench("--json", "--filter", "^no bench has this name$");
   assert.equal(r.code, 0, r.err);
