@@ -458,17 +458,8 @@ export class TranslationCache {
   lookupSize(tag: number, addr: number, sizeShift: number): TlbEntry | undefined {
     if (this.#count === 0) return undefined;
     const key = Math.floor(addr * INV_POW2[sizeShift]) * POW2[sizeShift] * 0.03125 + sizeShift;
-    const idx = this.#index;
-    const mask = this.#mask;
-    const st = this.#slotTag;
-    const sk = this.#slotKey;
-    let b = hashOf(tag, key) >>> this.#shift;
-    for (;;) {
-      const s = idx[b];
-      if (s === NONE) return undefined;
-      if (sk[s] === key && st[s] === tag) return this.#ent[s];
-      b = (b + 1) & mask;
-    }
+    const b = this.#find(tag, key);
+    return b === NONE ? undefined : this.#ent[this.#index[b]];
   }
 
   /** Every entry with its tag, tags in creation order (introspection; allocates). */
