@@ -77,7 +77,8 @@ export interface ReportedFault {
 /** Per-device state (`dev->iommu` plus the core's own view). */
 interface DevState {
   ops: IommuOps;
-  group: GroupState;
+  /** Fixed when the device is added (the hot-device cache relies on it). */
+  readonly group: GroupState;
   /** The domain this device is attached to now for requests without PASID. */
   domain: IommuDomain | null;
   /** `dev->iommu->require_direct`: a RESV_DIRECT region exists. */
@@ -104,6 +105,9 @@ export class IommuCore implements IommuKernelHooks {
 
   readonly #drivers: IommuOps[] = [];
   readonly #devs = new Map<PciDevice, DevState>();
+  /** The last device looked up on the DMA path and its state (one-entry cache of {@link #devs}). */
+  #hotDev: PciDevice | null = null;
+  #hotState: DevState | null = null;
   readonly #groups = new Map<string, GroupState>();
   readonly #groupIds = new Ida();
   readonly #globalPasids = new Ida();
@@ -225,7 +229,12 @@ export class IommuCore implements IommuKernelHooks {
 
   /** `iommu_get_dma_domain`: the group's default domain (null without IOMMU). */
   defaultDomainOf(dev: PciDevice): IommuDomain | null {
-    return this.#devs.get(dev)?.group.defaultDomain ?? null;
+    if (dev === this.#hotDev) return this.#hotState!.group.defaultDomain ?? null;
+    const st = this.#devs.get(dev);
+    if (st === undefined) return null;
+    this.#hotDev = dev;
+    this.#hotState = st;
+    return st.group.defaultDomain ?? null;
   }
 
   /** The domain the driver was last told to use for `dev` (per device, during a group switch it may lag). */
@@ -1117,6 +1126,10 @@ export class IommuCore implements IommuKernelHooks {
     const i = g.devices.indexOf(dev);
     if (i >= 0) g.devices.splice(i, 1);
     this.#devs.delete(dev);
+    if (dev === this.#hotDev) {
+      this.#hotDev = null;
+      this.#hotState = null;
+    }
     this.#partials.delete(dev);
     try {
       st.ops.releaseDevice(dev);

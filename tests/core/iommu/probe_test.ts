@@ -223,3 +223,22 @@ Deno.test("a hot-plugged device whose attach fails is released again and the err
   assert.deepEqual(core.groupOf(m.pci.byName("a")!).devices.map((d) => d.name), ["a"]);
   assert.deepEqual(logOf(drv, "release"), ["release b"]);
 });
+
+Deno.test("defaultDomainOf follows device release and a default-domain change of the last device asked", () => {
+  const m = machineWith([dev("a", 1), dev("b", 2)]);
+  const core = new IommuCore(m, { strict: false });
+  core.registerDriver(new FakeDriver({ caps: ["DEFERRED_FLUSH"] }));
+  const [a, b] = ["a", "b"].map((n) => m.pci.byName(n)!);
+  const da = core.defaultDomainOf(a)!;
+  const db = core.defaultDomainOf(b)!;
+  assert.notEqual(da, db);
+  assert.equal(core.defaultDomainOf(a), da);
+  assert.equal(core.defaultDomainOf(a), da, "asked twice in a row: same answer");
+  core.setGroupDefaultDomainType(core.groupOf(a), "DMA");
+  const da2 = core.defaultDomainOf(a)!;
+  assert.notEqual(da2, da);
+  assert.equal(da2.type, DomainType.DMA);
+  core.releaseDevice(a);
+  assert.equal(core.defaultDomainOf(a), null, "a released device has no default domain");
+  assert.equal(core.defaultDomainOf(b), db);
+});
